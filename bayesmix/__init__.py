@@ -1,0 +1,3 @@
+"""bayesmix: Bayesian mixture models, EM and diagnostics side by side."""
+
+__version__ = "0.1.0"
