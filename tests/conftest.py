@@ -1,6 +1,5 @@
-"""Session-wide test settings: headless plots, quiet PyMC logging."""
+"""Session-wide test settings: headless plots."""
 
-import logging
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -8,5 +7,3 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-
-logging.getLogger("pymc").setLevel(logging.ERROR)
