@@ -1,0 +1,33 @@
+"""Bundled data sets, a CSV loader and simulators of mixture data with known truth.
+
+Loaders: :func:`load_old_faithful`, :func:`load_low_dim_gauss_mix`, :func:`load_digits`,
+:func:`load_table`. Simulators (each returns ``(X, z, truth)``): :func:`make_gaussian_mixture`,
+:func:`make_bernoulli_mixture`, :func:`make_heights`, :func:`make_returns`.
+Provenance of the bundled files: ``bayesmix/data/README.md``.
+"""
+
+from bayesmix.data._loaders import (
+    BUILTIN_TABLES,
+    load_digits,
+    load_low_dim_gauss_mix,
+    load_old_faithful,
+    load_table,
+)
+from bayesmix.data._simulate import (
+    make_bernoulli_mixture,
+    make_gaussian_mixture,
+    make_heights,
+    make_returns,
+)
+
+__all__ = [
+    "BUILTIN_TABLES",
+    "load_digits",
+    "load_low_dim_gauss_mix",
+    "load_old_faithful",
+    "load_table",
+    "make_bernoulli_mixture",
+    "make_gaussian_mixture",
+    "make_heights",
+    "make_returns",
+]
