@@ -1,0 +1,25 @@
+"""Results: label alignment, comparison tables, diagnostics, choice of K, persistence.
+
+Every function takes and returns ``xarray.DataTree`` results (layout in
+``docs/architecture.md``) or pandas DataFrames. Importing this package does not import PyMC;
+:func:`select_k` with ``bayesian=True`` imports it when called.
+"""
+
+from bayesmix.results.compare import EstimatesTable, compare_estimates
+from bayesmix.results.diagnostics import Diagnostics, diagnose
+from bayesmix.results.io import load, save
+from bayesmix.results.labels import label_switching_report, relabel
+from bayesmix.results.select import recommend, select_k
+
+__all__ = [
+    "Diagnostics",
+    "EstimatesTable",
+    "compare_estimates",
+    "diagnose",
+    "label_switching_report",
+    "load",
+    "recommend",
+    "relabel",
+    "save",
+    "select_k",
+]

@@ -1,0 +1,160 @@
+"""Side-by-side table of EM, MAP and posterior estimates of a mixture."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesmix._validation import ParameterError
+from bayesmix.results.labels import COMPONENT_VARS, _group, _require_posterior
+
+__all__ = ["compare_estimates", "EstimatesTable", "COLUMNS"]
+
+COLUMNS = (
+    "parameter",
+    "component",
+    "feature",
+    "em",
+    "map",
+    "mean",
+    "sd",
+    "lower",
+    "upper",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+    "em_z",
+)
+_ENTRY_DIMS = ("component", "feature", "feature_bis")
+_MATRIX_VARS = ("cov", "corr")
+
+
+class EstimatesTable(pd.DataFrame):
+    """A DataFrame that displays its floats with 4 significant digits.
+
+    Only the display is rounded; the values keep full precision.
+    """
+
+    _metadata: list[str] = []
+
+    @property
+    def _constructor(self):
+        return EstimatesTable
+
+    def __repr__(self) -> str:
+        return self.to_string(float_format=lambda v: f"{v:.4g}", na_rep="-")
+
+    def _repr_html_(self) -> str:
+        return self.to_html(float_format=lambda v: f"{v:.4g}", na_rep="-")
+
+
+def _entries(da: xr.DataArray, sample_dims: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Entry dims of ``da`` (in canonical order) and the boolean mask of entries to keep."""
+    rest = [d for d in _ENTRY_DIMS if d in da.dims]
+    rest += [d for d in da.dims if d not in rest and d not in sample_dims]
+    shape = tuple(da.sizes[d] for d in rest)
+    keep = np.ones(shape, dtype=bool)
+    if da.name in _MATRIX_VARS and {"feature", "feature_bis"} <= set(rest):
+        i = rest.index("feature")
+        j = rest.index("feature_bis")
+        fi = np.arange(shape[i]).reshape([-1 if a == i else 1 for a in range(len(shape))])
+        fj = np.arange(shape[j]).reshape([-1 if a == j else 1 for a in range(len(shape))])
+        # lower triangle; the diagonal of a correlation matrix is the constant 1
+        tri = fi > fj if da.name == "corr" else fi >= fj
+        keep = np.broadcast_to(tri, shape).copy()
+    return rest, keep
+
+
+def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataFrame:
+    """EM, MAP and posterior summaries of every scalar parameter, one row each.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+        A result with a ``posterior`` group (dims ``(chain, draw, ...)``), optionally ``em``
+        and ``map`` groups. Relabel first (:func:`bayesmix.results.relabel`) when the chains
+        switched labels.
+    ci_prob : float
+        Probability mass of the central (equal-tailed) credible interval.
+
+    Returns
+    -------
+    EstimatesTable (a pandas.DataFrame)
+        Columns ``parameter, component, feature, [feature_bis,] em, map, mean, sd, lower,
+        upper, r_hat, ess_bulk, ess_tail, em_z, em_quantile``. ``feature_bis`` is present
+        only when the posterior holds ``cov`` or ``corr``; only their lower triangle is listed
+        (with the diagonal for ``cov``; without it for ``corr``, whose diagonal is 1). ``sd``
+        uses ``ddof=1``; ``lower``/``upper`` are the ``(1 -/+ ci_prob) / 2`` quantiles
+        (NumPy's linear interpolation); ``em_z = (em - mean) / sd``; ``em_quantile`` is the
+        fraction of draws below the EM value. ``em``/``map`` are NaN when the group (or the
+        variable) is absent. ``r_hat``, ``ess_bulk`` and ``ess_tail`` come from
+        :func:`arviz.rhat` and :func:`arviz.ess`.
+    """
+    import arviz as az
+
+    if not (isinstance(ci_prob, float | int) and 0 < ci_prob < 1):
+        raise ParameterError(
+            f"ci_prob must lie in (0, 1): expected e.g. 0.94, got {ci_prob!r}; "
+            "pass the probability mass of the interval"
+        )
+    post = _require_posterior(result, "compare_estimates")
+    sample_dims = ("chain", "draw")
+    names = [v for v in COMPONENT_VARS if v in post]
+    names += [v for v in post.data_vars if v not in names]
+    names = [
+        v
+        for v in names
+        if set(sample_dims) <= set(post[v].dims)
+        and np.issubdtype(post[v].dtype, np.floating)
+        and set(post[v].dims) - set(sample_dims) <= set(_ENTRY_DIMS)
+    ]
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = az.rhat(post[names])
+        ess_bulk = az.ess(post[names], method="bulk")
+        ess_tail = az.ess(post[names], method="tail")
+    points = {g: _group(result, g) for g in ("em", "map")}
+    lo_q, hi_q = (1 - ci_prob) / 2, (1 + ci_prob) / 2
+
+    frames = []
+    for name in names:
+        da = post[name]
+        rest, keep = _entries(da, sample_dims)
+        draws = da.transpose(*sample_dims, *rest).values
+        draws = draws.reshape(draws.shape[0] * draws.shape[1], -1)[:, keep.ravel()]
+        idx = np.nonzero(keep)
+        frame = {"parameter": name}
+        for dim, pos in zip(rest, idx, strict=True):
+            frame[dim] = da[dim].values[pos]
+        for key, ds in points.items():
+            if ds is not None and name in ds and set(ds[name].dims) == set(rest):
+                frame[key] = np.asarray(ds[name].transpose(*rest).values, float)[keep]
+            else:
+                frame[key] = np.full(draws.shape[1], np.nan)
+        frame["mean"] = draws.mean(axis=0)
+        frame["sd"] = draws.std(axis=0, ddof=1)
+        frame["lower"], frame["upper"] = np.quantile(draws, [lo_q, hi_q], axis=0)
+        for key, stat in (("r_hat", rhat), ("ess_bulk", ess_bulk), ("ess_tail", ess_tail)):
+            frame[key] = np.asarray(stat[name].transpose(*rest).values, float)[keep]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frame["em_z"] = (frame["em"] - frame["mean"]) / frame["sd"]
+            below = (draws < frame["em"][None, :]).mean(axis=0)
+        frame["em_quantile"] = np.where(np.isnan(frame["em"]), np.nan, below)
+        frames.append(pd.DataFrame(frame))
+
+    table = pd.concat(frames, ignore_index=True)
+    for col in ("component", "feature"):
+        if col not in table:
+            table[col] = None
+    if "component" in table:
+        table["component"] = table["component"].astype("Int64")
+    cols = list(COLUMNS[:3])
+    if "feature_bis" in table:
+        cols.append("feature_bis")
+    cols += list(COLUMNS[3:]) + ["em_quantile"]
+    table = table[cols]
+    table.attrs["ci_prob"] = ci_prob
+    return EstimatesTable(table)

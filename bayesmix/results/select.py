@@ -1,0 +1,287 @@
+"""Choosing the number of components: EM information criteria and PSIS-LOO."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayesmix._validation import ParameterError
+
+__all__ = ["select_k", "recommend", "CRITERIA"]
+
+CRITERIA = ("bic", "aic", "icl", "loo")
+_GAUSSIAN_COVARIANCES = ("full", "tied", "diag", "spherical")
+_LOWER_IS_BETTER = ("bic", "aic", "icl")
+
+
+def _em_row(X, family, cov, k, n_init, seed) -> dict[str, Any]:
+    from bayesmix.em import BernoulliMixtureEM, GaussianMixtureEM
+
+    if family == "bernoulli":
+        est = BernoulliMixtureEM(k, n_init=n_init, random_state=seed, tol=1e-6, max_iter=1000)
+    else:
+        # k-means initialisation (scikit-learn's default): bayesmix.em's k-means++ start can
+        # collapse the tied model onto one component
+        est = GaussianMixtureEM(
+            k,
+            covariance_type=cov,
+            n_init=n_init,
+            init_params="kmeans",
+            random_state=seed,
+            tol=1e-6,
+            max_iter=1000,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        est.fit(X)
+    n_obs = np.asarray(X).shape[0]
+    return {
+        "n_parameters": int(est._n_parameters()),
+        "log_likelihood": float(est.score(X) * n_obs),
+        "bic": float(est.bic(X)),
+        "aic": float(est.aic(X)),
+        "icl": float(est.icl(X)),
+        "converged": bool(est.converged_),
+    }
+
+
+def _loo_row(X, model_spec, draws, tune, chains, seed) -> tuple[dict[str, Any], np.ndarray]:
+    import arviz as az
+
+    from bayesmix.inference import sample_nuts
+
+    tree = sample_nuts(
+        model_spec, X, draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(tree, pointwise=True)
+    pareto_k = np.asarray(loo.pareto_k).ravel()
+    n_bad = int((~(pareto_k <= 0.7)).sum())
+    if n_bad:
+        warnings.warn(
+            f"K={model_spec.n_components} ({model_spec.covariance}): {n_bad} observations have "
+            "Pareto k > 0.7 in PSIS-LOO, so its elpd is unreliable; check those points or "
+            "use K-fold cross-validation",
+            UserWarning,
+            stacklevel=3,
+        )
+    row = {
+        "elpd_loo": float(loo.elpd),
+        "se": float(loo.se),
+        "p_loo": float(loo.p),
+        "n_high_pareto_k": n_bad,
+    }
+    return row, np.asarray(loo.elpd_i).ravel()
+
+
+def _best_loo(sub: pd.DataFrame, pointwise: dict[int, np.ndarray]) -> pd.DataFrame:
+    """Add ``elpd_diff`` / ``dse`` to the best row and mark the parsimonious choice."""
+    sub = sub.copy()
+    ok = sub["elpd_loo"].notna()
+    if not ok.any():
+        sub["elpd_diff"] = np.nan
+        sub["dse"] = np.nan
+        return sub
+    best = sub.loc[ok, "elpd_loo"].idxmax()
+    ref = pointwise[best]
+    diff, dse = [], []
+    for idx in sub.index:
+        if idx in pointwise:
+            d = ref - pointwise[idx]
+            diff.append(float(d.sum()))
+            dse.append(float(np.sqrt(len(d) * np.var(d))))
+        else:
+            diff.append(np.nan)
+            dse.append(np.nan)
+    sub["elpd_diff"] = diff
+    sub["dse"] = dse
+    return sub
+
+
+def _recommendations(table: pd.DataFrame, criteria: list[str]) -> tuple[dict, dict, dict]:
+    best_k: dict[str, int] = {}
+    best_cov: dict[str, Any] = {}
+    by_cov: dict[Any, dict[str, int]] = {}
+    for crit in criteria:
+        col = "elpd_loo" if crit == "loo" else crit
+        valid = table[table[col].notna()]
+        if valid.empty:
+            continue
+        if crit == "loo":
+            # parsimony: the smallest K within one standard error of the best elpd
+            close = valid[valid["elpd_diff"] <= valid["dse"].fillna(0.0)]
+            row = close.sort_values(["k", "elpd_loo"], ascending=[True, False]).iloc[0]
+        else:
+            row = valid.loc[valid[col].idxmin()]
+        best_k[crit] = int(row["k"])
+        best_cov[crit] = row["covariance_type"]
+        for cov, sub in valid.groupby("covariance_type", dropna=False, sort=False):
+            if crit == "loo":
+                close = sub[sub["elpd_diff_within"] <= sub["dse_within"].fillna(0.0)]
+                k = int(close["k"].min())
+            else:
+                k = int(sub.loc[sub[col].idxmin(), "k"])
+            by_cov.setdefault(cov, {})[crit] = k
+    return best_k, best_cov, by_cov
+
+
+def select_k(
+    X: Any,
+    ks: Iterable[int] = range(1, 7),
+    *,
+    family: str = "gaussian",
+    covariance_types: Iterable[str] = ("full",),
+    bayesian: bool = False,
+    spec: Any = None,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+    n_init: int = 5,
+    random_state: int | None = None,
+) -> pd.DataFrame:
+    """Compare numbers of components by EM's BIC, AIC, ICL and (optionally) PSIS-LOO.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, D)
+        The data (a DataFrame is fine).
+    ks : iterable of int
+        Numbers of components to try.
+    family : {"gaussian", "bernoulli"}
+    covariance_types : iterable of str
+        Gaussian covariance structures (``full``, ``tied``, ``diag``, ``spherical``; LOO
+        supports ``full``, ``diag``, ``spherical``). Ignored for Bernoulli.
+    bayesian : bool
+        Also sample each model with NUTS (:func:`bayesmix.inference.sample_nuts`) and compute
+        PSIS-LOO (:func:`arviz.loo`); slow.
+    spec : ModelSpec, optional
+        Template for the Bayesian models (priors, ``ordered``); ``n_components``, ``family``
+        and ``covariance`` are replaced per row.
+    draws, tune, chains : int
+        NUTS settings for ``bayesian=True``.
+    n_init : int
+        EM restarts per fit (the best is kept).
+    random_state : int, optional
+        Seed of every fit.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (covariance_type, k): ``family, covariance_type, k, n_parameters,
+        log_likelihood, bic, aic, icl, converged`` and, when ``bayesian``, ``elpd_loo, se,
+        p_loo, n_high_pareto_k, elpd_diff, dse`` (difference to the best elpd of the same
+        covariance type and its standard error). ``attrs["recommended"]`` = ``{criterion: k}``
+        over all rows (lowest BIC/AIC/ICL; for LOO the smallest K whose elpd is within one
+        ``dse`` of the best), ``attrs["recommended_covariance"]`` = ``{criterion: type}``,
+        ``attrs["recommended_by_covariance"]`` = ``{type: {criterion: k}}``.
+    """
+    if family not in ("gaussian", "bernoulli"):
+        raise ParameterError(
+            f"unknown family: expected 'gaussian' or 'bernoulli', got {family!r}; pick one"
+        )
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) < 1:
+        raise ParameterError(
+            f"ks must be numbers of components >= 1: expected e.g. range(1, 7), got {ks}; "
+            "pass positive integers"
+        )
+    covs: list[Any] = [None] if family == "bernoulli" else list(covariance_types)
+    allowed = ("full", "diag", "spherical") if bayesian else _GAUSSIAN_COVARIANCES
+    bad = [c for c in covs if family == "gaussian" and c not in allowed]
+    if bad or not covs:
+        raise ParameterError(
+            f"unknown covariance types: expected a non-empty subset of {allowed}, got "
+            f"{list(covariance_types)}; pick from the list"
+            + (" (LOO has no tied model)" if bayesian else "")
+        )
+    if hasattr(X, "to_numpy"):
+        X = X.to_numpy()
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+
+    rng = np.random.default_rng(random_state)
+    rows = []
+    pointwise: dict[int, np.ndarray] = {}
+    for cov in covs:
+        for k in ks:
+            seed = int(rng.integers(2**31 - 1))
+            row = {"family": family, "covariance_type": cov, "k": k}
+            row.update(_em_row(X, family, cov, k, n_init, seed))
+            if bayesian:
+                from bayesmix.config import ModelSpec
+
+                base = spec if spec is not None else ModelSpec(family=family)
+                model_spec = dataclasses.replace(
+                    base, family=family, n_components=k, covariance=cov or base.covariance
+                )
+                loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
+                row.update(loo_row)
+                pointwise[len(rows)] = elpd_i
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    criteria = ["bic", "aic", "icl"]
+    if bayesian:
+        criteria.append("loo")
+        parts = []
+        for _, sub in table.groupby("covariance_type", dropna=False, sort=False):
+            parts.append(_best_loo(sub, pointwise))
+        within = pd.concat(parts).loc[table.index]
+        table["elpd_diff_within"] = within["elpd_diff"]
+        table["dse_within"] = within["dse"]
+        overall = _best_loo(table, pointwise)
+        table["elpd_diff"] = overall["elpd_diff"]
+        table["dse"] = overall["dse"]
+    best_k, best_cov, by_cov = _recommendations(table, criteria)
+    if bayesian:
+        table["elpd_diff"] = table.pop("elpd_diff_within")
+        table["dse"] = table.pop("dse_within")
+    table.attrs["recommended"] = best_k
+    table.attrs["recommended_covariance"] = best_cov
+    table.attrs["recommended_by_covariance"] = by_cov
+    return table
+
+
+def recommend(
+    table: pd.DataFrame, criterion: str = "bic", covariance_type: str | None = None
+) -> int:
+    """The number of components that ``criterion`` prefers in a :func:`select_k` table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Returned by :func:`select_k`.
+    criterion : {"bic", "aic", "icl", "loo"}
+    covariance_type : str, optional
+        Restrict to one covariance type; default: the best over all rows.
+
+    Returns
+    -------
+    int
+    """
+    if criterion not in CRITERIA:
+        raise ParameterError(
+            f"unknown criterion: expected one of {CRITERIA}, got {criterion!r}; pick one"
+        )
+    if covariance_type is None:
+        source = table.attrs.get("recommended", {})
+    else:
+        source = table.attrs.get("recommended_by_covariance", {}).get(covariance_type)
+        if source is None:
+            raise ParameterError(
+                f"unknown covariance type: expected one of "
+                f"{list(table.attrs.get('recommended_by_covariance', {}))}, got "
+                f"{covariance_type!r}; pick one that select_k ran"
+            )
+    if criterion not in source:
+        raise ParameterError(
+            f"criterion {criterion!r} is not in this table: expected one of {list(source)}, "
+            f"got {criterion!r}; run select_k with bayesian=True for LOO"
+        )
+    return int(source[criterion])
