@@ -1,0 +1,18 @@
+"""Hand-written NumPy EM: Gaussian and Bernoulli mixtures, and K-means.
+
+Uses NumPy and SciPy only (plus scikit-learn's estimator base classes and validation
+helpers); never imports PyMC or ArviZ.
+"""
+
+from bayesmix.em._base import BaseMixtureEM
+from bayesmix.em.bernoulli import BernoulliMixtureEM
+from bayesmix.em.gaussian import GaussianMixtureEM
+from bayesmix.em.kmeans import KMeans, kmeans_plusplus
+
+__all__ = [
+    "BaseMixtureEM",
+    "BernoulliMixtureEM",
+    "GaussianMixtureEM",
+    "KMeans",
+    "kmeans_plusplus",
+]

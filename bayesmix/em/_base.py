@@ -1,0 +1,558 @@
+"""The EM loop shared by every mixture family.
+
+:class:`BaseMixtureEM` owns everything that does not depend on the component family:
+parameter checks, ``n_init`` restarts, the tolerance test, ``warm_start``, the
+``ConvergenceWarning``, keeping the best run, prediction, scoring, sampling and the
+information criteria. A family (Gaussian, Bernoulli) supplies small functions:
+
+=======================================  ====================================================
+``_estimate_log_prob_block(X, out)``     component log densities ``log p(x_n | theta_k)``
+                                         written into ``out`` of shape (n, K)
+``_initialize(X, resp)``                 parameters from initial responsibilities (N, K)
+``_m_step(X, resp)``                     parameters from responsibilities (N, K)
+``_log_prior()``                         log prior density of the parameters (0 for ML)
+``_n_parameters()``                      number of free parameters (BIC, AIC, ICL)
+``_sample_component(k, n, rng)``         ``n`` draws from component ``k``
+``_get_parameters`` / ``_set_parameters``  snapshot and restore the fitted parameters
+=======================================  ====================================================
+
+Unlike scikit-learn, ``_m_step`` receives the responsibilities themselves, not their
+logarithms: the E-step normalises an (N, K) buffer in place (log-sum-exp per block of rows),
+so no second (N, K) array is needed. A family may instead override ``_em_step`` with a fused
+single pass over blocks of rows (GaussianMixtureEM does: no (N, K) array at all).
+
+The E-step works on blocks of rows so that no temporary larger than a few MB is made; the
+block length is ``chunk_size`` when the family has that setting, else chosen from (K, D).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import abstractmethod
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from bayesmix._validation import (
+    DataError,
+    check_choice,
+    check_generator,
+    check_n_components,
+    check_positive,
+    check_X,
+)
+
+__all__ = ["BaseMixtureEM", "normalize_log_prob_inplace", "reject_complex", "row_blocks"]
+
+# Elements of the largest (rows, K, D) temporary made per block of rows (about 2 MB in float64).
+_BLOCK_ELEMENTS = 1 << 18
+
+
+def reject_complex(X: Any) -> None:
+    """Raise DataError for complex input, with scikit-learn's "Complex data not supported"."""
+    dtype = getattr(X, "dtype", None)
+    if not isinstance(dtype, np.dtype):
+        try:
+            dtype = np.asarray(X).dtype
+        except (TypeError, ValueError):  # ragged or odd input: check_X reports it
+            return
+    if dtype.kind == "c":
+        raise DataError(
+            "Complex data not supported: expected real numbers, got complex values; pass the "
+            "real part or the modulus"
+        )
+
+
+def row_blocks(n_rows: int, block: int):
+    """Yield slices that cover ``range(n_rows)`` in pieces of at most ``block`` rows."""
+    block = max(1, int(block))
+    for start in range(0, n_rows, block):
+        yield slice(start, min(start + block, n_rows))
+
+
+def normalize_log_prob_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
+    """Turn weighted log probabilities into responsibilities in place (row log-sum-exp).
+
+    Parameters
+    ----------
+    weighted_log_prob : ndarray of shape (n, K)
+        ``log w_k + log p(x_n | theta_k)``; overwritten with the responsibilities
+        ``r_nk = exp(a_nk - logsumexp_k a_nk)``.
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n,)
+        ``log p(x_n) = logsumexp_k a_nk``.
+    """
+    a = weighted_log_prob
+    # row max and row sum by column loops / a matrix-vector product: NumPy's reductions along
+    # a short last axis are many times slower
+    m = a[:, 0].copy()
+    for k in range(1, a.shape[1]):
+        np.maximum(m, a[:, k], out=m)
+    finite = np.isfinite(m)
+    if not finite.all():  # rows impossible under every component: keep -inf, avoid nan
+        m[~finite] = 0.0
+    a -= m[:, None]
+    np.exp(a, out=a)
+    s = a @ np.ones(a.shape[1], dtype=a.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a /= s[:, None]
+        log_norm = np.log(s)
+    log_norm += m
+    if not finite.all():
+        a[~finite] = 1.0 / a.shape[1]
+    return log_norm
+
+
+class BaseMixtureEM(DensityMixin, BaseEstimator):
+    """Base class of the EM mixture estimators (not used directly).
+
+    The objective tracked per iteration is the mean log-likelihood per sample
+    ``(1/N) sum_n log p(x_n | theta)`` for maximum likelihood, or the mean log posterior per
+    sample ``(1/N) [sum_n log p(x_n | theta) + log p(theta)]`` for MAP-EM (``prior`` given),
+    evaluated at the parameters that enter the E-step of that iteration (as scikit-learn
+    does). Iteration stops when it changes by less than ``tol``.
+    """
+
+    _init_choices: tuple[str, ...] = ("k-means++", "kmeans", "random", "random_from_data")
+
+    # ------------------------------------------------------------------ hooks for families
+    @abstractmethod
+    def _check_family_parameters(self, X: np.ndarray) -> None:
+        """Check the family-specific settings against the data (raise ParameterError)."""
+
+    @abstractmethod
+    def _estimate_log_prob_block(self, X: np.ndarray, out: np.ndarray) -> None:
+        """Write component log densities of the rows of X (n, D) into out (n, K)."""
+
+    @abstractmethod
+    def _initialize(self, X: np.ndarray, resp: np.ndarray | None) -> None:
+        """Set initial parameters from responsibilities resp (N, K) (or from *_init)."""
+
+    @abstractmethod
+    def _m_step(self, X: np.ndarray, resp: np.ndarray) -> None:
+        """Update the parameters from responsibilities resp (N, K)."""
+
+    @abstractmethod
+    def _get_parameters(self) -> tuple:
+        """Snapshot of the fitted parameters."""
+
+    @abstractmethod
+    def _set_parameters(self, params: tuple) -> None:
+        """Restore a snapshot and derive the dependent attributes."""
+
+    @abstractmethod
+    def _n_parameters(self) -> int:
+        """Number of free parameters of the model."""
+
+    @abstractmethod
+    def _sample_component(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw n samples of shape (n, D) from component k."""
+
+    def _log_prior(self) -> float:
+        """Log prior density of the current parameters (0 for maximum likelihood)."""
+        return 0.0
+
+    def _check_X(self, X: Any, *, fitting: bool) -> np.ndarray:
+        """Family-specific check_X call (dtype, binary, covariance type)."""
+        return check_X(X, dtype=np.float64)
+
+    def _needs_initial_resp(self) -> bool:
+        """Whether the initialisation needs responsibilities (False if all *_init given)."""
+        return True
+
+    def _block_size(self, n_features: int) -> int:
+        chunk = getattr(self, "chunk_size", None)
+        if chunk is not None:
+            return int(chunk)
+        return max(64, _BLOCK_ELEMENTS // max(1, self.n_components * n_features))
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self, X: np.ndarray) -> None:
+        check_n_components(self.n_components)
+        check_positive(self.tol, "tol")
+        check_positive(self.max_iter, "max_iter", strict=False, integer=True)
+        check_positive(self.n_init, "n_init", integer=True)
+        check_positive(self.verbose, "verbose", strict=False, integer=True)
+        check_choice(self.init_params, "init_params", self._init_choices)
+        if getattr(self, "chunk_size", None) is not None:
+            check_positive(self.chunk_size, "chunk_size", integer=True)
+        self._check_family_parameters(X)
+
+    def _validate_fit_data(self, X: Any) -> np.ndarray:
+        X = validate_data(self, X, reset=True, skip_check_array=True)
+        reject_complex(X)
+        check_n_components(self.n_components)  # check_X needs it (too few distinct points)
+        return self._check_X(X, fitting=True)
+
+    def _validate_predict_data(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        reject_complex(X)
+        checked = self._check_X(X, fitting=False)  # 1-D input: the "Reshape your data" error
+        validate_data(self, X, reset=False, skip_check_array=True)  # n_features, feature names
+        return checked
+
+    # ------------------------------------------------------------------ E-step
+    def _estimate_log_prob(self, X: np.ndarray) -> np.ndarray:
+        """Component log densities ``log p(x_n | theta_k)``, shape (N, K)."""
+        out = np.empty((X.shape[0], self.n_components), dtype=X.dtype)
+        for rows in row_blocks(X.shape[0], self._block_size(X.shape[1])):
+            self._estimate_log_prob_block(X[rows], out[rows])
+        return out
+
+    def _estimate_log_weights(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.weights_)
+
+    def _estimate_weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        """``log w_k + log p(x_n | theta_k)``, shape (N, K)."""
+        out = self._estimate_log_prob(X)
+        out += self._estimate_log_weights()
+        return out
+
+    def _e_step(self, X: np.ndarray, out: np.ndarray | None = None):
+        """E-step over blocks of rows.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, D)
+        out : ndarray of shape (N, K), optional
+            Preallocated buffer that receives the responsibilities.
+
+        Returns
+        -------
+        log_norm : ndarray of shape (N,)
+            ``log p(x_n)`` under the current parameters.
+        resp : ndarray of shape (N, K)
+            Responsibilities (``out`` when given).
+        """
+        n = X.shape[0]
+        if out is None:
+            out = np.empty((n, self.n_components), dtype=X.dtype)
+        log_norm = np.empty(n, dtype=X.dtype)
+        log_w = self._estimate_log_weights().astype(X.dtype, copy=False)
+        for rows in row_blocks(n, self._block_size(X.shape[1])):
+            block = out[rows]
+            self._estimate_log_prob_block(X[rows], block)
+            block += log_w
+            log_norm[rows] = normalize_log_prob_inplace(block)
+        return log_norm, out
+
+    # ------------------------------------------------------------------ initialisation
+    def _initial_resp(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Initial responsibilities (N, K) for ``init_params``."""
+        from bayesmix.em.kmeans import KMeans, kmeans_plusplus
+
+        n, k = X.shape[0], self.n_components
+        resp = np.zeros((n, k), dtype=X.dtype)
+        if self.init_params == "kmeans":
+            labels = KMeans(n_clusters=k, n_init=1, random_state=rng).fit(X).labels_
+            resp[np.arange(n), labels] = 1.0
+        elif self.init_params == "random":
+            resp[:] = rng.uniform(size=(n, k))
+            resp /= resp.sum(axis=1, keepdims=True)
+        elif self.init_params == "random_from_data":
+            idx = rng.choice(n, size=k, replace=False)
+            resp[idx, np.arange(k)] = 1.0
+        else:  # "k-means++"
+            _, idx = kmeans_plusplus(X, k, random_state=rng)
+            resp[idx, np.arange(k)] = 1.0
+        return resp
+
+    def _initialize_parameters(self, X: np.ndarray, rng: np.random.Generator) -> None:
+        if self._needs_initial_resp():
+            self._initialize(X, self._initial_resp(X, rng))
+        else:
+            self._initialize(X, None)
+
+    # ------------------------------------------------------------------ the loop
+    def _objective(self, log_norm: np.ndarray) -> float:
+        return self._objective_from_sum(float(np.sum(log_norm, dtype=np.float64)), len(log_norm))
+
+    def _objective_from_sum(self, total_log_norm: float, n: int) -> float:
+        """Objective per sample from ``sum_n log p(x_n)``: adds ``log p(theta) / N`` for MAP."""
+        value = total_log_norm / n
+        if getattr(self, "prior", None) is not None or self._has_implicit_prior():
+            value += float(self._log_prior()) / n
+        return value
+
+    def _em_step(self, X: np.ndarray, workspace: dict) -> float:
+        """One iteration: E-step at the current parameters, then M-step.
+
+        Returns the objective at the parameters that entered the iteration. Families may
+        override this with a fused single pass over the data (see GaussianMixtureEM).
+        """
+        buffer = workspace.get("resp")
+        if buffer is None:
+            buffer = workspace["resp"] = np.empty((X.shape[0], self.n_components), X.dtype)
+        log_norm, resp = self._e_step(X, out=buffer)
+        objective = self._objective(log_norm)
+        self._m_step(X, resp)
+        return objective
+
+    def _has_implicit_prior(self) -> bool:
+        return False
+
+    def fit(self, X: Any, y: Any = None) -> BaseMixtureEM:
+        """Estimate the parameters with EM (best of ``n_init`` runs).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit and return the most probable component of each row (== fit(X).predict(X)).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._validate_fit_data(X)
+        self._check_parameters(X)
+        self._fit_prepare(X)
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        rng = check_generator(self.random_state)
+        workspace: dict = {}
+
+        best_objective = -np.inf
+        best_params = None
+        best_n_iter = 0
+        best_bounds: list[float] = []
+        best_converged = False
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+                start = perf_counter()
+            if do_init:
+                self._initialize_parameters(X, rng)
+            objective = -np.inf if do_init else self.lower_bound_
+            bounds: list[float] = []
+            converged = False
+            n_iter = 0
+            for n_iter in range(1, self.max_iter + 1):
+                previous = objective
+                objective = self._em_step(X, workspace)
+                bounds.append(objective)
+                change = objective - previous
+                if self.verbose >= 2:
+                    print(
+                        f"  Iteration {n_iter}\t change {change:.6g}\t objective {objective:.10g}"
+                    )
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.verbose:
+                print(
+                    f"Initialization {init} converged: {converged}\t"
+                    f"time {perf_counter() - start:.3f}s\t objective {objective:.10g}"
+                )
+            if best_params is None or objective > best_objective:
+                best_objective = objective
+                best_params = self._get_parameters()
+                best_n_iter = n_iter
+                best_bounds = bounds
+                best_converged = converged
+
+        self.converged_ = best_converged
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge: expected a change of the "
+                f"objective below tol={self.tol} within max_iter={self.max_iter} iterations; "
+                "increase max_iter or tol, try other initial values, or check for degenerate "
+                "data",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._set_parameters(best_params)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = best_objective
+        self.lower_bounds_ = np.asarray(best_bounds, dtype=np.float64)
+
+        # final E-step so that fit_predict(X) == fit(X).predict(X)
+        return self._predict_labels(X)
+
+    def _fit_prepare(self, X: np.ndarray) -> None:
+        """Hook run once per fit before the restarts (e.g. a data shift for accuracy)."""
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_labels(self, X: np.ndarray) -> np.ndarray:
+        labels = np.empty(X.shape[0], dtype=np.intp)
+        log_w = self._estimate_log_weights().astype(X.dtype, copy=False)
+        for rows in row_blocks(X.shape[0], self._block_size(X.shape[1])):
+            block = np.empty((rows.stop - rows.start, self.n_components), dtype=X.dtype)
+            self._estimate_log_prob_block(X[rows], block)
+            block += log_w
+            labels[rows] = block.argmax(axis=1)
+        return labels
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable component of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._validate_predict_data(X)
+        return self._predict_labels(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Responsibilities ``p(z_n = k | x_n)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+        """
+        X = self._validate_predict_data(X)
+        return self._e_step(X)[1]
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log density of the mixture at each row, ``log p(x_n)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        X = self._validate_predict_data(X)
+        return self._e_step(X)[0]
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood per sample, ``(1/N) sum_n log p(x_n)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def objective(self, X: Any) -> float:
+        """The EM objective at the current parameters, per sample.
+
+        ``(log p(X | theta) + log p(theta)) / N`` for MAP-EM (all normalising constants of
+        the prior densities included, i.e. PyMC's ``model.logp(jacobian=False) / N`` for the
+        same priors), ``score(X)`` for maximum likelihood. ``lower_bounds_`` holds this
+        quantity at the parameters entering each iteration.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        float
+        """
+        X = self._validate_predict_data(X)
+        return self._objective(self._e_step(X)[0])
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw from the fitted mixture (seeded by ``random_state``).
+
+        Parameters
+        ----------
+        n_samples : int, default 1
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+            The component of each draw (draws are grouped by component).
+        """
+        check_is_fitted(self)
+        n_samples = check_positive(n_samples, "n_samples", integer=True)
+        rng = check_generator(self.random_state)
+        counts = rng.multinomial(n_samples, np.asarray(self.weights_, dtype=np.float64))
+        X = np.concatenate(
+            [self._sample_component(k, int(c), rng) for k, c in enumerate(counts)], axis=0
+        )
+        labels = np.repeat(np.arange(self.n_components), counts)
+        return X, labels
+
+    # ------------------------------------------------------------------ criteria
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion ``-2 log L + p log N`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        float
+        """
+        X = self._validate_predict_data(X)
+        n = X.shape[0]
+        return -2.0 * float(np.sum(self._e_step(X)[0])) + self._n_parameters() * math.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion ``-2 log L + 2 p`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        float
+        """
+        X = self._validate_predict_data(X)
+        return -2.0 * float(np.sum(self._e_step(X)[0])) + 2.0 * self._n_parameters()
+
+    def icl(self, X: Any) -> float:
+        """Integrated completed likelihood criterion, in BIC's lower-is-better convention.
+
+        ``ICL = BIC + 2 * E`` with the classification entropy
+        ``E = -sum_n sum_k r_nk log r_nk >= 0`` (Biernacki, Celeux & Govaert 2000). It
+        penalises overlapping components more than BIC does.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        float
+        """
+        X = self._validate_predict_data(X)
+        n = X.shape[0]
+        log_norm, resp = self._e_step(X)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -float(np.sum(np.where(resp > 0, resp * np.log(resp), 0.0)))
+        bic = -2.0 * float(np.sum(log_norm)) + self._n_parameters() * math.log(n)
+        return bic + 2.0 * entropy

@@ -1,0 +1,241 @@
+"""Mixtures of independent Bernoulli vectors (binary data), fitted by EM or MAP-EM.
+
+Component log density: ``log p(x | p_k) = sum_d x_d log p_kd + (1 - x_d) log(1 - p_kd)``,
+summed over the features before the log-sum-exp over components, computed for a block of
+rows with one matrix product: ``X @ (log p - log(1-p)).T + sum_d log(1 - p_kd)``.
+
+M-step with ``n_k = sum_n r_nk`` and ``c_kd = sum_n r_nk x_nd``:
+
+* weights: ``w_k = n_k / N`` (ML) or ``max(n_k + alpha_k - 1, 0)`` normalised
+  (``prior["weights_alpha"]``, Dirichlet);
+* probabilities: ``p_kd = (c_kd + a - 1) / (n_k + a + b - 2)``, the mode under a
+  ``Beta(a, b)`` prior on every ``p_kd``. With ``prior["beta_a"]``/``prior["beta_b"]`` given,
+  those are used; otherwise ``a = b = 1 + smoothing``, i.e. ``smoothing`` pseudo-counts added
+  to both outcomes: ``p_kd = (c_kd + smoothing) / (n_k + 2 smoothing)``. The default
+  ``smoothing=1e-3`` keeps every p strictly inside (0, 1), so a pixel never seen "on" in a
+  component does not give a log-likelihood of -inf for new data. ``smoothing=0`` is plain ML.
+
+The objective in ``lower_bounds_`` is the mean log-likelihood per sample plus, whenever a
+prior or a positive smoothing is in use, the log prior density divided by N (Dirichlet and
+Beta densities with their normalising constants), so EM never decreases it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+from scipy.special import gammaln, xlogy
+
+from bayesmix._validation import ParameterError, check_positive, check_X
+from bayesmix.em._base import BaseMixtureEM, row_blocks
+
+__all__ = ["BernoulliMixtureEM"]
+
+PRIOR_KEYS = ("weights_alpha", "beta_a", "beta_b")
+
+
+class BernoulliMixtureEM(BaseMixtureEM):
+    """Mixture of multivariate Bernoulli distributions fitted by EM.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    tol : float, default 1e-3
+        Stop when the objective per sample changes by less than ``tol`` (> 0).
+    max_iter : int, default 100
+    n_init : int, default 1
+    init_params : {"random", "random_from_data", "k-means++", "kmeans"}, default "random"
+        Initial responsibilities, as in :class:`bayesmix.em.GaussianMixtureEM`.
+    random_state : None, int, numpy Generator or RandomState
+    warm_start : bool, default False
+    verbose : int, default 0
+    prior : dict, optional
+        ``weights_alpha`` (scalar or (K,)), ``beta_a``, ``beta_b`` (scalars or (D,)).
+    smoothing : float, default 1e-3
+        Pseudo-count added to both outcomes when ``prior`` gives no Beta parameters (see
+        the module docstring). 0 gives maximum likelihood.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, D)
+        Success probabilities ``p_kd`` (``probs_`` is the same array).
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+        As in :class:`bayesmix.em.GaussianMixtureEM`.
+    """
+
+    _init_choices = ("random", "random_from_data", "k-means++", "kmeans")
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "random",
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        prior: dict | None = None,
+        smoothing: float = 1e-3,
+    ) -> None:
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.prior = prior
+        self.smoothing = smoothing
+
+    @property
+    def probs_(self) -> np.ndarray:
+        """Alias of ``means_``: success probabilities, shape (K, D)."""
+        return self.means_
+
+    def _check_X(self, X, *, fitting):
+        if fitting:
+            return check_X(X, n_components=self.n_components, binary=True, min_samples=2)
+        return check_X(X, binary=True)
+
+    def _check_family_parameters(self, X):
+        check_positive(self.smoothing, "smoothing", strict=False)
+        k, d = self.n_components, X.shape[1]
+        prior = self.prior
+        if prior is None:
+            prior = {}
+        if not isinstance(prior, dict):
+            raise ParameterError(
+                f"prior has the wrong type: expected a dict or None, got {type(prior).__name__};"
+                " pass e.g. prior={'beta_a': 2.0, 'beta_b': 2.0}"
+            )
+        unknown = sorted(set(prior) - set(PRIOR_KEYS))
+        if unknown:
+            raise ParameterError(
+                f"unknown prior key(s) {unknown}: expected keys among {list(PRIOR_KEYS)}; "
+                "remove or rename them"
+            )
+
+        def vector(key, length):
+            value = np.asarray(prior[key], dtype=np.float64)
+            if value.ndim == 0:
+                value = np.full(length, float(value))
+            if value.shape != (length,) or not np.all(np.isfinite(value)) or np.any(value <= 0):
+                raise ParameterError(
+                    f"prior['{key}'] is invalid: expected a positive scalar or shape ({length},),"
+                    f" got {np.asarray(prior[key]).tolist()}; pass positive values"
+                )
+            return value
+
+        resolved = {}
+        if prior.get("weights_alpha") is not None:
+            resolved["weights_alpha"] = vector("weights_alpha", k)
+        a, b = prior.get("beta_a"), prior.get("beta_b")
+        if a is not None or b is not None:
+            resolved["beta_a"] = vector("beta_a", d) if a is not None else np.ones(d)
+            resolved["beta_b"] = vector("beta_b", d) if b is not None else np.ones(d)
+        elif self.smoothing > 0:
+            resolved["beta_a"] = resolved["beta_b"] = np.full(d, 1.0 + self.smoothing)
+        self._prior = resolved
+
+    def _has_implicit_prior(self):
+        return bool(getattr(self, "_prior", None))
+
+    # ------------------------------------------------------------------ EM pieces
+    def _estimate_log_prob_block(self, X, out):
+        prep = self._estep
+        np.matmul(X, prep["logit_t"], out=out)
+        out += prep["log_q_sum"]
+        if prep["impossible_t"] is not None:
+            # x_d = 1 where p_kd = 0, or x_d = 0 where p_kd = 1: probability exactly 0
+            hits = X @ prep["impossible_t"][0] + (1 - X) @ prep["impossible_t"][1]
+            out[hits > 0] = -np.inf
+
+    def _prepare(self):
+        """Cache log p - log(1-p) and sum_d log(1-p) for the one-product E-step."""
+        p = np.asarray(self.means_, dtype=np.float64)
+        zero, one = p <= 0, p >= 1
+        inside = ~(zero | one)
+        q = np.where(inside, p, 0.5)
+        log_p, log_q = np.log(q), np.log1p(-q)
+        # a p of exactly 0 or 1 contributes log 1 = 0 for the possible value (0 * log 0 = 0);
+        # the impossible value is marked separately (no inf * 0 = nan in the product)
+        log_p = np.where(inside, log_p, 0.0)
+        log_q = np.where(inside, log_q, 0.0)
+        impossible = None
+        if not inside.all():
+            impossible = (
+                np.ascontiguousarray(zero.T.astype(np.float64)),
+                np.ascontiguousarray(one.T.astype(np.float64)),
+            )
+        self._estep = {
+            "logit_t": np.ascontiguousarray((log_p - log_q).T),
+            "log_q_sum": log_q.sum(axis=1),
+            "impossible_t": impossible,
+        }
+
+    def _stats(self, X, resp):
+        k, d = resp.shape[1], X.shape[1]
+        nk = np.zeros(k)
+        counts = np.zeros((k, d))
+        for rows in row_blocks(X.shape[0], self._block_size(d)):
+            r = resp[rows]
+            nk += r.sum(axis=0)
+            counts += r.T @ X[rows]
+        return nk + 10 * np.finfo(np.float64).eps, counts
+
+    def _update(self, X, resp, use_prior):
+        nk, counts = self._stats(X, resp)
+        prior = self._prior if use_prior else {}
+        if "weights_alpha" in prior:
+            w = np.maximum(nk + prior["weights_alpha"] - 1.0, 0.0)
+        else:
+            w = nk
+        self.weights_ = w / w.sum()
+        if "beta_a" in prior:
+            a, b = prior["beta_a"], prior["beta_b"]
+            p = (counts + a - 1.0) / (nk[:, None] + a + b - 2.0)
+        else:
+            p = counts / nk[:, None]
+        self.means_ = np.clip(p, 0.0, 1.0)
+        self._prepare()
+
+    def _initialize(self, X, resp):
+        self._update(X, resp, use_prior=True)
+
+    def _m_step(self, X, resp):
+        self._update(X, resp, use_prior=True)
+
+    def _log_prior(self):
+        prior = self._prior
+        total = 0.0
+        if "weights_alpha" in prior:
+            a = prior["weights_alpha"]
+            total += gammaln(a.sum()) - gammaln(a).sum() + xlogy(a - 1.0, self.weights_).sum()
+        if "beta_a" in prior:
+            total += sps.beta.logpdf(self.means_, prior["beta_a"], prior["beta_b"]).sum()
+        return float(total)
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_)
+
+    def _set_parameters(self, params):
+        self.weights_, self.means_ = params
+        self._prepare()
+
+    def _n_parameters(self):
+        k, d = self.means_.shape
+        return int(k * d + k - 1)
+
+    def _sample_component(self, k, n, rng):
+        return (rng.uniform(size=(n, self.means_.shape[1])) < self.means_[k]).astype(np.int64)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,917 @@
+"""Gaussian mixtures fitted by EM (maximum likelihood) or MAP-EM (``prior`` given).
+
+Parameters follow scikit-learn's conventions for each ``covariance_type``:
+
+=============  ====================  =====================  ==============================
+type           ``covariances_``      ``precisions_``        ``precisions_cholesky_``
+=============  ====================  =====================  ==============================
+full           (K, D, D)             (K, D, D)              (K, D, D), upper, P = U U^T
+tied           (D, D)                (D, D)                 (D, D), upper
+diag           (K, D)                (K, D)                 (K, D) = 1/sqrt(var)
+spherical      (K,)                  (K,)                   (K,)
+=============  ====================  =====================  ==============================
+
+Speed and memory. One EM iteration is a single pass over blocks of ``chunk_size`` rows
+(E-step and M-step fused): for each block, ``[x - c, 1] @ A`` with all precision Cholesky
+factors stacked in ``A`` (one BLAS product) gives ``U_k^T (x - mu_k)`` for every component
+(diag/spherical: one product with ``[1, x - c, (x - c)^2]``); the (b, K) log densities are
+normalised in place (log-sum-exp); and one product ``F_b @ r_b`` with the features
+``F_b = [1, x - c, upper triangle of (x - c)(x - c)^T]`` (diag/spherical: squares) adds the
+block's share of every sufficient statistic (``n_k``, ``sum r x``, second moments) for all
+components at once (full/tied with ``K D < D (D + 1) / 2``, e.g. D = 50 and K = 10: the
+cheaper ``(x - c)^T @ [r_1 (x - c), ..., r_K (x - c)]`` instead). No (N, K) or (N, K, D)
+array is made during ``fit``; ``c`` is the data
+mean (a shift that changes nothing mathematically and loses fewer digits).
+
+MAP-EM (``prior`` dict; every key optional, absent or None means flat):
+
+``weights_alpha`` (scalar or (K,)) : ``w ~ Dirichlet(alpha)``.
+    Update ``w_k = max(n_k + alpha_k - 1, 0) / sum_j max(n_j + alpha_j - 1, 0)``
+    (use ``alpha >= 1``: with ``alpha_k < 1`` the density is unbounded at ``w_k = 0``).
+``mu_loc`` (D,), ``mu_scale`` (D,) : ``mu_kd ~ Normal(mu_loc_d, mu_scale_d)`` independently
+    (the prior is active when ``mu_scale`` is given; ``mu_loc`` defaults to 0).
+    Update given the current covariance: diag/spherical
+    ``mu_kd = (sx_kd / var_kd + loc_d / s_d^2) / (n_k / var_kd + 1 / s_d^2)`` with
+    ``sx_k = sum_n r_nk x_n``; full/tied
+    ``mu_k = (n_k P_k + S0^{-1})^{-1} (P_k sx_k + S0^{-1} loc)`` with ``S0 = diag(s^2)``.
+``sigma_scale`` (D,) (diag; spherical: a scalar or equal values; full/tied only for 1-D data):
+    ``sigma_kd ~ HalfNormal(sigma_scale_d)`` on the standard deviation. Given the means, with
+    ``n = n_k``, ``S = sum_n r_nk (x_nd - mu_kd)^2`` and ``t = sigma_scale_d``, the maximiser
+    of ``-n log s - S / (2 s^2) - s^2 / (2 t^2)`` is
+    ``s^2 = (t^2/2) (-n + sqrt(n^2 + 4 S / t^2)) = 2 S / (n + sqrt(n^2 + 4 S / t^2))``
+    (spherical: ``n -> n D``, S summed over d).
+``cov_prior_dof`` (nu > D - 1), ``cov_prior_scale`` (D, D) or scalar (times identity)
+    (full/tied): ``Sigma_k ~ InverseWishart(nu, Psi)``. Update given the means:
+    ``Sigma_k = (Psi + S_k) / (n_k + nu + D + 1)``
+    (tied: ``(Psi + sum_k S_k) / (N + nu + D + 1)``).
+
+Each M-step updates weights, then means given the current covariances, then covariances given
+the new means; each is a conditional maximisation of the log posterior (ECM), so the log
+posterior never decreases (exactly when ``reg_covar=0``; ``reg_covar`` is added to the
+variances after the update). ``lower_bounds_`` then holds the mean log posterior per sample,
+``(log p(X | theta) + log p(theta)) / N``, with every normalising constant of the prior
+densities included (what PyMC's ``model.logp(jacobian=False)`` gives, divided by N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from scipy import stats as sps
+from scipy.special import gammaln, xlogy
+
+from bayesmix._validation import DataError, ParameterError, check_choice, check_positive, check_X
+from bayesmix.em._base import (
+    _BLOCK_ELEMENTS,
+    BaseMixtureEM,
+    normalize_log_prob_inplace,
+    row_blocks,
+)
+
+__all__ = ["GaussianMixtureEM"]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+PRIOR_KEYS = (
+    "weights_alpha",
+    "mu_loc",
+    "mu_scale",
+    "sigma_scale",
+    "cov_prior_dof",
+    "cov_prior_scale",
+)
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+# ============================================================================ precisions
+def _fail_cholesky(k: int | None, dtype) -> DataError:
+    where = "the tied covariance" if k is None else f"component {k}"
+    hint = "; float64 data is also more accurate than float32" if dtype == np.float32 else ""
+    return DataError(
+        f"EM failed: {where} has an ill-defined covariance (singleton or collapsed points): "
+        f"expected a positive definite matrix, got a singular one; increase reg_covar, use "
+        f"fewer components, or scale the data{hint}"
+    )
+
+
+def _upper_precision_chol(cov: np.ndarray, k: int | None) -> np.ndarray:
+    """U (upper) with ``inv(cov) = U U^T``, from the lower Cholesky factor of ``cov``."""
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise _fail_cholesky(k, cov.dtype) from None
+    if not np.all(np.diag(chol) > 0):
+        raise _fail_cholesky(k, cov.dtype)
+    # inverse of the triangular factor by LAPACK ?trtri (scipy's solve_triangular has a large
+    # per-call overhead for these small matrices)
+    (trtri,) = scipy.linalg.get_lapack_funcs(("trtri",), (chol,))
+    inv_chol, info = trtri(chol, lower=1)
+    if info != 0:
+        raise _fail_cholesky(k, cov.dtype)
+    return np.triu(inv_chol.T)
+
+
+def _prec_chol_full(cov):
+    return np.stack([_upper_precision_chol(c, k) for k, c in enumerate(cov)])
+
+
+def _prec_chol_tied(cov):
+    return _upper_precision_chol(cov, None)
+
+
+def _prec_chol_vector(cov):
+    bad = ~(np.reshape(cov, (len(cov), -1)) > 0).all(axis=1)
+    if bad.any():
+        raise _fail_cholesky(int(np.flatnonzero(bad)[0]), cov.dtype)
+    return 1.0 / np.sqrt(cov)
+
+
+def _flip(a: np.ndarray) -> np.ndarray:
+    return a[..., ::-1, ::-1]
+
+
+def _prec_chol_from_precisions_matrix(prec: np.ndarray) -> np.ndarray:
+    # upper U with P = U U^T: reverse rows/cols, take the lower Cholesky factor, reverse back
+    return _flip(np.linalg.cholesky(_flip(prec)))
+
+
+def _precisions_full(pc):
+    return pc @ np.swapaxes(pc, -1, -2)
+
+
+def _covariances_from_pc_matrix(pc):
+    # P = U U^T  ->  Sigma = U^{-T} U^{-1}
+    inv_u = np.linalg.inv(pc)
+    cov = np.swapaxes(inv_u, -1, -2) @ inv_u
+    return 0.5 * (cov + np.swapaxes(cov, -1, -2))
+
+
+def _log_det_pc_full(pc):
+    return np.log(np.diagonal(pc, axis1=-2, axis2=-1)).sum(axis=-1)
+
+
+# ============================================================================ E-step blocks
+# Every block works on rows shifted by the data mean ``c`` (means become ``m = mu - c``); the
+# log densities do not change, and the products lose fewer digits for data far from 0.
+def _prepare_cholesky(means, pcs, shift):
+    """Stacked factors for full/tied: ``[x - c, 1] @ A`` gives ``U_k^T (x - mu_k)`` for all k.
+
+    ``A`` of shape (D + 1, K D) holds ``[U_1 ... U_K]`` over ``[-m_1 U_1, ..., -m_K U_K]``.
+    """
+    k, d = means.shape
+    m = means - shift
+    stacked = np.empty((d + 1, k * d), dtype=means.dtype)
+    stacked[:d] = pcs.transpose(1, 0, 2).reshape(d, k * d)
+    stacked[d] = -np.einsum("kd,kde->ke", m, pcs).reshape(k * d)
+    return {
+        "stacked": stacked,
+        "neg_half": np.full(d, -0.5, dtype=means.dtype),
+        "const": _log_det_pc_full(pcs) - 0.5 * d * _LOG_2PI,
+        "shift": shift,
+        "k": k,
+        "d": d,
+    }
+
+
+def _prepare_full(means, pc, shift):
+    return _prepare_cholesky(means, pc, shift)
+
+
+def _prepare_tied(means, pc, shift):
+    k = means.shape[0]
+    return _prepare_cholesky(means, np.broadcast_to(pc, (k, *pc.shape)), shift)
+
+
+def _prepare_diag(means, pc, shift):
+    """Weights W of shape (1 + 2D, K) with ``[1, x - c, (x - c)^2] @ W = log N(x | mu_k, var_k)``.
+
+    ``-0.5 sum_d p_kd (x_d - m_kd)^2 = -0.5 m^2.p + x.(m p) - 0.5 x^2.p`` plus the constants.
+    """
+    k, d = means.shape
+    prec = np.broadcast_to(pc.reshape(k, -1) ** 2, (k, d))
+    log_det = np.broadcast_to(np.log(pc).reshape(k, -1), (k, d)).sum(axis=1)
+    m = means - shift
+    w = np.empty((1 + 2 * d, k), dtype=means.dtype)
+    w[0] = -0.5 * np.sum(m * m * prec, axis=1) + log_det - 0.5 * d * _LOG_2PI
+    w[1 : 1 + d] = (m * prec).T
+    w[1 + d :] = -0.5 * prec.T
+    return {"w": w, "shift": shift, "d": d}
+
+
+def _log_prob_cholesky(X, prep, out):
+    b = X.shape[0]
+    k, d = prep["k"], prep["d"]
+    xa = np.empty((b, d + 1), dtype=X.dtype)
+    np.subtract(X, prep["shift"], out=xa[:, :d])
+    xa[:, d] = 1.0
+    y = xa @ prep["stacked"]  # (b, K*D): U_k^T (x_n - mu_k) for every k, one BLAS product
+    y *= y
+    sq = y.reshape(b * k, d) @ prep["neg_half"]  # -0.5 ||U_k^T (x_n - mu_k)||^2
+    out[...] = sq.reshape(b, k)
+    out += prep["const"]
+
+
+def _log_prob_diag(X, prep, out):
+    np.matmul(_features_squares(X, prep["shift"]), prep["w"], out=out)
+
+
+# ============================================================================ M-step pieces
+def _features_squares(X, shift):
+    """Rows ``[1, x - c, (x - c)^2]``, shape (b, 1 + 2D) (row-major, like X)."""
+    b, d = X.shape
+    f = np.empty((b, 1 + 2 * d), dtype=X.dtype)
+    f[:, 0] = 1.0
+    xc = f[:, 1 : 1 + d]
+    np.subtract(X, shift, out=xc)
+    np.multiply(xc, xc, out=f[:, 1 + d :])
+    return f
+
+
+def _features_products(X, shift):
+    """``[1, x - c, upper triangle of (x - c)(x - c)^T]`` as rows: (1 + D + D(D+1)/2, b)."""
+    b, d = X.shape
+    f = np.empty((1 + d + d * (d + 1) // 2, b), dtype=X.dtype)
+    f[0] = 1.0
+    xc = f[1 : 1 + d]
+    np.subtract(X.T, shift[:, None], out=xc)
+    start = 1 + d
+    for i in range(d):  # row-major upper triangle, contiguous writes
+        np.multiply(xc[i], xc[i:], out=f[start : start + d - i])
+        start += d - i
+    return f
+
+
+@dataclass
+class _Stats:
+    """Sufficient statistics about the shift c: n_k, sum r (x-c), second moments."""
+
+    nk: np.ndarray  # (K,)
+    sx: np.ndarray  # (K, D)
+    second: np.ndarray  # full (K,D,D); tied (D,D); diag/spherical (K,D)
+
+
+def _unpack_products(g, d, k=None):
+    """n_k, sums and (K, D, D) second moments from ``G = F r`` with product features."""
+    upper = np.triu_indices(d)
+    second = np.empty((g.shape[1], d, d), dtype=g.dtype)
+    second[:, upper[0], upper[1]] = g[1 + d :].T
+    second[:, upper[1], upper[0]] = g[1 + d :].T
+    return _Stats(g[0], np.ascontiguousarray(g[1 : 1 + d].T), second)
+
+
+def _unpack_full(g, d, k=None):
+    return _unpack_products(g, d)
+
+
+def _unpack_tied(g, d, k=None):
+    st = _unpack_products(g, d)
+    st.second = st.second.sum(axis=0)  # sum_n (x-c)(x-c)^T, since sum_k r_nk = 1
+    return st
+
+
+def _unpack_diag(g, d, k=None):
+    return _Stats(g[0], np.ascontiguousarray(g[1 : 1 + d].T), np.ascontiguousarray(g[1 + d :].T))
+
+
+def _accumulate_products(xb, shift, resp):
+    """Block share ``F_b r_b`` (Q, K) with product features (cheaper when K D >= Q)."""
+    return _features_products(xb, shift) @ resp
+
+
+def _accumulate_squares(xb, shift, resp):
+    return _features_squares(xb, shift).T @ resp
+
+
+def _accumulate_weighted(xb, shift, resp):
+    """Block share with component-weighted rows (cheaper than product features when K D < Q).
+
+    ``[1; (x - c)^T] @ r`` gives n_k and the sums; ``(x - c)^T @ [r_1 (x - c), ..., r_K (x - c)]``
+    gives every component's second moments in one product. Returned flattened.
+    """
+    b, d = xb.shape
+    k = resp.shape[1]
+    a = np.empty((d + 1, b), dtype=xb.dtype)
+    a[0] = 1.0
+    np.subtract(xb.T, shift[:, None], out=a[1:])
+    weighted = (resp[:, :, None] * a[1:].T[:, None, :]).reshape(b, k * d)
+    return np.concatenate([(a @ resp).ravel(), (a[1:] @ weighted).ravel()])
+
+
+def _unpack_weighted(g, d, k):
+    first = g[: (d + 1) * k].reshape(d + 1, k)
+    second = g[(d + 1) * k :].reshape(d, k, d).transpose(1, 0, 2)
+    second = 0.5 * (second + second.transpose(0, 2, 1))
+    return _Stats(first[0].copy(), np.ascontiguousarray(first[1:].T), second)
+
+
+def _unpack_weighted_tied(g, d, k):
+    st = _unpack_weighted(g, d, k)
+    st.second = st.second.sum(axis=0)
+    return st
+
+
+# scatter sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T about means m (given about the shift)
+def _scatter_full(st, m):
+    cross = st.sx[:, :, None] * m[:, None, :]
+    return (
+        st.second
+        - cross
+        - cross.transpose(0, 2, 1)
+        + st.nk[:, None, None] * (m[:, :, None] * m[:, None, :])
+    )
+
+
+def _scatter_tied(st, m):
+    cross = st.sx.T @ m
+    return st.second - cross - cross.T + (st.nk[:, None] * m).T @ m
+
+
+def _scatter_diag(st, m):
+    return np.maximum(st.second - 2.0 * m * st.sx + st.nk[:, None] * m * m, 0.0)
+
+
+@dataclass(frozen=True)
+class _CovarianceOps:
+    """Everything that depends on the covariance type, in one place."""
+
+    accumulate: Any  # (X_block, shift, resp_block) -> the block's share of the statistics
+    unpack: Any  # (sum of the shares, D, K) -> _Stats
+    scatter: Any  # (_Stats, means about c) -> scatter matrices
+    prec_chol: Any  # covariances -> precisions_cholesky_
+    prepare: Any  # (means, precisions_cholesky, c) -> cached E-step arrays
+    log_prob: Any  # (X_block, prepared, out (b, K)) -> None
+    width: Any  # (K, D) -> columns of the widest per-row temporary
+
+
+def _width_products(k, d):
+    return max(k * d, 1 + d + d * (d + 1) // 2)
+
+
+def _width_squares(k, d):
+    return max(k, 1 + 2 * d)
+
+
+_OPS = {
+    "full": _CovarianceOps(
+        _accumulate_products,
+        _unpack_full,
+        _scatter_full,
+        _prec_chol_full,
+        _prepare_full,
+        _log_prob_cholesky,
+        _width_products,
+    ),
+    "tied": _CovarianceOps(
+        _accumulate_products,
+        _unpack_tied,
+        _scatter_tied,
+        _prec_chol_tied,
+        _prepare_tied,
+        _log_prob_cholesky,
+        _width_products,
+    ),
+    "diag": _CovarianceOps(
+        _accumulate_squares,
+        _unpack_diag,
+        _scatter_diag,
+        _prec_chol_vector,
+        _prepare_diag,
+        _log_prob_diag,
+        _width_squares,
+    ),
+    "spherical": _CovarianceOps(
+        _accumulate_squares,
+        _unpack_diag,
+        _scatter_diag,
+        _prec_chol_vector,
+        _prepare_diag,
+        _log_prob_diag,
+        _width_squares,
+    ),
+}
+
+
+def _ops_for(covariance_type, k, d):
+    """The operations for a covariance type; full/tied pick the cheaper moment product."""
+    ops = _OPS[covariance_type]
+    if covariance_type in ("full", "tied") and k * d < 1 + d + d * (d + 1) // 2:
+        unpack = _unpack_weighted if covariance_type == "full" else _unpack_weighted_tied
+        ops = replace(ops, accumulate=_accumulate_weighted, unpack=unpack)
+    return ops
+
+
+def _statistics(ops, X, resp, shift, block):
+    """Sufficient statistics from responsibilities, summed over blocks of rows."""
+    g = None
+    for rows in row_blocks(X.shape[0], block):
+        part = ops.accumulate(X[rows], shift, resp[rows])
+        g = part if g is None else g + part
+    return ops.unpack(g, X.shape[1], resp.shape[1])
+
+
+def _halfnormal_variance(n, s, t):
+    """Maximiser s^2 of -n log s - S/(2 s^2) - s^2/(2 t^2) (stable form)."""
+    return 2.0 * s / (n + np.sqrt(n * n + 4.0 * s / (t * t)))
+
+
+# ============================================================================ estimator
+class GaussianMixtureEM(BaseMixtureEM):
+    """Gaussian mixture fitted by EM (or MAP-EM with ``prior``).
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    tol : float, default 1e-3
+        Stop when the objective (mean log-likelihood, or mean log posterior, per sample)
+        changes by less than ``tol`` (must be > 0).
+    reg_covar : float, default 1e-6
+        Added to the diagonal of every covariance after each update (0 allowed).
+    max_iter : int, default 100
+    n_init : int, default 1
+        Number of initialisations; the run with the highest final objective is kept.
+    init_params : {"k-means++", "kmeans", "random", "random_from_data"}, default "k-means++"
+        As in scikit-learn, with our own :func:`bayesmix.em.kmeans_plusplus` and
+        :class:`bayesmix.em.KMeans`.
+    weights_init : array-like of shape (K,), optional
+    means_init : array-like of shape (K, D), optional
+    precisions_init : array-like, optional
+        Shape as ``precisions_`` for the covariance type.
+    random_state : None, int, numpy Generator or RandomState
+    warm_start : bool, default False
+        Start from the previous solution on repeated ``fit`` calls (``n_init`` ignored).
+    verbose : int, default 0
+    prior : dict, optional
+        MAP-EM priors (see the module docstring): ``weights_alpha``, ``mu_loc``, ``mu_scale``,
+        ``sigma_scale``, ``cov_prior_dof``, ``cov_prior_scale``. None: maximum likelihood.
+    dtype : numpy dtype, default numpy.float64
+        ``numpy.float32`` halves memory and time at lower precision.
+    chunk_size : int, optional
+        Rows per block in the E- and M-steps (bounds the temporaries; the results are the
+        same up to rounding). Default: about 2**18 / (K D) rows.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, D)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shapes as in scikit-learn (see the module docstring).
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Objective of the best run at its last iteration.
+    lower_bounds_ : ndarray of shape (n_iter_,)
+        Objective at each iteration of the best run.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "k-means++",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        prior: dict | None = None,
+        dtype: Any = np.float64,
+        chunk_size: int | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.prior = prior
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------------ checks
+    def _check_X(self, X, *, fitting):
+        dtype = np.dtype(self.dtype) if self.dtype is not None else np.float64
+        if dtype not in (np.float32, np.float64):
+            raise ParameterError(
+                f"dtype is not supported: expected numpy.float64 or numpy.float32, got "
+                f"{self.dtype!r}; pass one of them"
+            )
+        if fitting:
+            return check_X(
+                X,
+                n_components=self.n_components,
+                # constant columns make full/tied covariances singular unless reg_covar > 0
+                covariance_type=self.covariance_type if self.reg_covar == 0 else None,
+                dtype=dtype,
+                min_samples=2,
+            )
+        return check_X(X, dtype=dtype)
+
+    def _check_family_parameters(self, X):
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_positive(self.reg_covar, "reg_covar", strict=False)
+        k, d = self.n_components, X.shape[1]
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            if w.shape != (k,) or np.any(w < 0) or not np.isclose(w.sum(), 1.0, atol=1e-6):
+                raise ParameterError(
+                    f"weights_init is invalid: expected {k} non-negative weights summing to 1, "
+                    f"got shape {w.shape} and sum {w.sum():.6g}; pass a probability vector"
+                )
+        if self.means_init is not None:
+            m = np.asarray(self.means_init, dtype=np.float64)
+            if m.shape != (k, d) or not np.all(np.isfinite(m)):
+                raise ParameterError(
+                    f"means_init is invalid: expected finite values of shape {(k, d)}, got "
+                    f"shape {m.shape}; pass one mean per component"
+                )
+        if self.precisions_init is not None:
+            p = np.asarray(self.precisions_init, dtype=np.float64)
+            expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[
+                self.covariance_type
+            ]
+            if p.shape != expected:
+                raise ParameterError(
+                    f"precisions_init has the wrong shape for covariance_type="
+                    f"'{self.covariance_type}': expected {expected}, got {p.shape}; pass "
+                    "precisions shaped like precisions_"
+                )
+            if self.covariance_type in ("full", "tied"):
+                mats = p.reshape(-1, d, d)
+                if not np.allclose(mats, np.swapaxes(mats, -1, -2)) or np.any(
+                    np.linalg.eigvalsh(mats) <= 0
+                ):
+                    raise ParameterError(
+                        "precisions_init is invalid: expected symmetric positive definite "
+                        "matrices, got a matrix that is not; pass valid precisions"
+                    )
+            elif np.any(~(p > 0)):
+                raise ParameterError(
+                    "precisions_init is invalid: expected positive values, got a value <= 0; "
+                    "pass positive precisions"
+                )
+        self._prior = self._resolve_prior(d)
+
+    def _resolve_prior(self, d: int) -> dict | None:
+        """Validate ``prior`` and return it with arrays of the right shapes (or None)."""
+        if self.prior is None:
+            return None
+        if not isinstance(self.prior, dict):
+            raise ParameterError(
+                f"prior has the wrong type: expected a dict or None, got "
+                f"{type(self.prior).__name__}; pass e.g. prior={{'weights_alpha': 2.0}}"
+            )
+        unknown = sorted(set(self.prior) - set(PRIOR_KEYS))
+        if unknown:
+            raise ParameterError(
+                f"unknown prior key(s) {unknown}: expected keys among {list(PRIOR_KEYS)}; "
+                "remove or rename them"
+            )
+        k, ctype = self.n_components, self.covariance_type
+        out: dict[str, Any] = {}
+
+        def vector(key, length, positive):
+            value = np.asarray(self.prior[key], dtype=np.float64)
+            if value.ndim == 0:
+                value = np.full(length, float(value))
+            if value.shape != (length,) or not np.all(np.isfinite(value)):
+                raise ParameterError(
+                    f"prior['{key}'] has the wrong shape: expected a scalar or shape "
+                    f"({length},), got shape {value.shape}; pass one finite value per "
+                    f"{'component' if key == 'weights_alpha' else 'feature'}"
+                )
+            if positive and np.any(value <= 0):
+                raise ParameterError(
+                    f"prior['{key}'] must be positive: expected values > 0, got "
+                    f"{value.tolist()}; pass positive values"
+                )
+            return value
+
+        get = self.prior.get
+        if get("weights_alpha") is not None:
+            out["weights_alpha"] = vector("weights_alpha", k, True)
+        if get("mu_scale") is not None:
+            out["mu_scale"] = vector("mu_scale", d, True)
+            out["mu_loc"] = (
+                vector("mu_loc", d, False) if get("mu_loc") is not None else np.zeros(d)
+            )
+        if get("sigma_scale") is not None:
+            if ctype in ("full", "tied") and d > 1:
+                raise ParameterError(
+                    f"prior['sigma_scale'] is not supported with covariance_type='{ctype}' "
+                    f"and {d} features: expected diag/spherical covariances or 1-D data; with "
+                    "full/tied use 'weights_alpha', 'mu_loc', 'mu_scale', 'cov_prior_dof' and "
+                    "'cov_prior_scale'"
+                )
+            t = vector("sigma_scale", d, True)
+            if ctype == "spherical" and not np.allclose(t, t[0]):
+                raise ParameterError(
+                    "prior['sigma_scale'] must be one value with covariance_type='spherical': "
+                    f"expected a scalar, got {t.tolist()}; pass a single scale"
+                )
+            out["sigma_scale"] = t
+        dof, scale = get("cov_prior_dof"), get("cov_prior_scale")
+        if dof is not None or scale is not None:
+            if ctype not in ("full", "tied"):
+                raise ParameterError(
+                    f"prior['cov_prior_dof'/'cov_prior_scale'] needs covariance_type 'full' or "
+                    f"'tied': got '{ctype}'; use 'sigma_scale' for diag/spherical"
+                )
+            if "sigma_scale" in out:
+                raise ParameterError(
+                    "prior has both 'sigma_scale' and an inverse-Wishart prior: expected one "
+                    "prior on the covariance, got two; drop one of them"
+                )
+            if dof is None or scale is None:
+                raise ParameterError(
+                    "inverse-Wishart prior is incomplete: expected both 'cov_prior_dof' and "
+                    "'cov_prior_scale', got only one; pass both"
+                )
+            dof = float(dof)
+            if not dof > d - 1:
+                raise ParameterError(
+                    f"prior['cov_prior_dof'] is too small: expected a value > n_features - 1 = "
+                    f"{d - 1}, got {dof}; pass a larger value"
+                )
+            psi = np.asarray(scale, dtype=np.float64)
+            if psi.ndim == 0:
+                psi = float(psi) * np.eye(d)
+            if (
+                psi.shape != (d, d)
+                or not np.allclose(psi, psi.T)
+                or np.any(np.linalg.eigvalsh(psi) <= 0)
+            ):
+                raise ParameterError(
+                    f"prior['cov_prior_scale'] is invalid: expected a positive scalar or a "
+                    f"symmetric positive definite ({d}, {d}) matrix, got shape {psi.shape}; "
+                    "pass e.g. numpy.eye(n_features)"
+                )
+            out["cov_prior_dof"], out["cov_prior_scale"] = dof, psi
+        return out
+
+    # ------------------------------------------------------------------ parameters
+    def _needs_initial_resp(self):
+        return self.weights_init is None or self.means_init is None or self.precisions_init is None
+
+    def _fit_prepare(self, X):
+        self._shift = X.mean(axis=0)
+        if hasattr(self, "precisions_cholesky_"):  # warm start: E-step arrays about the new c
+            self._prepare()
+
+    def _initialize(self, X, resp):
+        dtype = X.dtype
+        ops = _ops_for(self.covariance_type, self.n_components, X.shape[1])
+        if resp is not None:
+            st = _statistics(ops, X, resp, self._shift, self._block_size(X.shape[1]))
+            st.nk += 10 * np.finfo(dtype).eps
+            m = st.sx / st.nk[:, None]
+            weights = st.nk / X.shape[0]
+            cov = self._ml_covariance(ops.scatter(st, m), st.nk)
+            means = m + self._shift
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=dtype)
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=dtype)
+        self.weights_ = np.asarray(weights, dtype=dtype)
+        self.means_ = np.asarray(means, dtype=dtype)
+        if self.precisions_init is None:
+            self.covariances_ = np.asarray(cov, dtype=dtype)
+            self.precisions_cholesky_ = ops.prec_chol(self.covariances_)
+        else:
+            prec = np.asarray(self.precisions_init, dtype=dtype)
+            if self.covariance_type in ("full", "tied"):
+                self.precisions_cholesky_ = _prec_chol_from_precisions_matrix(prec)
+                self.covariances_ = _covariances_from_pc_matrix(self.precisions_cholesky_)
+            else:
+                self.precisions_cholesky_ = np.sqrt(prec)
+                self.covariances_ = 1.0 / prec
+        self._prepare()
+
+    def _ml_covariance(self, scatter, nk):
+        reg = self.reg_covar
+        ctype = self.covariance_type
+        if ctype == "full":
+            cov = scatter / nk[:, None, None]
+            cov += reg * np.eye(cov.shape[-1], dtype=cov.dtype)
+        elif ctype == "tied":
+            cov = scatter / nk.sum() + reg * np.eye(scatter.shape[-1], dtype=scatter.dtype)
+        elif ctype == "diag":
+            cov = scatter / nk[:, None] + reg
+        else:
+            cov = (scatter / nk[:, None] + reg).mean(axis=1)
+        return cov
+
+    def _em_step(self, X, workspace):
+        """One EM iteration in a single pass over blocks of rows (E-step and M-step fused).
+
+        For each block: component log densities, in-place normalisation to responsibilities,
+        and the block's contribution ``F_b r_b`` to every sufficient statistic; then the
+        M-step from the statistics. No (N, K) array is made.
+        """
+        n, d = X.shape
+        ops = _ops_for(self.covariance_type, self.n_components, d)
+        log_w = self._estimate_log_weights().astype(X.dtype, copy=False)
+        total = 0.0
+        g = None
+        squares = self.covariance_type in ("diag", "spherical")
+        for rows in row_blocks(n, self._block_size(d)):
+            xb = X[rows]
+            resp = np.empty((xb.shape[0], self.n_components), dtype=X.dtype)
+            if squares:  # the E- and M-step share the features [1, x - c, (x - c)^2]
+                features = _features_squares(xb, self._shift)
+                np.matmul(features, self._estep["w"], out=resp)
+            else:
+                ops.log_prob(xb, self._estep, resp)
+            resp += log_w
+            total += float(np.sum(normalize_log_prob_inplace(resp), dtype=np.float64))
+            if squares:
+                part = features.T @ resp
+            else:
+                part = ops.accumulate(xb, self._shift, resp)
+            g = part if g is None else g + part
+        objective = self._objective_from_sum(total, n)
+        self._update_parameters(ops.unpack(g, d, self.n_components), X.dtype)
+        return objective
+
+    def _m_step(self, X, resp):
+        """M-step from responsibilities resp (N, K); see the module docstring."""
+        ops = _ops_for(self.covariance_type, self.n_components, X.shape[1])
+        st = _statistics(ops, X, resp, self._shift, self._block_size(X.shape[1]))
+        self._update_parameters(st, X.dtype)
+
+    def _update_parameters(self, st, dtype):
+        """M-step (ML or MAP/ECM) from sufficient statistics; formulas in the module docstring."""
+        ops = _OPS[self.covariance_type]
+        st.nk += 10 * np.finfo(dtype).eps
+        prior = self._prior or {}
+
+        # weights
+        if "weights_alpha" in prior:
+            w = np.maximum(st.nk + prior["weights_alpha"] - 1.0, 0.0)
+        else:
+            w = st.nk.copy()
+        self.weights_ = (w / w.sum()).astype(dtype)
+
+        # means (about the shift) given the current covariances
+        if "mu_scale" in prior:
+            m = self._map_means(st, prior)
+        else:
+            m = st.sx / st.nk[:, None]
+
+        # covariances given the new means
+        scatter = ops.scatter(st, m)
+        if {"sigma_scale", "cov_prior_dof"} & prior.keys():
+            cov = self._map_covariance(scatter, st.nk, prior)
+        else:
+            cov = self._ml_covariance(scatter, st.nk)
+        self.means_ = (m + self._shift).astype(dtype)
+        self.covariances_ = np.asarray(cov, dtype=dtype)
+        self.precisions_cholesky_ = ops.prec_chol(self.covariances_)
+        self._prepare()
+
+    def _map_means(self, st, prior):
+        """Conditional maximiser of the log posterior in the means, covariances fixed."""
+        loc = prior["mu_loc"] - self._shift
+        prior_prec = 1.0 / prior["mu_scale"] ** 2  # (D,)
+        ctype = self.covariance_type
+        k, d = st.sx.shape
+        if ctype in ("diag", "spherical"):
+            var = np.broadcast_to(np.reshape(self.covariances_, (k, -1)), (k, d))
+            prec = 1.0 / var
+            return (st.sx * prec + loc * prior_prec) / (st.nk[:, None] * prec + prior_prec)
+        prec = _precisions_full(np.asarray(self.precisions_cholesky_, dtype=np.float64))
+        if ctype == "tied":
+            prec = np.broadcast_to(prec, (k, d, d))
+        a = st.nk[:, None, None] * prec + np.diag(prior_prec)
+        b = np.einsum("kde,ke->kd", prec, st.sx) + loc * prior_prec
+        return np.linalg.solve(a, b[:, :, None])[:, :, 0]
+
+    def _map_covariance(self, scatter, nk, prior):
+        """Conditional maximiser of the log posterior in the covariances, means fixed."""
+        reg, ctype = self.reg_covar, self.covariance_type
+        if "cov_prior_dof" in prior:
+            dof, psi = prior["cov_prior_dof"], prior["cov_prior_scale"]
+            d = psi.shape[0]
+            if ctype == "full":
+                cov = (psi + scatter) / (nk + dof + d + 1.0)[:, None, None]
+            else:
+                cov = (psi + scatter) / (nk.sum() + dof + d + 1.0)
+            return cov + reg * np.eye(d)
+        t = prior["sigma_scale"]
+        if ctype == "diag":
+            return _halfnormal_variance(nk[:, None], scatter, t) + reg
+        if ctype == "spherical":
+            d = scatter.shape[1]
+            return _halfnormal_variance(nk * d, scatter.sum(axis=1), t[0]) + reg
+        if ctype == "full":  # 1-D data
+            return _halfnormal_variance(nk[:, None, None], scatter, t[0]) + reg
+        return _halfnormal_variance(nk.sum(), scatter, t[0]) + reg  # tied, 1-D
+
+    def _prepare(self):
+        """Cache the stacked factors used by the E-step (after every parameter change)."""
+        shift = getattr(self, "_shift", None)
+        if shift is None:
+            shift = np.zeros(self.means_.shape[1], dtype=self.means_.dtype)
+        self._estep = _OPS[self.covariance_type].prepare(
+            self.means_, self.precisions_cholesky_, shift.astype(self.means_.dtype)
+        )
+
+    def _block_size(self, n_features):
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
+        width = _OPS[self.covariance_type].width(self.n_components, n_features)
+        return max(64, _BLOCK_ELEMENTS // width)
+
+    def _estimate_log_prob_block(self, X, out):
+        _OPS[self.covariance_type].log_prob(X, self._estep, out)
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params):
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+        pc = self.precisions_cholesky_
+        if self.covariance_type in ("full", "tied"):
+            self.precisions_ = _precisions_full(pc)
+        else:
+            self.precisions_ = pc**2
+        self._prepare()
+
+    def _n_parameters(self):
+        k, d = self.means_.shape
+        cov = {
+            "full": k * d * (d + 1) / 2.0,
+            "tied": d * (d + 1) / 2.0,
+            "diag": k * d,
+            "spherical": k,
+        }[self.covariance_type]
+        return int(cov + k * d + k - 1)
+
+    def _sample_component(self, k, n, rng):
+        d = self.means_.shape[1]
+        z = rng.standard_normal((n, d))
+        cov = self.covariances_
+        ctype = self.covariance_type
+        if ctype == "full":
+            return self.means_[k] + z @ np.linalg.cholesky(cov[k]).T
+        if ctype == "tied":
+            return self.means_[k] + z @ np.linalg.cholesky(cov).T
+        scale = np.sqrt(np.broadcast_to(np.reshape(cov, (self.n_components, -1))[k], (d,)))
+        return self.means_[k] + z * scale
+
+    # ------------------------------------------------------------------ MAP objective
+    def _log_prior(self):
+        """Log prior density of the current parameters, all constants included."""
+        prior = self._prior
+        if not prior:
+            return 0.0
+        total = 0.0
+        if "weights_alpha" in prior:
+            a = prior["weights_alpha"]
+            w = np.asarray(self.weights_, dtype=np.float64)
+            total += gammaln(a.sum()) - gammaln(a).sum() + xlogy(a - 1.0, w).sum()
+        if "mu_scale" in prior:
+            total += sps.norm.logpdf(
+                np.asarray(self.means_, dtype=np.float64), prior["mu_loc"], prior["mu_scale"]
+            ).sum()
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        if "sigma_scale" in prior:
+            t = prior["sigma_scale"]
+            ctype = self.covariance_type
+            if ctype == "diag":
+                sigma, scale = np.sqrt(cov), t
+            elif ctype == "spherical":
+                sigma, scale = np.sqrt(cov), t[0]
+            elif ctype == "full":
+                sigma, scale = np.sqrt(cov[:, 0, 0]), t[0]
+            else:
+                sigma, scale = np.sqrt(cov[0, 0]), t[0]
+            total += sps.halfnorm.logpdf(sigma, scale=scale).sum()
+        if "cov_prior_dof" in prior:
+            mats = cov if self.covariance_type == "full" else cov[None]
+            total += sum(
+                sps.invwishart.logpdf(c, df=prior["cov_prior_dof"], scale=prior["cov_prior_scale"])
+                for c in mats
+            )
+        return float(total)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

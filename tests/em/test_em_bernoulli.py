@@ -1,0 +1,91 @@
+"""BernoulliMixtureEM on binarised digits, and its log density against a direct computation."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from bayesmix.data import load_digits
+from bayesmix.em import BernoulliMixtureEM
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(binary=True, threshold=8)
+    return X.astype(np.float64), y
+
+
+def test_log_density_against_explicit_sum(digits):
+    X = digits[0][:200]
+    bm = BernoulliMixtureEM(4, random_state=0, max_iter=200).fit(X)
+    p = bm.means_
+    log_joint = np.log(bm.weights_) + X @ np.log(p).T + (1 - X) @ np.log1p(-p).T
+    np.testing.assert_allclose(bm.score_samples(X), logsumexp(log_joint, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        bm.predict_proba(X), np.exp(log_joint - logsumexp(log_joint, 1, keepdims=True)), atol=1e-12
+    )
+    assert np.all((p > 0) & (p < 1))  # smoothing keeps p inside (0, 1)
+    assert bm.probs_ is bm.means_
+
+
+def test_components_look_like_digits(digits):
+    X, y = digits
+    bm = BernoulliMixtureEM(10, n_init=3, random_state=0, max_iter=200, tol=1e-6).fit(X)
+    labels = bm.predict(X)
+    correlations = []
+    for k in range(10):
+        members = y[labels == k]
+        if members.size == 0:
+            continue
+        majority = np.bincount(members, minlength=10).argmax()
+        class_mean = X[y == majority].mean(axis=0)
+        correlations.append(np.corrcoef(bm.means_[k], class_mean)[0, 1])
+    correlations = np.asarray(correlations)
+    assert len(correlations) >= 9
+    assert np.all(correlations > 0.5), correlations
+    assert np.median(correlations) > 0.8, correlations
+
+
+def test_generative_classifier(digits):
+    """One mixture (K=3) per class; classify by the largest log p(x | class) + log p(class)."""
+    X, y = digits
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:1300], order[1300:]
+    scores = np.empty((len(test), 10))
+    for c in range(10):
+        Xc = X[train][y[train] == c]
+        model = BernoulliMixtureEM(3, n_init=2, random_state=c, max_iter=200).fit(Xc)
+        scores[:, c] = model.score_samples(X[test]) + np.log(len(Xc) / len(train))
+    accuracy = np.mean(scores.argmax(axis=1) == y[test])
+    print(f"binarised digits, 3 Bernoulli components per class: test accuracy {accuracy:.3f}")
+    assert accuracy > 0.8
+
+
+def test_sample_draws_binary_images(digits):
+    X = digits[0]
+    bm = BernoulliMixtureEM(10, random_state=0, max_iter=50).fit(X)
+    images, labels = bm.sample(500)
+    assert images.shape == (500, 64) and labels.shape == (500,)
+    assert np.issubdtype(images.dtype, np.integer) and set(np.unique(images)) <= {0, 1}
+    assert np.issubdtype(labels.dtype, np.integer)
+    # per-component pixel frequencies of the draws match the fitted probabilities
+    k = np.bincount(labels).argmax()
+    freq = images[labels == k].mean(axis=0)
+    se = np.sqrt(bm.means_[k] * (1 - bm.means_[k]) / np.sum(labels == k))
+    assert np.all(np.abs(freq - bm.means_[k]) < 5 * se + 1e-9)
+
+
+def test_smoothing_zero_is_maximum_likelihood():
+    """smoothing=0 gives p = sum_n r x / n_k exactly, and p of exactly 0 or 1 is handled."""
+    X = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 1]])
+    bm = BernoulliMixtureEM(2, smoothing=0.0, random_state=0, tol=1e-10, max_iter=500).fit(X)
+    resp = bm.predict_proba(X)
+    expected = (resp.T @ X) / resp.sum(axis=0)[:, None]
+    np.testing.assert_allclose(bm.means_, expected, atol=1e-6)
+    assert np.isfinite(bm.score_samples(X)).all()
+    # a row impossible under every component gets log density -inf and uniform responsibilities
+    if np.any(bm.means_ == 0):
+        impossible = (bm.means_ == 0).all(axis=0)
+        if impossible.any():
+            row = np.zeros((1, 3))
+            row[0, np.flatnonzero(impossible)[0]] = 1
+            assert bm.score_samples(row)[0] == -np.inf
