@@ -1,0 +1,636 @@
+"""Model, data and fit specifications, TOML loading and data-scaled prior resolution.
+
+A run is described by four frozen dataclasses: :class:`DataSpec` (where the data come from),
+:class:`ModelSpec` (family, number of components, covariance structure, priors in a
+:class:`PriorSpec`), :class:`FitSpec` (which methods to run, sampler settings) and
+:class:`RunSpec` (all of them plus a name). They are read from TOML files such as::
+
+    name = "faithful_full"          # optional, defaults to the file stem
+
+    [data]
+    path = "builtin:old_faithful"   # or a CSV path, relative to this file
+    columns = ["eruptions", "waiting"]
+
+    [model]
+    family = "gaussian"             # gaussian | bernoulli
+    components = 2
+    covariance = "full"             # full | diag | spherical (gaussian only)
+    ordered = false                 # order components by the mean of the first feature
+
+    [priors]                        # every key optional; see PriorSpec for the defaults
+    weights_alpha = 1.0
+    mu_scale = [2.0, 30.0]
+
+    [fit]
+    methods = ["em", "map", "nuts"] # any of em, map, nuts, advi
+    draws = 1000
+    tune = 1000
+    chains = 4
+    seed = 0
+    sampler = "nutpie"              # nutpie | pymc | numpyro
+    target_accept = 0.9
+
+:func:`load_spec` and :func:`spec_from_dict` report *every* problem of a spec at once in one
+:class:`~bayesmix._validation.SpecError`. :func:`resolve_priors` turns the ``None`` entries of a
+:class:`PriorSpec` into numbers scaled to the data; the PyMC graph and the MAP-EM fit both
+read their prior numbers from it, so the two always describe the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayesmix._validation import SpecError
+
+__all__ = [
+    "FAMILIES",
+    "COVARIANCES",
+    "METHODS",
+    "SAMPLERS",
+    "DataSpec",
+    "FitSpec",
+    "ModelSpec",
+    "PriorSpec",
+    "RunSpec",
+    "load_spec",
+    "resolve_priors",
+    "spec_from_dict",
+]
+
+FAMILIES = ("gaussian", "bernoulli")
+COVARIANCES = ("full", "diag", "spherical")
+METHODS = ("em", "map", "nuts", "advi")
+SAMPLERS = ("nutpie", "pymc", "numpyro")
+BUILTIN_DATA = ("old_faithful", "low_dim_gauss_mix", "digits")
+
+Number = float | tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Prior hyper-parameters of a mixture; ``None`` means "scaled to the data".
+
+    The model is (``k`` a component, ``d`` a feature, ``s_d`` the sample standard deviation of
+    feature ``d``, ``m_d`` its sample mean)::
+
+        w               ~ Dirichlet(weights_alpha * ones(K))
+        mu[k, d]        ~ Normal(mu_loc[d], mu_scale[d])             (gaussian)
+        sigma[k, d]     ~ HalfNormal(sigma_scale[d])                 (diag, full, 1-D)
+        sigma[k]        ~ HalfNormal(sigma_scale)                    (spherical: one per component)
+        corr[k]         ~ LKJ(lkj_eta)                               (full)
+        p[k, d]         ~ Beta(beta_a, beta_b)                       (bernoulli)
+
+    Data-scaled defaults (weakly informative: they keep the parameters on the scale of the data
+    without pulling them anywhere in particular):
+
+    * ``mu_loc = m_d``: the feature means;
+    * ``mu_scale = 2 * s_d``: component means a priori within about +-4 s_d of the centre of the
+      data, which covers every plausible cluster centre;
+    * ``sigma_scale = s_d``: a component standard deviation is a priori smaller than the total
+      spread (HalfNormal median 0.67 s_d, 95 % below 1.96 s_d). For spherical covariances the
+      scale is the root mean square of the ``s_d``.
+
+    Scalars given for ``mu_loc``, ``mu_scale`` and ``sigma_scale`` apply to every feature;
+    sequences must have one entry per feature.
+
+    Parameters
+    ----------
+    weights_alpha : float or tuple of float
+        Dirichlet concentration (scalar or one per component). 1 is flat on the simplex.
+    mu_loc, mu_scale, sigma_scale : float, tuple of float or None
+        See above.
+    lkj_eta : float
+        LKJ shape of the correlation matrices (full covariance); 1 is uniform, 2 mildly
+        favours small correlations.
+    beta_a, beta_b : float
+        Beta prior on each Bernoulli probability.
+    """
+
+    weights_alpha: Number = 1.0
+    mu_loc: Number | None = None
+    mu_scale: Number | None = None
+    sigma_scale: Number | None = None
+    lkj_eta: float = 2.0
+    beta_a: float = 1.0
+    beta_b: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists for tuples), omitting ``None`` entries (TOML has no null)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the model is: family, number of components, covariance structure, priors.
+
+    Parameters
+    ----------
+    family : {"gaussian", "bernoulli"}
+    n_components : int
+        Number of mixture components ``K >= 1``.
+    covariance : {"full", "diag", "spherical"}
+        Gaussian covariance structure (ignored for Bernoulli; 1-D data behave the same for all).
+    ordered : bool
+        Break label switching by ordering the component means of the first feature.
+        Gaussian only.
+    priors : PriorSpec
+    """
+
+    family: str = "gaussian"
+    n_components: int = 2
+    covariance: str = "full"
+    ordered: bool = False
+    priors: PriorSpec = field(default_factory=PriorSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``[model]`` table (``components`` is the TOML name of ``n_components``)."""
+        return {
+            "family": self.family,
+            "components": self.n_components,
+            "covariance": self.covariance,
+            "ordered": self.ordered,
+        }
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data come from.
+
+    Parameters
+    ----------
+    path : str
+        ``"builtin:<name>"`` (``old_faithful``, ``low_dim_gauss_mix``, ``digits``) or a CSV path.
+        :func:`load_spec` resolves relative paths against the folder of the spec file and stores
+        the absolute path.
+    columns : tuple of str or None
+        Columns to use; ``None`` means all.
+    """
+
+    path: str = "builtin:old_faithful"
+    columns: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``[data]`` table."""
+        out: dict[str, Any] = {"path": self.path}
+        if self.columns is not None:
+            out["columns"] = list(self.columns)
+        return out
+
+    def load(self):
+        """Load the table with :func:`bayesmix.data.load_table` -> ``pandas.DataFrame``."""
+        from bayesmix.data import load_table
+
+        cols = list(self.columns) if self.columns is not None else None
+        return load_table(self.path, cols)
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """How to fit: methods (run in the order em -> map -> nuts -> advi) and sampler settings.
+
+    Parameters
+    ----------
+    methods : tuple of str
+        Any of ``"em"``, ``"map"``, ``"nuts"``, ``"advi"``.
+    draws, tune, chains : int
+        NUTS draws and tuning steps per chain, number of chains.
+    seed : int
+        Seed of every random step of the run.
+    sampler : {"nutpie", "pymc", "numpyro"}
+    target_accept : float
+        NUTS target acceptance rate in (0, 1).
+    """
+
+    methods: tuple[str, ...] = ("em", "map", "nuts")
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int = 0
+    sampler: str = "nutpie"
+    target_accept: float = 0.9
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``[fit]`` table."""
+        d = dataclasses.asdict(self)
+        d["methods"] = list(self.methods)
+        return d
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A complete run: a name, the data, the model and the fit settings."""
+
+    name: str = "run"
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    fit: FitSpec = field(default_factory=FitSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested dict in the TOML layout; ``spec_from_dict(s.to_dict()) == s``."""
+        return {
+            "name": self.name,
+            "data": self.data.to_dict(),
+            "model": self.model.to_dict(),
+            "priors": self.model.priors.to_dict(),
+            "fit": self.fit.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        """JSON string of :meth:`to_dict` (stored in result attrs)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        """Inverse of :meth:`to_json`."""
+        d = json.loads(text)
+        return spec_from_dict(d, name=d.get("name", "run"))
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing with every problem collected
+
+
+_SECTIONS = {
+    "data": {"path", "columns"},
+    "model": {"family", "components", "covariance", "ordered"},
+    "priors": {f.name for f in dataclasses.fields(PriorSpec)},
+    "fit": {f.name for f in dataclasses.fields(FitSpec)},
+}
+_TOP_KEYS = set(_SECTIONS) | {"name"}
+
+
+def _spec_error(problems: list[str], name: str | None = None) -> SpecError:
+    """A SpecError carrying every problem (``.problems``) and a one-line summary."""
+    name = name or "spec"
+    try:
+        err = SpecError(problems, name=name)
+    except TypeError:
+        err = SpecError(f"spec {name} has {len(problems)} problem(s): " + "; ".join(problems))
+    err.problems = list(problems)
+    return err
+
+
+def _closest(word: str, choices) -> str:
+    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else f"; valid: {', '.join(sorted(choices))}"
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def add(self, msg: str) -> None:
+        self.problems.append(msg)
+
+    def integer(self, where: str, v: Any, *, minimum: int) -> int | None:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            self.add(f"{where}: expected an integer >= {minimum}, got {v!r}")
+            return None
+        if v < minimum:
+            self.add(f"{where}: expected an integer >= {minimum}, got {v}")
+            return None
+        return int(v)
+
+    def choice(self, where: str, v: Any, choices: tuple[str, ...]) -> str | None:
+        if not isinstance(v, str):
+            self.add(f"{where}: expected a string, one of {', '.join(choices)}; got {v!r}")
+            return None
+        if v not in choices:
+            self.add(
+                f"{where}: unknown value {v!r}, expected one of {', '.join(choices)}"
+                + _closest(v, choices).replace("; valid:", "; valid values:")
+            )
+            return None
+        return v
+
+    def boolean(self, where: str, v: Any) -> bool | None:
+        if not isinstance(v, bool):
+            self.add(f"{where}: expected true or false, got {v!r}")
+            return None
+        return v
+
+    def positive(self, where: str, v: Any, *, vector: bool, allow_none: bool = False) -> Any:
+        if v is None and allow_none:
+            return None
+        values = v if (vector and isinstance(v, list | tuple)) else [v]
+        ok = len(values) > 0
+        for x in values:
+            if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
+                ok = False
+            elif not np.isfinite(x) or x <= 0:
+                ok = False
+        if not ok:
+            kind = (
+                "a positive number or a list of positive numbers"
+                if vector
+                else ("a positive number")
+            )
+            self.add(f"{where}: expected {kind}, got {v!r}")
+            return None
+        if isinstance(v, list | tuple):
+            return tuple(float(x) for x in v)
+        return float(v)
+
+    def real(self, where: str, v: Any) -> Any:
+        if v is None:
+            return None
+        values = v if isinstance(v, list | tuple) else [v]
+        ok = len(values) > 0 and all(
+            not isinstance(x, bool)
+            and isinstance(x, int | float | np.integer | np.floating)
+            and np.isfinite(x)
+            for x in values
+        )
+        if not ok:
+            self.add(f"{where}: expected a finite number or a list of numbers, got {v!r}")
+            return None
+        if isinstance(v, list | tuple):
+            return tuple(float(x) for x in v)
+        return float(v)
+
+
+def spec_from_dict(
+    d: dict[str, Any], name: str | None = None, *, base_dir: str | Path | None = None
+) -> RunSpec:
+    """Build a :class:`RunSpec` from a TOML-layout dict, reporting every problem at once.
+
+    Parameters
+    ----------
+    d : dict
+        Sections ``data``, ``model``, ``priors``, ``fit`` (all optional) and an optional
+        top-level ``name``.
+    name : str, optional
+        Name of the run; defaults to ``d["name"]`` or ``"run"``.
+    base_dir : path, optional
+        Folder against which a relative ``data.path`` is resolved; the file must then exist.
+        Without it, relative paths are kept as given and not checked.
+
+    Returns
+    -------
+    RunSpec
+
+    Raises
+    ------
+    SpecError
+        Listing every unknown section or key (with the closest valid name), wrong type and bad
+        value.
+    """
+    col = _Collector()
+    if not isinstance(d, dict):
+        raise _spec_error([f"spec: expected a table (dict), got {type(d).__name__}"], name)
+    run_name = name if name is not None else d.get("name", "run")
+    if not isinstance(run_name, str):
+        col.add(f"name: expected a string, got {run_name!r}")
+        run_name = "run"
+    for key in d:
+        if key not in _TOP_KEYS:
+            col.add(f"unknown section [{key}]{_closest(key, _TOP_KEYS)}")
+    tables: dict[str, dict] = {}
+    for sec, keys in _SECTIONS.items():
+        t = d.get(sec, {})
+        if not isinstance(t, dict):
+            col.add(f"[{sec}]: expected a table, got {t!r}")
+            t = {}
+        for key in t:
+            if key not in keys:
+                col.add(f"unknown key {key!r} in [{sec}]{_closest(key, keys)}")
+        tables[sec] = {k: v for k, v in t.items() if k in keys}
+
+    # [data]
+    data_t = tables["data"]
+    path = data_t.get("path", DataSpec.path)
+    columns = data_t.get("columns")
+    if not isinstance(path, str) or not path:
+        col.add(f"[data] path: expected a non-empty string, got {path!r}")
+        path = DataSpec.path
+    elif path.startswith("builtin:"):
+        bname = path.removeprefix("builtin:")
+        if bname not in BUILTIN_DATA:
+            col.add(
+                f"[data] path: unknown built-in data set {bname!r}, expected one of "
+                f"{', '.join(BUILTIN_DATA)}{_closest(bname, BUILTIN_DATA)}"
+            )
+    else:
+        p = Path(path).expanduser()
+        if not p.is_absolute() and base_dir is not None:
+            p = Path(base_dir) / p
+        if base_dir is not None:
+            if not p.is_file():
+                col.add(
+                    f"[data] path: data file {str(p)!r} not found (relative paths are resolved "
+                    "against the spec's folder); fix the path or use 'builtin:old_faithful'"
+                )
+            path = str(p.resolve())
+    if columns is not None:
+        if (
+            not isinstance(columns, list | tuple)
+            or not columns
+            or not all(isinstance(c, str) for c in columns)
+        ):
+            col.add(f"[data] columns: expected a non-empty list of column names, got {columns!r}")
+            columns = None
+        else:
+            columns = tuple(columns)
+
+    # [model]
+    mt = tables["model"]
+    family = col.choice("[model] family", mt.get("family", "gaussian"), FAMILIES) or "gaussian"
+    k = col.integer("[model] components", mt.get("components", 2), minimum=1) or 2
+    cov = col.choice("[model] covariance", mt.get("covariance", "full"), COVARIANCES) or "full"
+    ordered = col.boolean("[model] ordered", mt.get("ordered", False))
+    if ordered and family != "gaussian":
+        col.add(
+            "[model] ordered: expected false for family 'bernoulli', got true; "
+            "ordering is defined by the means of a Gaussian mixture"
+        )
+
+    # [priors]
+    pt_ = tables["priors"]
+    pri = {}
+    pri["weights_alpha"] = col.positive(
+        "[priors] weights_alpha", pt_.get("weights_alpha", 1.0), vector=True
+    )
+    if isinstance(pri["weights_alpha"], tuple) and len(pri["weights_alpha"]) != k:
+        col.add(
+            f"[priors] weights_alpha: expected a number or {k} numbers (one per "
+            f"component), got {len(pri['weights_alpha'])}"
+        )
+    pri["mu_loc"] = col.real("[priors] mu_loc", pt_.get("mu_loc"))
+    pri["mu_scale"] = col.positive(
+        "[priors] mu_scale", pt_.get("mu_scale"), vector=True, allow_none=True
+    )
+    pri["sigma_scale"] = col.positive(
+        "[priors] sigma_scale", pt_.get("sigma_scale"), vector=True, allow_none=True
+    )
+    for key in ("lkj_eta", "beta_a", "beta_b"):
+        pri[key] = col.positive(
+            f"[priors] {key}", pt_.get(key, 1.0 if key != "lkj_eta" else 2.0), vector=False
+        )
+
+    # [fit]
+    ft = tables["fit"]
+    methods = ft.get("methods", list(FitSpec.methods))
+    if isinstance(methods, str):
+        methods = [methods]
+    if not isinstance(methods, list | tuple) or not methods:
+        col.add(
+            f"[fit] methods: expected a non-empty list from {', '.join(METHODS)}, got {methods!r}"
+        )
+        methods = list(FitSpec.methods)
+    good_methods = []
+    for m in methods:
+        if col.choice("[fit] methods", m, METHODS):
+            good_methods.append(m)
+    fit_kw = {
+        "methods": tuple(m for m in METHODS if m in good_methods),
+        "draws": col.integer("[fit] draws", ft.get("draws", FitSpec.draws), minimum=1),
+        "tune": col.integer("[fit] tune", ft.get("tune", FitSpec.tune), minimum=0),
+        "chains": col.integer("[fit] chains", ft.get("chains", FitSpec.chains), minimum=1),
+        "seed": col.integer("[fit] seed", ft.get("seed", FitSpec.seed), minimum=0),
+        "sampler": col.choice("[fit] sampler", ft.get("sampler", FitSpec.sampler), SAMPLERS),
+    }
+    ta = ft.get("target_accept", FitSpec.target_accept)
+    if isinstance(ta, bool) or not isinstance(ta, int | float) or not 0 < ta < 1:
+        col.add(f"[fit] target_accept: expected a number in (0, 1), got {ta!r}")
+    else:
+        fit_kw["target_accept"] = float(ta)
+
+    if col.problems:
+        raise _spec_error(col.problems, run_name)
+
+    return RunSpec(
+        name=run_name,
+        data=DataSpec(path=path, columns=columns),
+        model=ModelSpec(
+            family=family,
+            n_components=k,
+            covariance=cov,
+            ordered=bool(ordered),
+            priors=PriorSpec(**pri),
+        ),
+        fit=FitSpec(**fit_kw),
+    )
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read a TOML run spec; relative data paths are resolved against the spec's folder.
+
+    Parameters
+    ----------
+    path : path
+        The ``.toml`` file. The run name defaults to the file stem.
+
+    Returns
+    -------
+    RunSpec
+
+    Raises
+    ------
+    SpecError
+        Missing file, invalid TOML, or every problem found by :func:`spec_from_dict`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise _spec_error(
+            [f"spec file {str(p)!r} not found: expected an existing .toml file; check the path"],
+            p.stem,
+        )
+    try:
+        d = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise _spec_error([f"{p.name} is not valid TOML: {exc}; fix the syntax"], p.stem) from exc
+    return spec_from_dict(d, name=d.get("name", p.stem), base_dir=p.parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# priors
+
+
+def _per_feature(value: Number | None, default: np.ndarray, where: str) -> np.ndarray:
+    d = default.shape[0]
+    if value is None:
+        return default.astype(float)
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        return np.full(d, float(arr))
+    if arr.shape != (d,):
+        raise _spec_error(
+            [
+                f"[priors] {where}: expected a number or {d} numbers (one per feature), "
+                f"got {arr.shape[0]}"
+            ]
+        )
+    return arr
+
+
+def resolve_priors(model_spec: ModelSpec, X: np.ndarray) -> dict[str, np.ndarray]:
+    """The prior hyper-parameters as numbers, with ``None`` entries scaled to the data.
+
+    This is the single place where data-scaled defaults are computed (see :class:`PriorSpec`);
+    :func:`bayesmix.graphs.build_model` and :func:`bayesmix.inference.fit_em` both use it.
+
+    Parameters
+    ----------
+    model_spec : ModelSpec
+    X : ndarray of shape (N, D)
+        The data (already validated).
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``weights_alpha`` (K,) always. Gaussian: ``mu_loc`` (D,), ``mu_scale`` (D,),
+        ``sigma_scale`` (D,) or () for spherical covariances, and ``lkj_eta`` () for full
+        covariances with D > 1. Bernoulli: ``beta_a`` (), ``beta_b`` ().
+    """
+    pr = model_spec.priors
+    X = np.asarray(X, dtype=float)
+    k = model_spec.n_components
+    alpha = np.asarray(pr.weights_alpha, dtype=float)
+    if alpha.ndim == 0:
+        alpha = np.full(k, float(alpha))
+    elif alpha.shape != (k,):
+        raise _spec_error(
+            [f"[priors] weights_alpha: expected a number or {k} numbers, got {alpha.shape[0]}"]
+        )
+    out: dict[str, np.ndarray] = {"weights_alpha": alpha}
+    if model_spec.family == "bernoulli":
+        out["beta_a"] = np.asarray(float(pr.beta_a))
+        out["beta_b"] = np.asarray(float(pr.beta_b))
+        return out
+    mean = X.mean(axis=0)
+    sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.ones(X.shape[1])
+    sd = np.where(sd > 0, sd, 1.0)
+    out["mu_loc"] = _per_feature(pr.mu_loc, mean, "mu_loc")
+    out["mu_scale"] = _per_feature(pr.mu_scale, 2.0 * sd, "mu_scale")
+    if model_spec.covariance == "spherical" and X.shape[1] > 1:
+        if pr.sigma_scale is None:
+            out["sigma_scale"] = np.asarray(float(np.sqrt(np.mean(sd**2))))
+        else:
+            s = np.asarray(pr.sigma_scale, dtype=float)
+            if s.ndim != 0 and not np.allclose(s, s.flat[0]):
+                raise _spec_error(
+                    [
+                        "[priors] sigma_scale: expected one number for spherical covariance, "
+                        f"got {s.tolist()}; give a single scale"
+                    ]
+                )
+            out["sigma_scale"] = np.asarray(float(s.flat[0]))
+    else:
+        out["sigma_scale"] = _per_feature(pr.sigma_scale, sd, "sigma_scale")
+    if model_spec.covariance == "full" and X.shape[1] > 1:
+        out["lkj_eta"] = np.asarray(float(pr.lkj_eta))
+    return out

@@ -1,0 +1,26 @@
+"""PyMC model builders: a :class:`~bayesmix.config.ModelSpec` plus data -> ``pm.Model``.
+
+These functions build graphs and never sample; :mod:`bayesmix.inference` fits them.
+"""
+
+from bayesmix.graphs._mixture import (
+    FORMULATIONS,
+    build_model,
+    default_initvals,
+    effective_covariance,
+    feature_labels,
+    free_var_names,
+    point_to_initvals,
+    validate_data,
+)
+
+__all__ = [
+    "FORMULATIONS",
+    "build_model",
+    "default_initvals",
+    "effective_covariance",
+    "feature_labels",
+    "free_var_names",
+    "point_to_initvals",
+    "validate_data",
+]

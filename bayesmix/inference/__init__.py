@@ -1,0 +1,34 @@
+"""Fitting: EM, MAP, NUTS and ADVI of one compiled mixture model, into one ``xarray.DataTree``.
+
+See ``docs/architecture.md`` for the groups and names of the result.
+"""
+
+from bayesmix.inference._compiled import CompiledMixture, clear_cache, get_compiled
+from bayesmix.inference._fit import em_prior, fit_advi, fit_em, fit_map, sample_nuts
+from bayesmix.inference._predict import (
+    as_images,
+    generate,
+    membership,
+    sample_posterior_predictive,
+    sample_prior_predictive,
+)
+from bayesmix.inference._run import run
+from bayesmix.inference._tree import StartsDisagreeWarning
+
+__all__ = [
+    "CompiledMixture",
+    "StartsDisagreeWarning",
+    "as_images",
+    "clear_cache",
+    "em_prior",
+    "fit_advi",
+    "fit_em",
+    "fit_map",
+    "generate",
+    "get_compiled",
+    "membership",
+    "run",
+    "sample_nuts",
+    "sample_posterior_predictive",
+    "sample_prior_predictive",
+]

@@ -1,0 +1,314 @@
+"""One compiled model per (spec, data shape, dtype) and process.
+
+Compiling a PyMC model with Numba takes tens of seconds, sampling it a second or two. A
+:class:`CompiledMixture` therefore holds the ``pm.Model`` and, compiled lazily and only once,
+
+* the nutpie model (``nutpie.compile_pymc_model``),
+* the MAP objective: ``model.logp(jacobian=False)`` and its gradient on the flat unconstrained
+  vector,
+* the map from the unconstrained vector to the result variables (``w``, ``mu``, ``sigma``,
+  ``cov``, ``corr``, ``p``), and the map from constrained starting values to the unconstrained
+  vector.
+
+The data and the data-scaled prior numbers are ``pm.Data`` containers: :func:`get_compiled`
+swaps them in (``pm.set_data`` for the PyTensor functions, ``with_data`` for nutpie) when new
+data of the same shape arrive, so refits never recompile. ``n_compiles`` counts the
+compilations, which the tests use to check this.
+
+Reproducibility: Numba's ``fastmath`` is turned off for every compilation made here
+(``pytensor.config.change_flags(numba__fastmath=False)``). With fastmath on, a freshly compiled
+function and one loaded from PyTensor's disk cache can round differently, so the same seed
+gave different draws in a cold and a warm process; without it they agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bayesmix.config import ModelSpec, resolve_priors
+from bayesmix.graphs import (
+    build_model,
+    effective_covariance,
+    feature_labels,
+    validate_data,
+)
+
+__all__ = ["CompiledMixture", "clear_cache", "get_compiled"]
+
+RESULT_VARS = ("w", "mu", "sigma", "cov", "corr", "p")
+# One logp+gradient evaluation, Old Faithful (272 x 2), K=2 full, Numba, 1 thread:
+# pm.Mixture over a list of MvNormal.dist 0.090 ms, CustomDist + logsumexp 0.214 ms.
+DEFAULT_FORMULATION = {"full": "mixture"}
+
+_CACHE: dict[tuple, CompiledMixture] = {}
+
+
+def _no_fastmath():
+    from pytensor import config
+
+    return config.change_flags(numba__fastmath=False)
+
+
+class CompiledMixture:
+    """A mixture model with its compiled functions, for one spec and one data shape.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    X : ndarray of shape (N, D)
+        Validated data.
+    feature_names : sequence of str, optional
+    formulation : {"custom", "mixture"}, optional
+        Graph formulation (:func:`bayesmix.graphs.build_model`); default: the faster one.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        X: np.ndarray,
+        feature_names: Sequence[str] | None = None,
+        formulation: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.n_obs, self.n_features = X.shape
+        self.covariance = effective_covariance(spec, self.n_features)
+        if formulation is None:
+            formulation = DEFAULT_FORMULATION.get(self.covariance, "custom")
+        self.formulation = formulation
+        self.feature_names = feature_labels(X, feature_names, self.n_features)
+        self.X = np.array(X, dtype=float)
+        self.priors = resolve_priors(spec, self.X)
+        self.model = build_model(
+            spec,
+            self.X,
+            feature_names=self.feature_names,
+            priors=self.priors,
+            formulation=formulation,
+        )
+        self.n_compiles = 0
+        self._nutpie = None
+        self._map_fn = None
+        self._point_fn = None
+        self._to_unc_fn = None
+        self.value_vars = list(self.model.value_vars)
+        ip = self.model.initial_point(0)
+        self._shapes = {v.name: np.shape(ip[v.name]) for v in self.value_vars}
+        self._sizes = {k: int(np.prod(s)) for k, s in self._shapes.items()}
+        self.n_dim = sum(self._sizes.values())
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def data_values(self) -> dict[str, np.ndarray]:
+        """Current values of every ``pm.Data`` container (data and prior numbers)."""
+        out = {"x_data": self.X}
+        out.update({f"prior_{k}": np.asarray(v, float) for k, v in self.priors.items()})
+        return {k: v for k, v in out.items() if k in self.model.named_vars}
+
+    def set_data(self, X: np.ndarray, feature_names: Sequence[str] | None = None) -> None:
+        """Swap in new data of the same shape (and its data-scaled priors); no recompilation.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, D)
+            Validated data with the shape this model was built for.
+        feature_names : sequence of str, optional
+        """
+        import pymc as pm
+
+        if X.shape != (self.n_obs, self.n_features):
+            raise ValueError(f"shape {X.shape} differs from {(self.n_obs, self.n_features)}")
+        self.X = np.array(X, dtype=float)
+        self.priors = resolve_priors(self.spec, self.X)
+        if feature_names is not None or hasattr(X, "columns"):
+            self.feature_names = feature_labels(X, feature_names, self.n_features)
+        pm.set_data(self.data_values(), model=self.model)
+
+    # -- flat unconstrained vectors -------------------------------------------------------------
+
+    def ravel(self, point: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Flat unconstrained vector from a dict keyed by value-variable names."""
+        return np.concatenate([np.ravel(point[v.name]) for v in self.value_vars])
+
+    def unravel(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`ravel`."""
+        out, i = {}, 0
+        for v in self.value_vars:
+            n = self._sizes[v.name]
+            out[v.name] = np.reshape(flat[i : i + n], self._shapes[v.name])
+            i += n
+        return out
+
+    def to_unconstrained(self, initvals: Mapping[str, Any]) -> np.ndarray:
+        """Flat unconstrained vector from constrained values of the free variables.
+
+        Parameters
+        ----------
+        initvals : mapping
+            Keyed by free random-variable names (:func:`bayesmix.graphs.point_to_initvals`).
+
+        Returns
+        -------
+        ndarray of shape (n_dim,)
+        """
+        if self._to_unc_fn is None:
+            import pytensor
+
+            model = self.model
+            ins, outs = [], []
+            for rv in model.free_RVs:
+                v = rv.type()
+                ins.append(v)
+                tr = model.rvs_to_transforms.get(rv)
+                outs.append(v if tr is None else tr.forward(v, *rv.owner.inputs))
+            # evaluated a few times per fit: Python linker, no Numba compilation
+            self._to_unc_fn = pytensor.function(
+                ins, outs, on_unused_input="ignore", mode="FAST_COMPILE"
+            )
+            self.n_compiles += 1
+        vals = self._to_unc_fn(
+            *[np.asarray(initvals[rv.name], dtype=rv.dtype) for rv in self.model.free_RVs]
+        )
+        by_value = {
+            self.model.rvs_to_values[rv].name: val
+            for rv, val in zip(self.model.free_RVs, vals, strict=True)
+        }
+        return self.ravel(by_value)
+
+    # -- compiled functions --------------------------------------------------------------------
+
+    def logp_grad(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log posterior density WITHOUT Jacobian terms and its gradient (what MAP maximises).
+
+        Parameters
+        ----------
+        flat : ndarray of shape (n_dim,)
+            Unconstrained values.
+
+        Returns
+        -------
+        logp : float
+        grad : ndarray of shape (n_dim,)
+        """
+        if self._map_fn is None:
+            import pytensor.tensor as pt
+            from pymc.pytensorf import compile as pm_compile
+            from pymc.pytensorf import join_nonshared_inputs
+
+            model = self.model
+            logp = model.logp(jacobian=False)
+            grads = pt.grad(logp, self.value_vars)
+            grad = pt.join(0, *[g.ravel() for g in grads])
+            outs, inp = join_nonshared_inputs(
+                point=model.initial_point(0),
+                outputs=[logp, grad],
+                inputs=self.value_vars,
+                make_inputs_shared=False,
+            )
+            with _no_fastmath():
+                self._map_fn = pm_compile([inp], outs)
+            self.n_compiles += 1
+        lp, g = self._map_fn(np.asarray(flat, dtype=float))
+        return float(lp), np.asarray(g)
+
+    def point(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Result variables (``w``, ``mu``, ``sigma``, ``cov``, ``corr``, ``p``) at a point.
+
+        Parameters
+        ----------
+        flat : ndarray of shape (n_dim,)
+            Unconstrained values.
+
+        Returns
+        -------
+        dict of str to ndarray
+        """
+        if self._point_fn is None:
+            from pymc.pytensorf import compile as pm_compile
+
+            model = self.model
+            self._point_names = [n for n in RESULT_VARS if n in model.named_vars]
+            outs = model.replace_rvs_by_values([model[n] for n in self._point_names])
+            self._point_fn = pm_compile(
+                self.value_vars, outs, on_unused_input="ignore", mode="FAST_COMPILE"
+            )
+            self.n_compiles += 1
+        vals = self._point_fn(**self.unravel(np.asarray(flat, dtype=float)))
+        return dict(zip(self._point_names, (np.asarray(v) for v in vals), strict=True))
+
+    def nutpie_model(self, init_flat: np.ndarray | None = None, jitter: float = 0.1):
+        """The nutpie model (compiled once) with the current data and a start near ``init_flat``.
+
+        Parameters
+        ----------
+        init_flat : ndarray of shape (n_dim,), optional
+            Unconstrained start; each chain adds U(-jitter, jitter) noise drawn from its own
+            seed. None keeps nutpie's default start.
+        jitter : float
+
+        Returns
+        -------
+        nutpie.compiled_pyfunc.CompiledModel
+        """
+        if self._nutpie is None:
+            import nutpie
+
+            with _no_fastmath():
+                self._nutpie = nutpie.compile_pymc_model(self.model)
+            self.n_compiles += 1
+            names = list(self._nutpie.shape_info[0])[: len(self.value_vars)]
+            expected = [v.name for v in self.value_vars]
+            if names != expected:  # pragma: no cover - nutpie's layout changed
+                raise RuntimeError(f"nutpie variable order {names} differs from {expected}")
+        compiled = self._nutpie.with_data(**self.data_values())
+        if init_flat is not None:
+            base = np.asarray(init_flat, dtype=float).copy()
+
+            def initial_point(seed, _base=base, _jitter=jitter):
+                rng = np.random.default_rng(seed)
+                return _base + rng.uniform(-_jitter, _jitter, size=_base.shape)
+
+            compiled = dataclasses.replace(compiled, initial_point_func=initial_point)
+        return compiled
+
+
+def get_compiled(
+    spec: ModelSpec,
+    X: Any,
+    *,
+    feature_names: Sequence[str] | None = None,
+    formulation: str | None = None,
+) -> CompiledMixture:
+    """The process-wide :class:`CompiledMixture` for (spec, X.shape, dtype), with X swapped in.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    X : array-like of shape (N, D)
+        Data (validated here; a DataFrame gives the feature labels).
+    feature_names : sequence of str, optional
+    formulation : {"custom", "mixture"}, optional
+
+    Returns
+    -------
+    CompiledMixture
+    """
+    Xc = validate_data(spec, X)
+    names = feature_labels(X, feature_names, Xc.shape[1])
+    key = (spec, Xc.shape, Xc.dtype.str, formulation)
+    cm = _CACHE.get(key)
+    if cm is None:
+        cm = CompiledMixture(spec, Xc, names, formulation)
+        _CACHE[key] = cm
+    else:
+        cm.set_data(Xc)
+        cm.feature_names = names
+    return cm
+
+
+def clear_cache() -> None:
+    """Forget every compiled model of this process."""
+    _CACHE.clear()

@@ -1,0 +1,319 @@
+"""Membership probabilities, predictive draws and new data from a fitted result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bayesmix import _math
+from bayesmix._validation import ParameterError
+from bayesmix.config import ModelSpec, RunSpec
+from bayesmix.graphs import validate_data
+from bayesmix.inference._compiled import get_compiled
+from bayesmix.inference._tree import (
+    as_model_spec,
+    check_int,
+    feature_names_of,
+    model_spec_of,
+    new_tree,
+    observed_X,
+    point_from_group,
+    resolve_seed,
+)
+
+__all__ = [
+    "as_images",
+    "generate",
+    "membership",
+    "sample_posterior_predictive",
+    "sample_prior_predictive",
+]
+
+_BLOCK = 256  # draws per block in membership
+MAX_PREDICTIVE_ELEMENTS = 50_000_000
+
+
+def _params_for_math(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    p = dict(params)
+    if "cov" in p:
+        p.pop("sigma", None)
+    return p
+
+
+def _check_result(result: Any) -> xr.DataTree:
+    if not isinstance(result, xr.DataTree):
+        raise ParameterError(
+            f"result must be an xarray.DataTree from bayesmix.inference, got "
+            f"{type(result).__name__}; fit a model first"
+        )
+    return result
+
+
+def membership(result: xr.DataTree, X: Any = None, *, group: str = "posterior") -> xr.Dataset:
+    """Posterior membership probabilities ``p(z_n = k | x_n)``.
+
+    For a group of draws, the responsibilities are computed for every draw (with
+    :func:`bayesmix._math.log_responsibilities`) and then averaged: ``mean`` is the posterior
+    membership probability, ``sd`` its posterior standard deviation across draws (large where
+    clusters overlap and the parameters are uncertain). For a point group (``em``, ``map``)
+    ``sd`` is 0.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+    X : array-like of shape (N, D), optional
+        Points to classify; default: the observed data.
+    group : str
+        ``"posterior"``, ``"advi"``, ``"em"`` or ``"map"``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mean`` and ``sd`` with dims (obs_id, component).
+    """
+    result = _check_result(result)
+    spec = model_spec_of(result)
+    d = len(feature_names_of(result))
+    Xc = observed_X(result) if X is None else validate_data(spec, X, n_features=d, fitting=False)
+    params = _params_for_math(point_from_group(result, group))
+    w = params["w"]
+    if w.ndim == 1:
+        mean = np.exp(_math.log_responsibilities(Xc, params, spec.family))
+        sd = np.zeros_like(mean)
+    else:
+        n_draws = w.shape[0]
+        s1 = np.zeros((Xc.shape[0], w.shape[-1]))
+        s2 = np.zeros_like(s1)
+        for start in range(0, n_draws, _BLOCK):
+            blk = {k: v[start : start + _BLOCK] for k, v in params.items()}
+            r = np.exp(_math.log_responsibilities(Xc, blk, spec.family))
+            s1 += r.sum(axis=0)
+            s2 += (r**2).sum(axis=0)
+        mean = s1 / n_draws
+        sd = np.sqrt(np.maximum(s2 / n_draws - mean**2, 0.0))
+    coords = {"obs_id": np.arange(Xc.shape[0]), "component": np.arange(w.shape[-1])}
+    return xr.Dataset(
+        {"mean": (("obs_id", "component"), mean), "sd": (("obs_id", "component"), sd)},
+        coords=coords,
+        attrs={"group": group},
+    )
+
+
+def _draw_x(params: dict[str, np.ndarray], n: int, family: str, rng: np.random.Generator):
+    """Draw n observations per parameter draw: leading sample axis S -> (S, n, D)."""
+    w = params["w"]
+    s, k = w.shape
+    cdf = np.cumsum(w / w.sum(-1, keepdims=True), axis=-1)
+    z = np.minimum((rng.random((s, n, 1)) > cdf[:, None, :]).sum(-1), k - 1)  # (S, n)
+    rows = np.arange(s)[:, None]
+    if family == "bernoulli":
+        q = params["p"][rows, z]  # (S, n, D)
+        return (rng.random(q.shape) < q).astype(np.int64), z
+    mu = params["mu"][rows, z]
+    eps = rng.standard_normal(mu.shape)
+    if "cov" in params:
+        chol = np.linalg.cholesky(params["cov"])  # (S, K, D, D)
+        return mu + np.einsum("snij,snj->sni", chol[rows, z], eps), z
+    return mu + params["sigma"][rows, z] * eps, z
+
+
+def sample_posterior_predictive(
+    result: xr.DataTree,
+    *,
+    group: str = "posterior",
+    random_seed: int | None = None,
+    num_draws: int | None = None,
+) -> xr.DataTree:
+    """Add ``posterior_predictive`` with ``x`` (chain, draw, obs_id, feature).
+
+    One replicate data set of the observed size per draw of ``group``, drawn in NumPy from the
+    model's generative process (label from ``w``, then the component density), which is what
+    ``pm.sample_posterior_predictive`` does, without compiling a sampling function.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+        Must hold ``group`` (draws) and ``observed_data``.
+    group : str
+        ``"posterior"`` or ``"advi"``.
+    random_seed : int, optional
+    num_draws : int, optional
+        Draws per chain to use, evenly spaced. Default: all of them, unless the replicates
+        would exceed ``MAX_PREDICTIVE_ELEMENTS`` (5e7) values; then as many as fit.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``result`` with the new group (modified in place and returned). Bernoulli replicates
+        are int8.
+    """
+    result = _check_result(result)
+    spec = model_spec_of(result)
+    X = observed_X(result)
+    names = feature_names_of(result)
+    if group not in result.children or "chain" not in result[group].dims:
+        raise ParameterError(
+            f"group {group!r} must hold draws (chain, draw): got groups "
+            f"{sorted(result.children)}; run sample_nuts or fit_advi first"
+        )
+    rng = np.random.default_rng(resolve_seed(random_seed))
+    ds = result[group].to_dataset()
+    nc, nd = ds.sizes["chain"], ds.sizes["draw"]
+    if num_draws is None:
+        num_draws = max(1, min(nd, MAX_PREDICTIVE_ELEMENTS // (nc * X.size)))
+    num_draws = min(check_int(num_draws, "num_draws", 1), nd)
+    keep = np.unique(np.linspace(0, nd - 1, num_draws).round().astype(int))
+    ds = ds.isel(draw=keep)
+    nd = keep.size
+    params = {
+        k: ds[k].stack(sample=("chain", "draw")).transpose("sample", ...).values
+        for k in ("w", "mu", "sigma", "cov", "p")
+        if k in ds
+    }
+    x = np.empty(
+        (nc * nd, X.shape[0], X.shape[1]), np.int8 if spec.family == "bernoulli" else float
+    )
+    for start in range(0, nc * nd, 64):  # blocks of draws bound the temporaries
+        blk = _params_for_math({k: v[start : start + 64] for k, v in params.items()})
+        x[start : start + 64] = _draw_x(blk, X.shape[0], spec.family, rng)[0]
+    x = x.reshape(nc, nd, X.shape[0], X.shape[1])
+    pp = xr.Dataset(
+        {"x": (("chain", "draw", "obs_id", "feature"), x)},
+        coords={
+            "chain": ds["chain"].values,
+            "draw": ds["draw"].values,
+            "obs_id": np.arange(X.shape[0]),
+            "feature": names,
+        },
+    )
+    result["posterior_predictive"] = xr.DataTree(pp)
+    return result
+
+
+def sample_prior_predictive(
+    result_or_spec: xr.DataTree | ModelSpec | RunSpec,
+    X: Any = None,
+    *,
+    draws: int = 500,
+    random_seed: int | None = None,
+) -> xr.DataTree:
+    """Add ``prior`` and ``prior_predictive`` (``x``) groups drawn with PyMC.
+
+    Parameters
+    ----------
+    result_or_spec : xarray.DataTree, ModelSpec or RunSpec
+        A result (its spec and observed data are used) or a spec (then ``X`` is needed: it
+        sets the data-scaled priors and the shape of ``x``).
+    X : array-like of shape (N, D), optional
+    draws : int
+    random_seed : int, optional
+
+    Returns
+    -------
+    xarray.DataTree
+        The result with the groups added, or a new tree for a spec.
+    """
+    import pymc as pm
+
+    draws = check_int(draws, "draws", 1)
+    seed = resolve_seed(random_seed)
+    if isinstance(result_or_spec, xr.DataTree):
+        tree = result_or_spec
+        spec = model_spec_of(tree)
+        names = feature_names_of(tree)
+        Xc = observed_X(tree) if X is None else validate_data(spec, X, n_features=len(names))
+    else:
+        spec = as_model_spec(result_or_spec)
+        if X is None:
+            raise ParameterError(
+                "X is required with a spec: expected the data (N, D) that scale the priors; "
+                "pass X=..."
+            )
+        Xc = validate_data(spec, X)
+        names = None
+        tree = None
+    cm = get_compiled(spec, Xc, feature_names=names)
+    names = cm.feature_names
+    if tree is None:
+        tree = new_tree(result_or_spec, Xc, names, seed)
+    # a forward-sampling graph, evaluated once: the Python linker avoids a Numba compile
+    pr = pm.sample_prior_predictive(
+        draws=draws, model=cm.model, random_seed=seed, compile_kwargs={"mode": "FAST_COMPILE"}
+    )
+    keep = [v for v in ("w", "mu", "sigma", "cov", "corr", "p") if v in pr["prior"]]
+    prior = pr["prior"].to_dataset()[keep]
+    ppx = pr["prior_predictive"].to_dataset()[["x"]]
+    if spec.family == "bernoulli":
+        ppx["x"] = ppx["x"].astype(np.int64)
+    prior = prior.assign_coords(feature=names)
+    if "feature_bis" in prior.dims:
+        prior = prior.assign_coords(feature_bis=names)
+    tree["prior"] = xr.DataTree(prior)
+    tree["prior_predictive"] = xr.DataTree(ppx.assign_coords(feature=names))
+    return tree
+
+
+def generate(
+    result: xr.DataTree,
+    n: int,
+    *,
+    group: str = "posterior",
+    random_seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """New observations from the fitted model.
+
+    With a group of draws each new point uses a randomly chosen draw (the posterior
+    predictive distribution); with ``em``/``map`` the point estimate.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+    n : int
+        Number of new observations.
+    group : str
+    random_seed : int, optional
+
+    Returns
+    -------
+    X_new : ndarray of shape (n, D)
+        Float (Gaussian) or int (Bernoulli; see :func:`as_images` for digits).
+    z : ndarray of shape (n,)
+        Component of each point.
+    """
+    result = _check_result(result)
+    n = check_int(n, "n", 1)
+    spec = model_spec_of(result)
+    rng = np.random.default_rng(resolve_seed(random_seed))
+    params = _params_for_math(point_from_group(result, group))
+    if params["w"].ndim == 1:
+        params = {k: v[None] for k, v in params.items()}
+    s = params["w"].shape[0]
+    idx = rng.integers(s, size=n)
+    picked = {k: v[idx] for k, v in params.items()}  # one draw per new point
+    x, z = _draw_x(picked, 1, spec.family, rng)
+    return x[:, 0, :], z[:, 0]
+
+
+def as_images(X: np.ndarray, shape: tuple[int, int] = (8, 8)) -> np.ndarray:
+    """Reshape rows of pixels (n, H*W) into images (n, H, W), e.g. 64 -> 8x8 digits.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, H*W) or (H*W,)
+    shape : tuple of int
+
+    Returns
+    -------
+    ndarray of shape (n, H, W)
+    """
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X[None]
+    if X.shape[1] != shape[0] * shape[1]:
+        raise ParameterError(
+            f"cannot reshape {X.shape[1]} features into {shape}: expected "
+            f"{shape[0] * shape[1]} features; pass shape=(h, w) with h*w = {X.shape[1]}"
+        )
+    return X.reshape(X.shape[0], *shape)

@@ -1,0 +1,194 @@
+"""Helpers shared by the fitting functions: arguments, point datasets, the result tree."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bayesmix._validation import ParameterError
+from bayesmix.config import ModelSpec, RunSpec, spec_from_dict
+
+RESULT_FORMAT = "bayesmix-result/1"
+POINT_GROUPS = ("em", "map")
+DRAW_GROUPS = ("posterior", "advi", "prior")
+
+
+class StartsDisagreeWarning(UserWarning):
+    """MAP optimisation from several starts reached optima with different log posteriors."""
+
+
+def as_model_spec(spec: Any) -> ModelSpec:
+    """Accept a ModelSpec or a RunSpec (its ``model``)."""
+    if isinstance(spec, RunSpec):
+        return spec.model
+    if isinstance(spec, ModelSpec):
+        return spec
+    raise ParameterError(
+        f"spec has the wrong type: expected a ModelSpec or RunSpec, got {type(spec).__name__}; "
+        "build one with bayesmix.config.ModelSpec(...) or load_spec(path)"
+    )
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """An integer >= minimum, else ParameterError."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ParameterError(
+            f"{name} must be an integer >= {minimum}: expected e.g. {name}={max(minimum, 1)}, "
+            f"got {value!r}; pass a larger integer"
+        )
+    return int(value)
+
+
+def resolve_seed(random_seed: Any) -> int:
+    """An int seed (drawn from fresh entropy when None)."""
+    if random_seed is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    if isinstance(random_seed, bool) or not isinstance(random_seed, int | np.integer):
+        raise ParameterError(
+            f"random_seed must be an int or None: got {random_seed!r}; pass e.g. random_seed=0"
+        )
+    if random_seed < 0:
+        raise ParameterError(f"random_seed must be >= 0, got {random_seed}; pass e.g. 0")
+    return int(random_seed)
+
+
+def point_dataset(
+    point: Mapping[str, np.ndarray],
+    spec: ModelSpec,
+    feature_names: list[str],
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """An xarray Dataset of one point estimate, with the names and dims of the contract.
+
+    Parameters
+    ----------
+    point : mapping
+        ``w`` (K,); Gaussian ``mu`` (K, D), ``sigma`` (K, D), optionally ``cov`` and ``corr``
+        (K, D, D); Bernoulli ``p`` (K, D).
+    spec : ModelSpec
+    feature_names : list of str
+    attrs : mapping, optional
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    k = spec.n_components
+    coords = {"component": np.arange(k), "feature": list(feature_names)}
+    dims = {
+        "w": ("component",),
+        "mu": ("component", "feature"),
+        "sigma": ("component", "feature"),
+        "p": ("component", "feature"),
+        "cov": ("component", "feature", "feature_bis"),
+        "corr": ("component", "feature", "feature_bis"),
+    }
+    data = {}
+    for name, d in dims.items():
+        if name in point and point[name] is not None:
+            data[name] = (d, np.asarray(point[name], dtype=float))
+    if "cov" in data:
+        coords["feature_bis"] = list(feature_names)
+    return xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
+
+
+def point_from_group(result: xr.DataTree, group: str) -> dict[str, np.ndarray]:
+    """Parameter arrays of a group, with draws flattened to a leading sample axis if any."""
+    if group not in result.children:
+        raise ParameterError(
+            f"result has no group {group!r}: expected one of {sorted(result.children)}; run the "
+            "corresponding fit first"
+        )
+    ds = result[group].to_dataset()
+    out = {}
+    for name in ("w", "mu", "sigma", "cov", "p"):
+        if name in ds:
+            da = ds[name]
+            if "chain" in da.dims:
+                da = da.stack(sample=("chain", "draw")).transpose("sample", ...)
+            out[name] = np.asarray(da.values, dtype=float)
+    return out
+
+
+def model_spec_of(result: xr.DataTree) -> ModelSpec:
+    """The ModelSpec stored in a result's root attrs."""
+    try:
+        d = json.loads(result.attrs["spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParameterError(
+            "result has no bayesmix spec in its attrs: expected a DataTree made by "
+            "bayesmix.inference; fit it with fit_em/fit_map/sample_nuts/run"
+        ) from exc
+    return spec_from_dict(d, name=d.get("name", "run")).model
+
+
+def observed_X(result: xr.DataTree) -> np.ndarray:
+    """The observed data (N, D) of a result."""
+    if "observed_data" not in result.children:
+        raise ParameterError(
+            "result has no observed_data group: expected X to be passed; pass X explicitly"
+        )
+    return np.asarray(result["observed_data"]["x"].values, dtype=float)
+
+
+def feature_names_of(result: xr.DataTree) -> list[str]:
+    """Feature labels stored in the observed data (or any group with a feature coord)."""
+    for g in ("observed_data", "em", "map", "posterior"):
+        if g in result.children and "feature" in result[g].coords:
+            return [str(f) for f in result[g].coords["feature"].values]
+    raise ParameterError("result has no feature coordinate: expected a bayesmix result")
+
+
+def new_tree(
+    spec: ModelSpec | RunSpec, X: np.ndarray, feature_names: list[str], seed: int | None
+) -> xr.DataTree:
+    """A result tree with root attrs and the ``observed_data`` group."""
+    from bayesmix import __version__
+
+    run = spec if isinstance(spec, RunSpec) else RunSpec(model=spec)
+    m = run.model
+    root = xr.DataTree(
+        dataset=xr.Dataset(
+            attrs={
+                "bayesmix_version": __version__,
+                "spec": run.to_json(),
+                "seed": -1 if seed is None else int(seed),
+                "family": m.family,
+                "covariance": m.covariance if m.family == "gaussian" else "none",
+                "n_components": m.n_components,
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "format": RESULT_FORMAT,
+            }
+        )
+    )
+    xdata = X.astype(np.int64) if m.family == "bernoulli" else X
+    root["observed_data"] = xr.DataTree(
+        xr.Dataset(
+            {"x": (("obs_id", "feature"), xdata)},
+            coords={"obs_id": np.arange(X.shape[0]), "feature": list(feature_names)},
+        )
+    )
+    return root
+
+
+def ensure_tree(
+    result: xr.DataTree | None,
+    spec: ModelSpec,
+    X: np.ndarray,
+    feature_names: list[str],
+    seed: int | None,
+) -> xr.DataTree:
+    """``result`` (checked to be a DataTree) or a fresh tree."""
+    if result is None:
+        return new_tree(spec, X, feature_names, seed)
+    if not isinstance(result, xr.DataTree):
+        raise ParameterError(
+            f"result must be an xarray.DataTree or None, got {type(result).__name__}; pass the "
+            "tree returned by an earlier fit"
+        )
+    return result

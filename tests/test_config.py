@@ -1,0 +1,204 @@
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from bayesmix._validation import SpecError
+from bayesmix.config import (
+    DataSpec,
+    FitSpec,
+    ModelSpec,
+    PriorSpec,
+    RunSpec,
+    load_spec,
+    resolve_priors,
+    spec_from_dict,
+)
+
+GOOD = """
+name = "faithful"
+
+[data]
+path = "builtin:old_faithful"
+columns = ["eruptions", "waiting"]
+
+[model]
+family = "gaussian"
+components = 3
+covariance = "diag"
+ordered = true
+
+[priors]
+weights_alpha = 2.0
+mu_scale = [1.0, 20.0]
+lkj_eta = 1.5
+
+[fit]
+methods = ["nuts", "em"]
+draws = 200
+tune = 100
+chains = 2
+seed = 7
+sampler = "pymc"
+"""
+
+
+def test_load_good_spec(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(GOOD)
+    s = load_spec(p)
+    assert s.name == "faithful"
+    assert s.data == DataSpec("builtin:old_faithful", ("eruptions", "waiting"))
+    assert s.model == ModelSpec(
+        "gaussian",
+        3,
+        "diag",
+        True,
+        PriorSpec(weights_alpha=2.0, mu_scale=(1.0, 20.0), lkj_eta=1.5),
+    )
+    # methods are put in the canonical order em -> map -> nuts -> advi
+    assert s.fit == FitSpec(("em", "nuts"), 200, 100, 2, 7, "pymc")
+
+
+def test_defaults_and_name_from_stem(tmp_path):
+    p = tmp_path / "my_run.toml"
+    p.write_text("")
+    s = load_spec(p)
+    assert s == RunSpec(name="my_run")
+    assert s.model.priors == PriorSpec()
+
+
+def test_round_trip_dict_and_json(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(GOOD)
+    s = load_spec(p)
+    assert spec_from_dict(s.to_dict()) == s
+    assert RunSpec.from_json(s.to_json()) == s
+    assert json.loads(s.to_json())["model"]["components"] == 3
+    assert hash(s)  # frozen and hashable: usable as a cache key
+
+
+def test_every_problem_reported_at_once(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text(
+        """
+[dta]
+x = 1
+[model]
+family = "gausian"
+components = 0
+covarance = "full"
+ordered = "yes"
+[priors]
+mu_scale = -1
+weights_alpha = "a"
+[fit]
+methods = ["em", "hmc"]
+draws = 0
+chains = 1.5
+sampler = "stan"
+target_accept = 1.2
+"""
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(p)
+    probs = info.value.problems
+    text = " | ".join(probs)
+    assert len(probs) >= 11, text
+    assert "unknown section [dta]; did you mean 'data'?" in text
+    assert "'covarance' in [model]; did you mean 'covariance'?" in text
+    assert "'gausian'" in text and "'gaussian'" in text
+    assert "[model] components" in text
+    assert "[model] ordered" in text
+    assert "[priors] mu_scale" in text
+    assert "[priors] weights_alpha" in text
+    assert "'hmc'" in text and "advi" in text
+    assert "[fit] draws" in text
+    assert "[fit] chains" in text
+    assert "'stan'" in text and "nutpie" in text
+    assert "[fit] target_accept" in text
+    assert "\n" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_invalid_toml(tmp_path):
+    p = tmp_path / "x.toml"
+    p.write_text("[model\nfamily=")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(p)
+
+
+def test_relative_data_path_resolved_against_spec_folder(tmp_path):
+    sub = tmp_path / "specs"
+    sub.mkdir()
+    (sub / "d.csv").write_text("a,b\n1,2\n")
+    (sub / "ok.toml").write_text('[data]\npath = "d.csv"\n')
+    s = load_spec(sub / "ok.toml")
+    assert s.data.path == str((sub / "d.csv").resolve())
+    (sub / "bad.toml").write_text('[data]\npath = "missing.csv"\n')
+    with pytest.raises(SpecError, match="missing.csv"):
+        load_spec(sub / "bad.toml")
+
+
+def test_unknown_builtin():
+    with pytest.raises(SpecError, match="old_faithful"):
+        spec_from_dict({"data": {"path": "builtin:old_faithfull"}})
+
+
+def test_ordered_bernoulli_is_a_problem():
+    with pytest.raises(SpecError, match="ordered"):
+        spec_from_dict({"model": {"family": "bernoulli", "ordered": True}})
+
+
+def test_weights_alpha_length_must_match_components():
+    with pytest.raises(SpecError, match="weights_alpha"):
+        spec_from_dict({"model": {"components": 3}, "priors": {"weights_alpha": [1, 2]}})
+
+
+def test_resolve_priors_data_scaled():
+    rng = np.random.default_rng(0)
+    X = rng.normal([1.0, -5.0], [2.0, 0.5], size=(400, 2))
+    mean, sd = X.mean(0), X.std(0, ddof=1)
+    p = resolve_priors(ModelSpec("gaussian", 3, "full"), X)
+    np.testing.assert_allclose(p["weights_alpha"], np.ones(3))
+    np.testing.assert_allclose(p["mu_loc"], mean)
+    np.testing.assert_allclose(p["mu_scale"], 2 * sd)
+    np.testing.assert_allclose(p["sigma_scale"], sd)
+    assert float(p["lkj_eta"]) == 2.0
+    sph = resolve_priors(ModelSpec("gaussian", 2, "spherical"), X)
+    assert sph["sigma_scale"].shape == ()
+    np.testing.assert_allclose(sph["sigma_scale"], np.sqrt(np.mean(sd**2)))
+    assert "lkj_eta" not in resolve_priors(ModelSpec("gaussian", 2, "diag"), X)
+
+
+def test_resolve_priors_user_values_and_wrong_length():
+    X = np.arange(20.0).reshape(10, 2)
+    spec = ModelSpec(priors=PriorSpec(mu_loc=0.0, mu_scale=(1.0, 3.0), weights_alpha=(1, 2)))
+    p = resolve_priors(spec, X)
+    np.testing.assert_allclose(p["mu_loc"], [0.0, 0.0])
+    np.testing.assert_allclose(p["mu_scale"], [1.0, 3.0])
+    np.testing.assert_allclose(p["weights_alpha"], [1.0, 2.0])
+    bad = ModelSpec(priors=PriorSpec(mu_scale=(1.0, 2.0, 3.0)))
+    with pytest.raises(SpecError, match="one per feature"):
+        resolve_priors(bad, X)
+
+
+def test_resolve_priors_bernoulli():
+    X = np.array([[0, 1], [1, 1], [0, 0]])
+    p = resolve_priors(ModelSpec("bernoulli", 2, priors=PriorSpec(beta_a=2, beta_b=3)), X)
+    assert set(p) == {"weights_alpha", "beta_a", "beta_b"}
+    assert float(p["beta_b"]) == 3.0
+
+
+def test_config_does_not_import_pymc():
+    import subprocess
+
+    code = "import bayesmix.config, sys; print('pymc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
