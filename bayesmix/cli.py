@@ -1,0 +1,879 @@
+"""The ``bayesmix`` command: fit a spec, choose K, draw new data, show a saved result.
+
+::
+
+    bayesmix fit [SPEC] [--data FILE --columns A B -k K --methods em,map,nuts ...] [--out DIR]
+    bayesmix select SPEC --k 1..6 [--out DIR]
+    bayesmix sample RESULT.nc -n 500 [--out FILE.csv] [--seed S]
+    bayesmix show RESULT.nc
+
+Errors that come from the user's input (any :class:`~bayesmix._validation.BayesmixError`, a
+missing file, an output that cannot be written, a bad command line) end the command with exit
+status 2 and one line on stderr, ``bayesmix: error: <what is wrong>; <what to do>``; ``--debug``
+shows the traceback instead. Anything else is a bug: exit status 1 and one line suggesting
+``--debug``.
+
+Output is never half-written: ``fit`` and ``select`` build their folder in a temporary sibling
+and rename it into place at the end; ``sample`` writes its CSV to a temporary file first.
+
+PyMC is imported inside the command functions only, so ``bayesmix --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import inspect
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bayesmix import __version__
+from bayesmix._validation import BayesmixError, DataError, ParameterError, SpecError
+from bayesmix.config import COVARIANCES, FAMILIES, METHODS, SAMPLERS, RunSpec, load_spec
+
+__all__ = ["build_parser", "main", "parse_k_range"]
+
+PROG = "bayesmix"
+DEFAULT_RUN_NAME = "old_faithful_2d"
+
+
+class _UsageError(Exception):
+    """A bad command line (argparse's error, reported on one line with exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are raised (one line), not printed with the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(f"{message}; see '{self.prog} --help'")
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _flatten(values: Sequence[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    out: list[str] = []
+    for v in values:
+        out.extend(_csv_list(v))
+    return out
+
+
+def parse_k_range(text: str) -> list[int]:
+    """Parse ``"1..6"``, ``"1-6"``, ``"1,2,3"`` or ``"4"`` into a sorted list of distinct K.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    list of int
+        Each ``>= 1``.
+
+    Raises
+    ------
+    ParameterError
+        For anything else (the message shows the accepted forms).
+    """
+    hint = "use a range like 1..6 or a list like 1,2,3 of integers >= 1"
+    s = str(text).strip()
+    is_range = ".." in s or (s.count("-") == 1 and not s.startswith("-"))
+    try:
+        if is_range:
+            lo_s, hi_s = s.split("..", 1) if ".." in s else s.split("-")
+            lo, hi = int(lo_s), int(hi_s)
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(t) for t in _csv_list(s)]
+    except ValueError:
+        raise ParameterError(f"--k {s!r}: expected integers, got something else; {hint}") from None
+    if is_range and lo > hi:
+        raise ParameterError(
+            f"--k {s!r}: expected a range whose start is <= its end, got {lo} > {hi}; {hint}"
+        )
+    if not ks:
+        raise ParameterError(f"--k {s!r}: expected at least one value of K, got none; {hint}")
+    bad = [k for k in ks if k < 1]
+    if bad:
+        raise ParameterError(f"--k {s!r}: expected every K >= 1, got {bad[0]}; {hint}")
+    return sorted(set(ks))
+
+
+def _common_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output and errors")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or log lines")
+    g.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (re-raise it)"
+    )
+    return p
+
+
+def _spec_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("overrides of the spec (command line wins)")
+    g.add_argument("--data", metavar="FILE", help="CSV file, or builtin:old_faithful etc.")
+    g.add_argument(
+        "--columns", nargs="+", metavar="COL", help="columns to use (space or comma separated)"
+    )
+    g.add_argument("-k", "--components", type=int, metavar="K", help="number of components")
+    g.add_argument("--family", help=f"one of {', '.join(FAMILIES)}")
+    g.add_argument("--covariance", help=f"one of {', '.join(COVARIANCES)}")
+    g.add_argument(
+        "--methods", nargs="+", metavar="M", help=f"any of {', '.join(METHODS)} (e.g. em,map)"
+    )
+    g.add_argument("--draws", type=int, help="NUTS draws per chain")
+    g.add_argument("--tune", type=int, help="NUTS tuning steps per chain")
+    g.add_argument("--chains", type=int, help="number of chains")
+    g.add_argument("--seed", type=int, help="seed of every random step")
+    g.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)}")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bayesmix`` command (subcommands fit, select, sample, show)."""
+    common = _common_parent()
+    specp = _spec_parent()
+    parser = _Parser(
+        prog=PROG,
+        description="Bayesian mixture models: EM, MAP and NUTS side by side.",
+        epilog="Run 'bayesmix <command> --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
+
+    fit = sub.add_parser(
+        "fit",
+        parents=[specp, common],
+        help="fit a spec and write result.nc, summary.csv, plots and report.html",
+        description="Fit a model spec (models/*.toml) with the methods it lists. Without SPEC, "
+        "the bundled Old Faithful job (both columns, K=2, full covariance, em+map+nuts).",
+    )
+    fit.add_argument("spec", nargs="?", metavar="SPEC", help="a .toml spec (default: built-in)")
+    fit.add_argument("--out", metavar="DIR", help="output folder (default runs/<spec name>)")
+    fit.add_argument("--force", action="store_true", help="replace an existing output folder")
+    fit.set_defaults(func=_cmd_fit)
+
+    sel = sub.add_parser(
+        "select",
+        parents=[specp, common],
+        help="compare numbers of components K",
+        description="Fit the spec's model for several K and print the selection table.",
+    )
+    sel.add_argument("spec", nargs="?", metavar="SPEC", help="a .toml spec (default: built-in)")
+    sel.add_argument(
+        "--k", dest="ks", default="1..6", metavar="KS", help="e.g. 1..6 or 1,2,3 (default 1..6)"
+    )
+    sel.add_argument(
+        "--loo",
+        action="store_true",
+        help="also sample each K with NUTS and compare by PSIS-LOO (slow)",
+    )
+    sel.add_argument("--out", metavar="DIR", help="output folder (default runs/<name>-select)")
+    sel.add_argument("--force", action="store_true", help="replace an existing output folder")
+    sel.set_defaults(func=_cmd_select)
+
+    smp = sub.add_parser(
+        "sample",
+        parents=[common],
+        help="draw new data from a fitted model",
+        description="Draw new observations (with their component) from a saved result.",
+    )
+    smp.add_argument("result", metavar="RESULT.nc", help="a result.nc written by 'bayesmix fit'")
+    smp.add_argument("-n", type=int, required=True, help="number of observations to draw")
+    smp.add_argument("--out", metavar="FILE.csv", help="CSV file to write (default: stdout)")
+    smp.add_argument("--seed", type=int, default=None, help="random seed")
+    smp.set_defaults(func=_cmd_sample)
+
+    show = sub.add_parser(
+        "show",
+        parents=[common],
+        help="print the estimates and diagnostics of a saved result",
+        description="Print the comparison table and diagnostics of a saved result.",
+    )
+    show.add_argument("result", metavar="RESULT.nc")
+    show.set_defaults(func=_cmd_show)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _say(args: argparse.Namespace, *lines: str) -> None:
+    for line in lines:
+        print(line)
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return (not args.quiet) and sys.stderr.isatty()
+
+
+def _resolve_spec(args: argparse.Namespace) -> RunSpec:
+    """The spec file (or the default job) with the command-line overrides applied."""
+    from bayesmix.config import spec_from_dict
+
+    if args.spec:
+        spec = load_spec(args.spec)
+    else:
+        spec = dataclasses.replace(RunSpec(), name=DEFAULT_RUN_NAME)
+    d = spec.to_dict()
+    if args.data is not None:
+        path = args.data
+        if not path.startswith("builtin:"):
+            path = str(Path(path).expanduser().resolve())
+        d["data"]["path"] = path
+        d["data"].pop("columns", None)  # a new table: all columns unless --columns says
+    columns = _flatten(args.columns)
+    if columns is not None:
+        d["data"]["columns"] = columns
+    if args.components is not None:
+        d["model"]["components"] = args.components
+    if args.family is not None:
+        d["model"]["family"] = args.family
+        if args.family != "gaussian":
+            d["model"]["ordered"] = False
+    if args.covariance is not None:
+        d["model"]["covariance"] = args.covariance
+    methods = _flatten(args.methods)
+    if methods is not None:
+        d["fit"]["methods"] = methods
+    for key in ("draws", "tune", "chains", "seed", "sampler"):
+        value = getattr(args, key)
+        if value is not None:
+            d["fit"][key] = value
+    return spec_from_dict(d, name=spec.name)
+
+
+def _load_data(spec: RunSpec):
+    """Load and pre-check the data of a spec -> DataFrame (fails before any output exists)."""
+    from bayesmix._validation import check_X
+
+    df = spec.data.load()
+    k = spec.model.n_components
+    check_X(
+        df,
+        name=f"data {Path(spec.data.path).name}",
+        n_components=k,
+        covariance_type=spec.model.covariance if spec.model.family == "gaussian" else None,
+        binary=spec.model.family == "bernoulli",
+    )
+    return df
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    for parent in Path(out).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ParameterError(
+                    f"output {str(out)!r} cannot be created: expected {str(parent)!r} to be a "
+                    "folder, got a file; choose another --out"
+                )
+            break
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise ParameterError(
+                f"output {str(out)!r} exists and is not a folder: expected a folder path; "
+                "choose another --out"
+            )
+        if not force:
+            raise ParameterError(
+                f"output folder {str(out)!r} already exists: expected a new folder; "
+                "use --force to replace it or --out to choose another"
+            )
+
+
+@contextlib.contextmanager
+def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out``; rename it to ``out`` only if the block succeeds.
+
+    An existing ``out`` (allowed by ``force``) is replaced only after the new folder is
+    complete; on any error the temporary folder is removed and ``out`` is untouched.
+    """
+    out = Path(out)
+    _check_out_dir(out, force)
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0o700)
+    try:
+        yield tmp
+        _check_out_dir(out, force)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.rename(out, old / out.name)
+            try:
+                os.rename(tmp, out)
+            except OSError:
+                os.rename(old / out.name, out)  # put the previous output back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _call(func: Callable, *args: Any, **maybe: Any) -> Any:
+    """Call ``func`` passing only the keyword arguments its signature accepts."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return func(*args)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return func(*args, **maybe)
+    return func(*args, **{k: v for k, v in maybe.items() if k in params})
+
+
+@contextlib.contextmanager
+def _quiet_libraries(quiet_logs: bool, quiet_warnings: bool = False) -> Iterator[None]:
+    """Silence PyMC's log lines (and warnings, if asked) for the block; restore afterwards."""
+    loggers = [logging.getLogger(n) for n in ("pymc", "pytensor", "nutpie", "arviz")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        if quiet_warnings:
+            warnings.simplefilter("ignore")
+        if quiet_logs:
+            for lg in loggers:
+                lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, lv in zip(loggers, levels, strict=True):
+                lg.setLevel(lv)
+
+
+def _format_table(table) -> str:
+    import pandas as pd
+
+    with pd.option_context(
+        "display.width", 120, "display.max_columns", 30, "display.float_format", "{:.4g}".format
+    ):
+        if len(table) > 60:
+            return (
+                table.head(50).to_string(index=False, na_rep="")
+                + f"\n... ({len(table) - 50} more rows in the CSV file)"
+            )
+        return table.to_string(index=False, na_rep="")
+
+
+def _n_features(result) -> int:
+    try:
+        return int(result["observed_data"]["x"].sizes["feature"])
+    except (KeyError, AttributeError):
+        return 0
+
+
+def _results_fn(name: str) -> Callable:
+    """``bayesmix.results.<name>``, else ``bayesmix.results.io.<name>`` (save / load)."""
+    import bayesmix.results as results
+
+    fn = getattr(results, name, None)
+    if fn is None:
+        import importlib
+
+        for mod in ("io", "select"):
+            fn = getattr(importlib.import_module(f"bayesmix.results.{mod}"), name, None)
+            if fn is not None:
+                break
+    return fn
+
+
+_PARAMS = ("w", "mu", "sigma", "cov", "corr", "p")
+_KEYS = ("component", "feature", "feature_bis")
+
+
+def _point_table(result):
+    """EM / MAP estimates side by side, one row per scalar parameter (no posterior needed)."""
+    import pandas as pd
+
+    frames = {}
+    for group in ("em", "map"):
+        if group not in result.children:
+            continue
+        ds = result[group].to_dataset()
+        rows = []
+        for name in _PARAMS:
+            if name not in ds.data_vars:
+                continue
+            s = ds[name].to_series()
+            s.index = (
+                s.index
+                if isinstance(s.index, pd.MultiIndex)
+                else pd.MultiIndex.from_arrays([s.index], names=[s.index.name])
+            )
+            df = s.rename(group).reset_index()
+            df.insert(0, "parameter", name)
+            rows.append(df)
+        if rows:
+            frames[group] = pd.concat(rows, ignore_index=True)
+    if not frames:
+        raise DataError(
+            "result has no estimates: expected an em, map or posterior group, got "
+            f"{', '.join(sorted(result.children)) or 'none'}; fit it with 'bayesmix fit'"
+        )
+    keys = ["parameter"] + [k for k in _KEYS if any(k in f.columns for f in frames.values())]
+    table = None
+    for f in frames.values():
+        for k in keys:
+            if k not in f.columns:
+                f[k] = pd.NA
+        table = f if table is None else table.merge(f, on=keys, how="outer", sort=False)
+    first = result["em" if "em" in frames else "map"]
+    pos = (
+        {f: i for i, f in enumerate(first["feature"].values)} if "feature" in first.coords else {}
+    )
+    if "feature_bis" in table.columns:  # symmetric matrices: lower triangle only
+        i = table["feature"].map(pos)
+        j = table["feature_bis"].map(pos)
+        is_matrix = table["parameter"].isin(["cov", "corr"])
+        keep = ~is_matrix | (i > j) | ((i == j) & (table["parameter"] == "cov"))
+        table = table[keep]
+    order = {n: i for i, n in enumerate(_PARAMS)}
+
+    def _sort_key(col):
+        if col.name == "parameter":
+            return col.map(order)
+        if col.name in ("feature", "feature_bis"):
+            return col.map(pos)
+        return col
+
+    table = table.sort_values(keys, key=_sort_key, kind="stable")
+    table = table[[*keys, *frames]].reset_index(drop=True)
+    return table.dropna(axis=1, how="all")
+
+
+def _point_diagnostics(result) -> str:
+    """Plain-language notes on EM / MAP runs (used when there is no posterior)."""
+    lines = []
+    if "em" in result.children:
+        a = result["em"].attrs
+        conv = "converged" if bool(a.get("converged", True)) else "did NOT converge"
+        lines.append(
+            f"EM ({str(a.get('method', 'ml')).upper()}) {conv} after {a.get('n_iter', '?')} "
+            f"iterations (best of {a.get('n_init', '?')} starts), final lower bound "
+            f"{float(a.get('lower_bound', float('nan'))):.6g}."
+        )
+    if "map" in result.children:
+        a = result["map"].attrs
+        agree = a.get("starts_agree")
+        note = (
+            "the starts agree"
+            if agree is None or bool(agree)
+            else "the starts disagree: the posterior has several modes"
+        )
+        lines.append(
+            f"MAP: log posterior {float(a.get('logp', float('nan'))):.6g} from "
+            f"{a.get('n_starts', '?')} starts; {note}."
+        )
+    lines.append(
+        "No posterior draws (NUTS not run): no R-hat, ESS or uncertainty; add nuts to the "
+        "methods to get them."
+    )
+    return "\n".join(lines)
+
+
+def _summaries(result):
+    """(comparison table, diagnostics) of a result, with or without a posterior."""
+    if "posterior" in result.children:
+        return _results_fn("compare_estimates")(result), _results_fn("diagnose")(result)
+    return _point_table(result), _point_diagnostics(result)
+
+
+def _maybe_relabel(result, spec: RunSpec):
+    """Align component labels of an unordered posterior to the EM (or MAP) labels."""
+    if "posterior" not in result.children or spec.model.ordered:
+        return result
+    if spec.model.n_components < 2:
+        return result
+    ref = "em" if "em" in result.children else ("map" if "map" in result.children else "pivot")
+    return _results_fn("relabel")(result, reference=ref)
+
+
+def _drop_empty_object_vars(result):
+    """Drop object-dtype variables that hold only None (e.g. nutpie's ``divergence_message``).
+
+    NetCDF stores them as NaN floats, so the checksum written by ``save`` would no longer match
+    on ``load``; they carry no information.
+    """
+    import numpy as np
+    import xarray as xr
+
+    for node in list(result.subtree):
+        if node.is_root or node.children:
+            continue
+        ds = node.to_dataset()
+        empty = [
+            name
+            for name, da in ds.data_vars.items()
+            if da.dtype == object and all(v is None for v in np.asarray(da.values).ravel())
+        ]
+        if empty:
+            result[node.path] = xr.DataTree(ds.drop_vars(empty))
+    return result
+
+
+def _point_group(result) -> str:
+    for group in ("posterior", "map", "em"):
+        if group in result.children:
+            return group
+    raise DataError(
+        "result has no fitted parameters: expected a posterior, map or em group, got "
+        f"{', '.join(sorted(result.children)) or 'none'}; fit it with 'bayesmix fit'"
+    )
+
+
+def _plot_plan(result, spec: RunSpec) -> list[tuple[str, Callable[[], Any]]]:
+    """The plots that apply to this result: (file stem, function returning a Figure)."""
+    from bayesmix import plotting
+
+    groups = set(result.children)
+    has_post = "posterior" in groups
+    d = _n_features(result)
+    plan: list[tuple[str, Callable[[], Any]]] = []
+    side = int(round(d**0.5))
+    if spec.model.family == "bernoulli":
+        if side * side == d and d >= 4:  # square images (digits: 8x8)
+            from bayesmix.inference import generate
+
+            shape = (side, side)
+            grp = "em" if "em" in groups else _point_group(result)
+            plan.append(
+                (
+                    "component_images",
+                    lambda: plotting.plot_component_images(result, group=grp, shape=shape),
+                )
+            )
+            plan.append(
+                (
+                    "generated_images",
+                    lambda: plotting.plot_generated_images(
+                        generate(result, 25, group=_point_group(result), random_seed=0),
+                        shape=shape,
+                    ),
+                )
+            )
+    elif d == 1:
+        plan.append(("density_1d", lambda: plotting.plot_density_1d(result)))
+    else:
+        plan.append(("clusters_2d", lambda: plotting.plot_clusters_2d(result)))
+    if spec.model.family == "gaussian":
+        plan.append(
+            ("membership_uncertainty", lambda: plotting.plot_membership_uncertainty(result))
+        )
+    if "em" in groups:
+        plan.append(("em_history", lambda: plotting.plot_em_history(result)))
+    if has_post:
+        # Bernoulli: K x D probabilities are too many to draw; the weights tell the story
+        names = ["w"] if spec.model.family == "bernoulli" else None
+        plan.append(("trace", lambda: plotting.plot_trace(result, names)))
+        plan.append(("rank", lambda: plotting.plot_rank(result, names)))
+    if "posterior_predictive" in groups:
+        plan.append(("ppc", lambda: plotting.plot_ppc(result)))
+    return plan
+
+
+def _write_plots(result, spec: RunSpec, folder: Path, debug: bool) -> dict[str, Path]:
+    """Write every applicable plot as PNG; a failing plot is reported on stderr and skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesmix import plotting
+
+    written: dict[str, Path] = {}
+    for name, make in _plot_plan(result, spec):
+        path = folder / f"{name}.png"
+        try:
+            fig = make()
+            plotting.save_figure(fig, path)
+            plt.close(fig)
+        except Exception as exc:  # one bad plot must not throw away a finished fit
+            if debug:
+                raise
+            msg = " ".join(str(exc).split())
+            print(
+                f"{PROG}: warning: plot {name} failed ({type(exc).__name__}: {msg}); "
+                "the other files are written without it",
+                file=sys.stderr,
+            )
+            continue
+        written[name] = path
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    spec = _resolve_spec(args)
+    out = Path(args.out) if args.out else Path("runs") / spec.name
+    _check_out_dir(out, args.force)
+    X = _load_data(spec)
+
+    from bayesmix import inference  # imports PyMC, which resets its logger: before quieting
+    from bayesmix.report import write_report
+
+    progress = _show_progress(args)
+    with _quiet_libraries(not progress, args.quiet), _staged_dir(out, args.force) as tmp:
+        result = _call(inference.run, spec, X, progressbar=progress)
+        result = _drop_empty_object_vars(_maybe_relabel(result, spec))
+        _results_fn("save")(result, tmp / "result.nc")
+        table, diagnostics = _summaries(result)
+        table.to_csv(tmp / "summary.csv", index=False)
+        figures = _write_plots(result, spec, tmp, args.debug)
+        write_report(
+            result,
+            tmp / "report.html",
+            table=table,
+            diagnostics=diagnostics,
+            figures=figures,
+            title=f"bayesmix: {spec.name}",
+        )
+        names = ["result.nc", "summary.csv", *(p.name for p in figures.values()), "report.html"]
+
+    cov = f"covariance={spec.model.covariance}, " if spec.model.family == "gaussian" else ""
+    _say(
+        args,
+        f"{spec.name}: {spec.model.family} mixture, K={spec.model.n_components}, {cov}"
+        f"methods={'+'.join(spec.fit.methods)}",
+        "",
+        _format_table(table),
+        "",
+        str(diagnostics),
+        "",
+        f"wrote {out}/: {', '.join(names)}",
+    )
+    return 0
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    ks = parse_k_range(args.ks)
+    spec = _resolve_spec(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-select"
+    _check_out_dir(out, args.force)
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, n_components=max(ks)))
+    X = _load_data(spec)  # checks that the data allow the largest K
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayesmix import plotting
+
+    progress = _show_progress(args)
+    with _quiet_libraries(not progress, args.quiet), _staged_dir(out, args.force) as tmp:
+        table = _results_fn("select_k")(
+            X,
+            ks,
+            family=spec.model.family,
+            covariance_types=(spec.model.covariance,),
+            bayesian=args.loo,
+            spec=spec.model,
+            draws=spec.fit.draws,
+            tune=spec.fit.tune,
+            chains=spec.fit.chains,
+            random_state=spec.fit.seed,
+        )
+        table.to_csv(tmp / "k_selection.csv")
+        fig = plotting.plot_k_selection(table)
+        plotting.save_figure(fig, tmp / "k_selection.png")
+
+    recommended = table.attrs.get("recommended")
+    _say(
+        args,
+        f"{spec.name}: K selection over {', '.join(map(str, ks))}",
+        "",
+        _format_table(table),
+        "",
+        "recommended K: "
+        + (
+            ", ".join(f"{c} {k}" for c, k in recommended.items())
+            if isinstance(recommended, dict)
+            else str(recommended)
+        ),
+        f"wrote {out}/: k_selection.csv, k_selection.png",
+    )
+    return 0
+
+
+def _load_result(path_text: str):
+    path = Path(path_text)
+    if not path.is_file():
+        raise FileNotFoundError(2, "result file not found", str(path))
+    return _results_fn("load")(path)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise ParameterError(
+            f"-n: expected a number of observations >= 1, got {args.n}; pass e.g. -n 500"
+        )
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise ParameterError(
+                f"--out {str(out)!r} is a folder: expected a .csv file name; "
+                "pass e.g. --out new_data.csv"
+            )
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.is_dir():
+            raise FileNotFoundError(2, "output folder does not exist", str(parent))
+    result = _load_result(args.result)
+    from bayesmix import inference
+
+    with _quiet_libraries(not _show_progress(args), args.quiet):
+        df = _samples_frame(
+            result,
+            inference.generate(result, args.n, group=_point_group(result), random_seed=args.seed),
+        )
+    if not args.out:
+        df.to_csv(sys.stdout, index=False)
+        return 0
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    print(f"wrote {len(df)} rows to {out}")
+    return 0
+
+
+def _samples_frame(result, generated):
+    """Normalise what :func:`bayesmix.inference.generate` returns to a DataFrame."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(generated, pd.DataFrame):
+        df = generated
+    else:
+        if isinstance(generated, tuple):
+            X, z = generated[0], generated[1]
+        else:  # an xarray Dataset / dict with "x" and "component" (or "z")
+            X = generated["x"]
+            z = generated["component"] if "component" in generated else generated["z"]
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X[:, None]
+        try:
+            names = [str(f) for f in result["observed_data"]["x"].coords["feature"].values]
+        except (KeyError, AttributeError):
+            names = [f"x{j}" for j in range(X.shape[1])]
+        if len(names) != X.shape[1]:
+            names = [f"x{j}" for j in range(X.shape[1])]
+        df = pd.DataFrame(X, columns=names)
+        df["component"] = np.asarray(z).astype(int)
+    if "component" not in df.columns:
+        raise DataError(
+            "generated data has no 'component' column: expected features plus 'component'; "
+            "this is a bug, please report it"
+        )
+    return df
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    result = _load_result(args.result)
+    table, diagnostics = _summaries(result)
+    attrs = result.attrs
+    family = attrs.get("family", "?")
+    cov = f"covariance={attrs.get('covariance')}, " if family == "gaussian" else ""
+    head = (
+        f"{args.result}: {family} mixture, K={attrs.get('n_components', '?')}, {cov}"
+        f"groups: {', '.join(sorted(result.children))}"
+    )
+    _say(args, head, "", _format_table(table), "", str(diagnostics))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_message(exc: OSError) -> str:
+    what = exc.strerror or type(exc).__name__
+    name = f" {str(exc.filename)!r}" if exc.filename is not None else ""
+    if isinstance(exc, FileNotFoundError):
+        return f"{what}:{name}; check the path"
+    return f"cannot use{name}: {what}; check the path and its permissions or choose another --out"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``bayesmix`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 for a usage or input error (one line on stderr), 1 for an
+        unexpected error.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help / --version
+            return int(exc.code or 0)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return int(args.func(args) or 0)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{PROG}: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except (BayesmixError, OSError) as exc:
+        if debug:
+            raise
+        msg = _os_message(exc) if isinstance(exc, OSError) else _one_line(exc)
+        if isinstance(exc, SpecError) and ";" not in (exc.problems or [""])[-1]:
+            msg += "; fix the spec file or the command-line option (see 'bayesmix fit --help')"
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]}; "
+            "rerun with --debug to see the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
