@@ -382,153 +382,23 @@ def _n_features(result) -> int:
         return 0
 
 
-def _results_fn(name: str) -> Callable:
-    """``bayesmix.results.<name>``, else ``bayesmix.results.io.<name>`` (save / load)."""
-    import bayesmix.results as results
-
-    fn = getattr(results, name, None)
-    if fn is None:
-        import importlib
-
-        for mod in ("io", "select"):
-            fn = getattr(importlib.import_module(f"bayesmix.results.{mod}"), name, None)
-            if fn is not None:
-                break
-    return fn
-
-
-_PARAMS = ("w", "mu", "sigma", "cov", "corr", "p")
-_KEYS = ("component", "feature", "feature_bis")
-
-
-def _point_table(result):
-    """EM / MAP estimates side by side, one row per scalar parameter (no posterior needed)."""
-    import pandas as pd
-
-    frames = {}
-    for group in ("em", "map"):
-        if group not in result.children:
-            continue
-        ds = result[group].to_dataset()
-        rows = []
-        for name in _PARAMS:
-            if name not in ds.data_vars:
-                continue
-            s = ds[name].to_series()
-            s.index = (
-                s.index
-                if isinstance(s.index, pd.MultiIndex)
-                else pd.MultiIndex.from_arrays([s.index], names=[s.index.name])
-            )
-            df = s.rename(group).reset_index()
-            df.insert(0, "parameter", name)
-            rows.append(df)
-        if rows:
-            frames[group] = pd.concat(rows, ignore_index=True)
-    if not frames:
-        raise DataError(
-            "result has no estimates: expected an em, map or posterior group, got "
-            f"{', '.join(sorted(result.children)) or 'none'}; fit it with 'bayesmix fit'"
-        )
-    keys = ["parameter"] + [k for k in _KEYS if any(k in f.columns for f in frames.values())]
-    table = None
-    for f in frames.values():
-        for k in keys:
-            if k not in f.columns:
-                f[k] = pd.NA
-        table = f if table is None else table.merge(f, on=keys, how="outer", sort=False)
-    first = result["em" if "em" in frames else "map"]
-    pos = (
-        {f: i for i, f in enumerate(first["feature"].values)} if "feature" in first.coords else {}
-    )
-    if "feature_bis" in table.columns:  # symmetric matrices: lower triangle only
-        i = table["feature"].map(pos)
-        j = table["feature_bis"].map(pos)
-        is_matrix = table["parameter"].isin(["cov", "corr"])
-        keep = ~is_matrix | (i > j) | ((i == j) & (table["parameter"] == "cov"))
-        table = table[keep]
-    order = {n: i for i, n in enumerate(_PARAMS)}
-
-    def _sort_key(col):
-        if col.name == "parameter":
-            return col.map(order)
-        if col.name in ("feature", "feature_bis"):
-            return col.map(pos)
-        return col
-
-    table = table.sort_values(keys, key=_sort_key, kind="stable")
-    table = table[[*keys, *frames]].reset_index(drop=True)
-    return table.dropna(axis=1, how="all")
-
-
-def _point_diagnostics(result) -> str:
-    """Plain-language notes on EM / MAP runs (used when there is no posterior)."""
-    lines = []
-    if "em" in result.children:
-        a = result["em"].attrs
-        conv = "converged" if bool(a.get("converged", True)) else "did NOT converge"
-        lines.append(
-            f"EM ({str(a.get('method', 'ml')).upper()}) {conv} after {a.get('n_iter', '?')} "
-            f"iterations (best of {a.get('n_init', '?')} starts), final lower bound "
-            f"{float(a.get('lower_bound', float('nan'))):.6g}."
-        )
-    if "map" in result.children:
-        a = result["map"].attrs
-        agree = a.get("starts_agree")
-        note = (
-            "the starts agree"
-            if agree is None or bool(agree)
-            else "the starts disagree: the posterior has several modes"
-        )
-        lines.append(
-            f"MAP: log posterior {float(a.get('logp', float('nan'))):.6g} from "
-            f"{a.get('n_starts', '?')} starts; {note}."
-        )
-    lines.append(
-        "No posterior draws (NUTS not run): no R-hat, ESS or uncertainty; add nuts to the "
-        "methods to get them."
-    )
-    return "\n".join(lines)
-
-
 def _summaries(result):
     """(comparison table, diagnostics) of a result, with or without a posterior."""
-    if "posterior" in result.children:
-        return _results_fn("compare_estimates")(result), _results_fn("diagnose")(result)
-    return _point_table(result), _point_diagnostics(result)
+    import bayesmix.results as results
+
+    return results.compare_estimates(result), results.diagnose(result)
 
 
 def _maybe_relabel(result, spec: RunSpec):
     """Align component labels of an unordered posterior to the EM (or MAP) labels."""
+    import bayesmix.results as results
+
     if "posterior" not in result.children or spec.model.ordered:
         return result
     if spec.model.n_components < 2:
         return result
     ref = "em" if "em" in result.children else ("map" if "map" in result.children else "pivot")
-    return _results_fn("relabel")(result, reference=ref)
-
-
-def _drop_empty_object_vars(result):
-    """Drop object-dtype variables that hold only None (e.g. nutpie's ``divergence_message``).
-
-    NetCDF stores them as NaN floats, so the checksum written by ``save`` would no longer match
-    on ``load``; they carry no information.
-    """
-    import numpy as np
-    import xarray as xr
-
-    for node in list(result.subtree):
-        if node.is_root or node.children:
-            continue
-        ds = node.to_dataset()
-        empty = [
-            name
-            for name, da in ds.data_vars.items()
-            if da.dtype == object and all(v is None for v in np.asarray(da.values).ravel())
-        ]
-        if empty:
-            result[node.path] = xr.DataTree(ds.drop_vars(empty))
-    return result
+    return results.relabel(result, reference=ref)
 
 
 def _point_group(result) -> str:
@@ -626,6 +496,8 @@ def _write_plots(result, spec: RunSpec, folder: Path, debug: bool) -> dict[str, 
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    import bayesmix.results as results
+
     spec = _resolve_spec(args)
     out = Path(args.out) if args.out else Path("runs") / spec.name
     _check_out_dir(out, args.force)
@@ -637,8 +509,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     progress = _show_progress(args)
     with _quiet_libraries(not progress, args.quiet), _staged_dir(out, args.force) as tmp:
         result = _call(inference.run, spec, X, progressbar=progress)
-        result = _drop_empty_object_vars(_maybe_relabel(result, spec))
-        _results_fn("save")(result, tmp / "result.nc")
+        result = _maybe_relabel(result, spec)
+        results.save(result, tmp / "result.nc")
         table, diagnostics = _summaries(result)
         table.to_csv(tmp / "summary.csv", index=False)
         figures = _write_plots(result, spec, tmp, args.debug)
@@ -668,6 +540,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
+    import bayesmix.results as results
+
     ks = parse_k_range(args.ks)
     spec = _resolve_spec(args)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-select"
@@ -682,7 +556,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     progress = _show_progress(args)
     with _quiet_libraries(not progress, args.quiet), _staged_dir(out, args.force) as tmp:
-        table = _results_fn("select_k")(
+        table = results.select_k(
             X,
             ks,
             family=spec.model.family,
@@ -717,10 +591,12 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
 
 def _load_result(path_text: str):
+    import bayesmix.results as results
+
     path = Path(path_text)
     if not path.is_file():
         raise FileNotFoundError(2, "result file not found", str(path))
-    return _results_fn("load")(path)
+    return results.load(path)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesmix._validation import ParameterError
+from bayesmix._validation import DataError, ParameterError
 from bayesmix.results.labels import COMPONENT_VARS, _group, _require_posterior
 
 __all__ = ["compare_estimates", "EstimatesTable", "COLUMNS"]
@@ -75,8 +75,9 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
     ----------
     result : xarray.DataTree
         A result with a ``posterior`` group (dims ``(chain, draw, ...)``), optionally ``em``
-        and ``map`` groups. Relabel first (:func:`bayesmix.results.relabel`) when the chains
-        switched labels.
+        and ``map`` groups. Without a posterior the table lists the ``em`` and ``map``
+        estimates and leaves the posterior columns empty (NaN). Relabel first
+        (:func:`bayesmix.results.relabel`) when the chains switched labels.
     ci_prob : float
         Probability mass of the central (equal-tailed) credible interval.
 
@@ -100,8 +101,18 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
             f"ci_prob must lie in (0, 1): expected e.g. 0.94, got {ci_prob!r}; "
             "pass the probability mass of the interval"
         )
-    post = _require_posterior(result, "compare_estimates")
-    sample_dims = ("chain", "draw")
+    points = {g: _group(result, g) for g in ("em", "map")}
+    if isinstance(result, xr.DataTree) and "posterior" not in result.children:
+        # EM / MAP only: the same table, with the posterior columns left empty
+        template = points["map"] if points["map"] is not None else points["em"]
+        if template is None:
+            raise DataError(
+                "compare_estimates needs estimates: expected a 'posterior', 'map' or 'em' "
+                f"group, got {sorted(result.children)}; fit the model with bayesmix.inference"
+            )
+        post, sample_dims = template, ()
+    else:
+        post, sample_dims = _require_posterior(result, "compare_estimates"), ("chain", "draw")
     names = [v for v in COMPONENT_VARS if v in post]
     names += [v for v in post.data_vars if v not in names]
     names = [
@@ -110,22 +121,23 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         if set(sample_dims) <= set(post[v].dims)
         and np.issubdtype(post[v].dtype, np.floating)
         and set(post[v].dims) - set(sample_dims) <= set(_ENTRY_DIMS)
+        and (sample_dims or "component" in post[v].dims)
     ]
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = az.rhat(post[names])
-        ess_bulk = az.ess(post[names], method="bulk")
-        ess_tail = az.ess(post[names], method="tail")
-    points = {g: _group(result, g) for g in ("em", "map")}
+    stats = {}
+    if sample_dims:
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            stats["r_hat"] = az.rhat(post[names])
+            stats["ess_bulk"] = az.ess(post[names], method="bulk")
+            stats["ess_tail"] = az.ess(post[names], method="tail")
     lo_q, hi_q = (1 - ci_prob) / 2, (1 + ci_prob) / 2
 
     frames = []
     for name in names:
         da = post[name]
         rest, keep = _entries(da, sample_dims)
-        draws = da.transpose(*sample_dims, *rest).values
-        draws = draws.reshape(draws.shape[0] * draws.shape[1], -1)[:, keep.ravel()]
         idx = np.nonzero(keep)
+        n_entries = len(idx[0]) if idx else 1
         frame = {"parameter": name}
         for dim, pos in zip(rest, idx, strict=True):
             frame[dim] = da[dim].values[pos]
@@ -133,16 +145,22 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
             if ds is not None and name in ds and set(ds[name].dims) == set(rest):
                 frame[key] = np.asarray(ds[name].transpose(*rest).values, float)[keep]
             else:
-                frame[key] = np.full(draws.shape[1], np.nan)
-        frame["mean"] = draws.mean(axis=0)
-        frame["sd"] = draws.std(axis=0, ddof=1)
-        frame["lower"], frame["upper"] = np.quantile(draws, [lo_q, hi_q], axis=0)
-        for key, stat in (("r_hat", rhat), ("ess_bulk", ess_bulk), ("ess_tail", ess_tail)):
-            frame[key] = np.asarray(stat[name].transpose(*rest).values, float)[keep]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frame["em_z"] = (frame["em"] - frame["mean"]) / frame["sd"]
-            below = (draws < frame["em"][None, :]).mean(axis=0)
-        frame["em_quantile"] = np.where(np.isnan(frame["em"]), np.nan, below)
+                frame[key] = np.full(n_entries, np.nan)
+        if sample_dims:
+            draws = da.transpose(*sample_dims, *rest).values
+            draws = draws.reshape(draws.shape[0] * draws.shape[1], -1)[:, keep.ravel()]
+            frame["mean"] = draws.mean(axis=0)
+            frame["sd"] = draws.std(axis=0, ddof=1)
+            frame["lower"], frame["upper"] = np.quantile(draws, [lo_q, hi_q], axis=0)
+            for key, stat in stats.items():
+                frame[key] = np.asarray(stat[name].transpose(*rest).values, float)[keep]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frame["em_z"] = (frame["em"] - frame["mean"]) / frame["sd"]
+                below = (draws < frame["em"][None, :]).mean(axis=0)
+            frame["em_quantile"] = np.where(np.isnan(frame["em"]), np.nan, below)
+        else:
+            for key in COLUMNS[5:] + ("em_quantile",):
+                frame[key] = np.full(n_entries, np.nan)
         frames.append(pd.DataFrame(frame))
 
     table = pd.concat(frames, ignore_index=True)

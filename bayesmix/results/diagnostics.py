@@ -41,6 +41,10 @@ class Diagnostics:
         already).
     n_high_pareto_k : int or None
         Observations with Pareto k above 0.7 in PSIS-LOO (None without ``log_likelihood``).
+    n_draws : int
+        Posterior draws over all chains (0 for a result without a posterior).
+    notes : list of str
+        How the EM and MAP fits went (convergence, restarts, agreement of MAP starts).
     """
 
     n_divergences: int
@@ -53,6 +57,7 @@ class Diagnostics:
     n_switched_draws: int | None = None
     n_high_pareto_k: int | None = None
     n_draws: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -60,14 +65,22 @@ class Diagnostics:
         return not self.warnings
 
     def __str__(self) -> str:
-        lines = [
-            f"{self.n_draws} draws; {self.n_divergences} divergent transitions; "
-            f"largest R-hat {self.max_rhat:.3f} (want <= {RHAT_MAX}); smallest ESS "
-            f"{self.min_ess_bulk:.0f} bulk / {self.min_ess_tail:.0f} tail (want >= {ESS_MIN}).",
-            "Occupied components per chain: "
-            + ", ".join(f"chain {c}: {n}" for c, n in self.occupied_components.items())
-            + ".",
-        ]
+        lines = list(self.notes)
+        if self.n_draws:
+            lines += [
+                f"{self.n_draws} draws; {self.n_divergences} divergent transitions; "
+                f"largest R-hat {self.max_rhat:.3f} (want <= {RHAT_MAX}); smallest ESS "
+                f"{self.min_ess_bulk:.0f} bulk / {self.min_ess_tail:.0f} tail "
+                f"(want >= {ESS_MIN}).",
+                "Occupied components per chain: "
+                + ", ".join(f"chain {c}: {n}" for c, n in self.occupied_components.items())
+                + ".",
+            ]
+        else:
+            lines.append(
+                "No posterior draws (NUTS not run): no R-hat, ESS or uncertainty; sample the "
+                "posterior (method nuts) to get them."
+            )
         if self.n_high_pareto_k is not None:
             lines.append(f"PSIS-LOO: {self.n_high_pareto_k} observations with Pareto k > 0.7.")
         if self.warnings:
@@ -85,13 +98,47 @@ def _occupied(post: xr.Dataset) -> dict[int, int]:
     return {int(c): int(n) for c, n in zip(post["chain"].values, counts, strict=True)}
 
 
+def _point_checks(result: xr.DataTree) -> tuple[list[str], list[str]]:
+    """Notes on the EM and MAP groups, and warnings for what went wrong there."""
+    notes: list[str] = []
+    problems: list[str] = []
+    if "em" in result.children:
+        a = result["em"].attrs
+        converged = bool(a.get("converged", True))
+        notes.append(
+            f"EM ({str(a.get('method', 'ml')).upper()}) "
+            f"{'converged' if converged else 'did not converge'} after "
+            f"{a.get('n_iter', '?')} iterations (best of {a.get('n_init', '?')} starts); "
+            f"objective {float(a.get('lower_bound', np.nan)):.6g} per observation."
+        )
+        if not converged:
+            problems.append(
+                "EM reached max_iter before converging: its estimates may be off; raise "
+                "max_iter or loosen tol"
+            )
+    if "map" in result.children:
+        a = result["map"].attrs
+        agree = a.get("starts_agree")
+        notes.append(
+            f"MAP: log posterior {float(a.get('logp', np.nan)):.6g} from "
+            f"{a.get('n_starts', '?')} starts."
+        )
+        if agree is not None and not bool(agree):
+            problems.append(
+                "the MAP starts reached different optima: the posterior has several modes; "
+                "look at the posterior draws, or compare K with select_k"
+            )
+    return notes, problems
+
+
 def diagnose(result: xr.DataTree) -> Diagnostics:
-    """Check a posterior for the usual problems of mixture fits.
+    """Check a fit for the usual problems of mixtures.
 
     Parameters
     ----------
     result : xarray.DataTree
-        A result with a ``posterior`` group; ``sample_stats`` (``diverging``) and
+        A result with a ``posterior`` group, or only ``em`` / ``map`` groups (then only
+        their convergence is checked); ``sample_stats`` (``diverging``) and
         ``log_likelihood`` are used when present.
 
     Returns
@@ -104,9 +151,19 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
     """
     import arviz as az
 
+    notes, messages = _point_checks(result) if isinstance(result, xr.DataTree) else ([], [])
+    if notes and "posterior" not in result.children:
+        return Diagnostics(
+            n_divergences=0,
+            max_rhat=np.nan,
+            min_ess_bulk=np.nan,
+            min_ess_tail=np.nan,
+            warnings=messages,
+            table=pd.DataFrame(),
+            notes=notes,
+        )
     post = _require_posterior(result, "diagnose")
     n_draws = int(post.sizes["chain"] * post.sizes["draw"])
-    messages: list[str] = []
 
     stats = _group(result, "sample_stats")
     n_div = 0
@@ -205,4 +262,5 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         n_switched_draws=n_switched,
         n_high_pareto_k=n_high_k,
         n_draws=n_draws,
+        notes=notes,
     )
