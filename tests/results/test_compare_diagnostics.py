@@ -153,3 +153,36 @@ def test_diagnose_pareto_k(clean_tree):
     diag = diagnose(tree)
     assert diag.n_high_pareto_k >= 1
     assert any("Pareto k" in m for m in diag.warnings)
+
+
+def _point_only(tree: xr.DataTree) -> xr.DataTree:
+    return xr.DataTree.from_dict(
+        {g: tree[g].to_dataset() for g in ("em", "map", "observed_data") if g in tree.children}
+    )
+
+
+def test_table_without_posterior_lists_point_estimates(clean_tree):
+    tree, _ = clean_tree
+    point = _point_only(tree)
+    table = compare_estimates(point)
+    full = compare_estimates(tree)
+    # the same rows, EM and MAP values as with a posterior, posterior columns empty
+    np.testing.assert_array_equal(table["em"].to_numpy(), full["em"].to_numpy())
+    np.testing.assert_array_equal(table["map"].to_numpy(), full["map"].to_numpy())
+    assert table[["mean", "sd", "lower", "upper", "r_hat", "em_z"]].isna().all().all()
+    with pytest.raises(ValueError, match="posterior', 'map' or 'em'"):
+        compare_estimates(xr.DataTree.from_dict({"observed_data": tree["observed_data"]}))
+
+
+def test_diagnose_without_posterior_reports_em_and_map(clean_tree):
+    tree, _ = clean_tree
+    point = _point_only(tree)
+    point["em"].attrs.update(converged=False, n_iter=100, n_init=3, method="ml")
+    point["map"].attrs.update(starts_agree=False, n_starts=4, logp=-1.0)
+    diag = diagnose(point)
+    assert diag.n_draws == 0 and not diag.ok
+    assert any("max_iter" in w for w in diag.warnings)
+    assert any("different optima" in w for w in diag.warnings)
+    text = str(diag)
+    assert "did not converge after 100 iterations" in text
+    assert "No posterior draws" in text
