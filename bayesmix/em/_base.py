@@ -257,12 +257,16 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         elif self.init_params == "random":
             resp[:] = rng.uniform(size=(n, k))
             resp /= resp.sum(axis=1, keepdims=True)
-        elif self.init_params == "random_from_data":
-            idx = rng.choice(n, size=k, replace=False)
-            resp[idx, np.arange(k)] = 1.0
-        else:  # "k-means++"
-            _, idx = kmeans_plusplus(X, k, random_state=rng)
-            resp[idx, np.arange(k)] = 1.0
+        else:  # "k-means++" or "random_from_data": k seed rows, then nearest-seed assignment
+            if self.init_params == "random_from_data":
+                seeds = X[rng.choice(n, size=k, replace=False)]
+            else:
+                seeds, _ = kmeans_plusplus(X, k, random_state=rng)
+            # Every row goes to its nearest seed (one k-means assignment step). scikit-learn
+            # instead gives responsibility to the seed rows alone, so its first covariances
+            # are reg_covar * I and the first log-likelihood is absurdly low (-1e7 per row).
+            sq_dist = (seeds**2).sum(axis=1) - 2.0 * (X @ seeds.T)
+            resp[np.arange(n), sq_dist.argmin(axis=1)] = 1.0
         return resp
 
     def _initialize_parameters(self, X: np.ndarray, rng: np.random.Generator) -> None:
