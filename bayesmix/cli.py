@@ -42,7 +42,6 @@ from bayesmix.config import COVARIANCES, FAMILIES, METHODS, SAMPLERS, RunSpec, l
 __all__ = ["build_parser", "main", "parse_k_range"]
 
 PROG = "bayesmix"
-DEFAULT_RUN_NAME = "old_faithful_2d"
 
 
 class _UsageError(Exception):
@@ -231,7 +230,7 @@ def _resolve_spec(args: argparse.Namespace) -> RunSpec:
     if args.spec:
         spec = load_spec(args.spec)
     else:
-        spec = dataclasses.replace(RunSpec(), name=DEFAULT_RUN_NAME)
+        spec = RunSpec()
     d = spec.to_dict()
     if args.data is not None:
         path = args.data

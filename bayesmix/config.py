@@ -232,9 +232,14 @@ class FitSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A complete run: a name, the data, the model and the fit settings."""
+    """A complete run: a name, the data, the model and the fit settings.
 
-    name: str = "run"
+    The defaults are the main job (``bayesmix fit`` with no spec, the same as
+    ``models/old_faithful_2d.toml``): Old Faithful, both columns, K=2 full covariance,
+    EM + MAP + NUTS with 4 chains of 1000 draws.
+    """
+
+    name: str = "old_faithful_2d"
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     fit: FitSpec = field(default_factory=FitSpec)
