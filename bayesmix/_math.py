@@ -74,10 +74,16 @@ def _gaussian_full_block(X, mu, cov):
     return -0.5 * (d * _LOG_2PI + quad) - log_det[:, None, :]
 
 
+_LOG_TINY = np.log(np.finfo(float).tiny)  # about -708: stands in for log(0)
+
+
 def _bernoulli_block(X, p):
-    # X (N, D) in {0, 1}; p (S, K, D) -> (S, N, K): the sum over features comes first
-    log_p = np.log(p)
-    log_q = np.log1p(-p)
+    # X (N, D) in {0, 1}; p (S, K, D) -> (S, N, K): the sum over features comes first.
+    # log(0) is floored at log(tiny) so that a pixel with p = 0 (or 1) costs about -708 when
+    # it is on (off) and exactly 0 otherwise, instead of 0 * -inf = NaN in the products.
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(p), _LOG_TINY)
+        log_q = np.maximum(np.log1p(-p), _LOG_TINY)
     return X @ np.swapaxes(log_p, -1, -2) + (1.0 - X) @ np.swapaxes(log_q, -1, -2)
 
 

@@ -26,7 +26,6 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
-from scipy.optimize import linear_sum_assignment
 from scipy.stats import gaussian_kde
 
 from bayesmix import _math
@@ -203,46 +202,6 @@ def _reference_params(result: xr.DataTree) -> tuple[str | None, dict[str, np.nda
     return None, None
 
 
-def _location(params: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-component location used for label alignment: ``mu`` or ``p``, (..., K, D)."""
-    return params["mu"] if "mu" in params else params["p"]
-
-
-def _align_draws(
-    draws: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None
-) -> dict[str, np.ndarray]:
-    """Permute the component axis of every draw to best match ``reference``.
-
-    The cost is the squared distance between component locations, scaled by the spread of the
-    reference locations; the permutation is found by the Hungarian algorithm. Without a
-    reference, the draws are aligned to their own mean after a first pass on the first draw.
-    """
-    loc = _location(draws)  # (S, K, D)
-    n_draws, k = loc.shape[:2]
-    if k == 1 or n_draws == 0:
-        return draws
-    passes = 1 if reference is not None else 2
-    ref = _location(reference) if reference is not None else loc[0]
-    for _ in range(passes):
-        scale = np.std(loc.reshape(-1, loc.shape[-1]), axis=0) + 1e-12
-        perms = np.empty((n_draws, k), dtype=int)
-        for s in range(n_draws):
-            diff = (loc[s][None, :, :] - ref[:, None, :]) / scale  # (K_ref, K_draw, D)
-            _, cols = linear_sum_assignment(np.einsum("ijd,ijd->ij", diff, diff))
-            perms[s] = cols
-        draws = {
-            name: np.take_along_axis(a, _perm_index(perms, a.ndim), axis=1)
-            for name, a in draws.items()
-        }
-        loc = _location(draws)
-        ref = loc.mean(axis=0)
-    return draws
-
-
-def _perm_index(perms: np.ndarray, ndim: int) -> np.ndarray:
-    return perms.reshape(perms.shape + (1,) * (ndim - 2))
-
-
 def _marginal_params(params: dict[str, np.ndarray], j: int) -> dict[str, np.ndarray]:
     """Gaussian parameters of the marginal of feature ``j``: ``w``, ``mu`` and ``sigma``."""
     if "cov" in params:
@@ -365,7 +324,7 @@ def plot_density_1d(
         comp_params, comp_source = dens, ref_group.upper()
 
     if "posterior" in result.children:
-        draws = _align_draws(_draw_params(result, "posterior", n_draws, seed), ref)
+        draws = _draw_params(_relabelled(result, "pivot"), "posterior", n_draws, seed)
         dens = _weighted_component_densities(grid, _marginal_params(draws, j))  # (S, G, K)
         mix = dens.sum(-1)
         lo, hi = np.quantile(mix, band, axis=0)
@@ -440,7 +399,7 @@ def _membership_draws(
         point = np.exp(_math.log_responsibilities(X, ref, family))
     draws = None
     if "posterior" in result.children:
-        params = _align_draws(_draw_params(result, "posterior", n_draws, seed), ref)
+        params = _draw_params(_relabelled(result, "pivot"), "posterior", n_draws, seed)
         draws = np.exp(_math.log_responsibilities(X, params, family))
     return point, draws
 
@@ -542,7 +501,7 @@ def plot_clusters_2d(
             Line2D([], [], color="0.2", lw=2, ls="--", label=f"{label} 2 sd"),
         ]
     if "posterior" in result.children and n_ellipses > 0:
-        draws = _align_draws(_draw_params(result, "posterior", n_ellipses, seed + 1), ref)
+        draws = _draw_params(_relabelled(result, "pivot"), "posterior", n_ellipses, seed + 1)
         covs = _cov2(draws, i, j)
         for s in range(draws["mu"].shape[0]):
             for c in range(k):
@@ -723,33 +682,20 @@ def _default_var_names(result: xr.DataTree) -> list[str]:
     return [v for v in wanted if v in post.data_vars]
 
 
-def _relabelled(result: xr.DataTree) -> xr.DataTree:
-    """The result with posterior labels aligned: ``bayesmix.results.relabel`` when available."""
-    try:
-        from bayesmix.results import relabel
-    except ImportError:
-        try:
-            from bayesmix.results.labels import relabel
-        except ImportError:
-            relabel = None
-    if relabel is not None:
-        ref = next((g for g in ("em", "map") if g in result.children), "pivot")
-        return relabel(result, reference=ref)
-    # fallback: align component labels of every draw to the point estimate ourselves
-    post = result["posterior"].to_dataset()
-    _, ref = _reference_params(result)
-    names = [n for n in _PARAM_DIMS if n in post.data_vars]
-    stacked = post.stack(sample=("chain", "draw"))
-    arrays = {n: np.asarray(stacked[n].transpose("sample", *_PARAM_DIMS[n]).values) for n in names}
-    aligned = _align_draws(arrays, ref)
-    new = post.copy()
-    nc, nd = post.sizes["chain"], post.sizes["draw"]
-    for n in names:
-        vals = aligned[n].reshape((nc, nd) + aligned[n].shape[1:])
-        new[n] = (("chain", "draw") + _PARAM_DIMS[n], vals)
-    out = result.copy()
-    out["posterior"] = xr.DataTree(new)
-    return out
+def _relabelled(result: xr.DataTree, method: str = "stephens") -> xr.DataTree:
+    """The result with posterior labels aligned to the EM / MAP labels.
+
+    A tree that :func:`bayesmix.results.relabel` has already aligned (it has a ``relabel``
+    group) is returned as it is.
+    """
+    if "posterior" not in result.children or "relabel" in result.children:
+        return result
+    if result["posterior"].sizes.get("component", 1) < 2:
+        return result
+    from bayesmix.results import relabel
+
+    ref = next((g for g in ("em", "map") if g in result.children), "pivot")
+    return relabel(result, method=method, reference=ref)
 
 
 def _pc_figure(pc) -> Figure:
@@ -1303,8 +1249,7 @@ def plot_component_images(
         )
     _require_group(result, group, "plot_component_images")
     if group == "posterior":
-        _, ref = _reference_params(result)
-        draws = _align_draws(_draw_params(result, "posterior", n_draws, seed), ref)
+        draws = _draw_params(_relabelled(result, "pivot"), "posterior", n_draws, seed)
         p, w = draws["p"].mean(0), draws["w"].mean(0)
         what = f"posterior mean of {draws['p'].shape[0]} draws"
     else:

@@ -106,3 +106,17 @@ def test_sample_mixture_reproduces_moments(rng):
     np.testing.assert_array_equal(X, X2)
     Xb, _ = sample_mixture({"w": [1.0], "p": [[0.0, 1.0]]}, 5, "bernoulli")
     assert Xb.dtype == np.int8 and (Xb == [0, 1]).all()
+
+
+def test_bernoulli_probabilities_of_exactly_zero_and_one_give_no_nan():
+    # maximum-likelihood EM on digits gives p = 0 for pixels that are never on
+    X = np.array([[0, 1], [1, 1], [0, 0]], dtype=np.int8)
+    params = {"w": np.array([0.5, 0.5]), "p": np.array([[0.0, 1.0], [0.5, 0.5]])}
+    logp = component_log_density(X, params, "bernoulli")
+    assert np.isfinite(logp).all()
+    np.testing.assert_allclose(logp[0, 0], 0.0)  # (0, 1) is certain under component 0
+    assert logp[1, 0] < -700 and logp[2, 0] < -700  # impossible rows: about log(tiny)
+    np.testing.assert_allclose(logp[:, 1], 2 * np.log(0.5))
+    r = np.exp(log_responsibilities(X, params, "bernoulli"))
+    np.testing.assert_allclose(r.sum(axis=1), 1.0)
+    np.testing.assert_allclose(r[1], [0.0, 1.0], atol=1e-300)

@@ -546,17 +546,7 @@ def test_rank_separates_chains_even_without_coords(result_1d):
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["chain 0", "chain 1"]
 
 
-def test_relabel_fallback_aligns_switched_chain(result_1d, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_results(name, *args, **kwargs):
-        if name.startswith("bayesmix.results"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_results)
+def test_relabelled_aligns_switched_chain_to_em(result_1d):
     out = plotting._relabelled(result_1d)
     mu = out["posterior"]["mu"].values[..., 0]  # (chain, draw, component)
     em_mu = result_1d["em"]["mu"].values[:, 0]
@@ -566,6 +556,8 @@ def test_relabel_fallback_aligns_switched_chain(result_1d, monkeypatch):
     # the input is untouched: chain 1 is still switched there
     raw = result_1d["posterior"]["mu"].values[1, :, :, 0]
     assert np.all(np.abs(raw[:, 0, None] - em_mu).argmin(axis=-1) == 1)
+    # an aligned tree is not aligned again
+    assert plotting._relabelled(out) is out
 
 
 # --------------------------------------------------------------------------------------------
