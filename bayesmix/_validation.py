@@ -178,7 +178,13 @@ def _to_numeric(X: Any, name: str, dtype: Any) -> tuple[np.ndarray, list[Any] | 
             )
         return X.to_numpy(dtype=target, na_value=np.nan), None
 
-    arr = np.asarray(X)
+    try:
+        arr = np.asarray(X)
+    except ValueError as exc:  # ragged nested lists: rows of different lengths
+        raise DataError(
+            f"{name} has rows of different lengths ({exc}): expected a rectangular table "
+            "(n_samples, n_features); give every row the same number of values"
+        ) from exc
     if arr.dtype.kind == "c":
         raise DataError(
             f"{name} is complex: expected real numbers, got dtype {arr.dtype}; "

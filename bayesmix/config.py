@@ -531,6 +531,9 @@ def spec_from_dict(
     )
 
 
+MAX_SPEC_BYTES = 1_000_000  # specs are a few hundred bytes; refuse anything absurd unread
+
+
 def load_spec(path: str | Path) -> RunSpec:
     """Read a TOML run spec; relative data paths are resolved against the spec's folder.
 
@@ -546,12 +549,22 @@ def load_spec(path: str | Path) -> RunSpec:
     Raises
     ------
     SpecError
-        Missing file, invalid TOML, or every problem found by :func:`spec_from_dict`.
+        Missing file, a file over ``MAX_SPEC_BYTES`` (1 MB), invalid TOML, or every problem
+        found by :func:`spec_from_dict`.
     """
     p = Path(path)
     if not p.is_file():
         raise _spec_error(
             [f"spec file {str(p)!r} not found: expected an existing .toml file; check the path"],
+            p.stem,
+        )
+    size = p.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise _spec_error(
+            [
+                f"spec file {p.name} is too large ({size} bytes): expected at most "
+                f"{MAX_SPEC_BYTES} bytes; a spec names its data file, it does not contain it"
+            ],
             p.stem,
         )
     try:

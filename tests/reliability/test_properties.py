@@ -190,17 +190,10 @@ def test_non_finite_input_is_a_data_error(examples, data, bad, where, cov):
             est.fit(X)
 
 
-RAGGED_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="bayesmix._validation.check_X calls np.asarray on a ragged list and lets numpy's "
-    "ValueError ('inhomogeneous shape') escape instead of raising DataError",
-)
-
-
 @pytest.mark.parametrize(
     "bad",
     [
-        pytest.param([[1.0, 2.0], [3.0]], marks=RAGGED_XFAIL),
+        [[1.0, 2.0], [3.0]],
         [["a", "b"], ["c", "d"]],
         np.zeros((0, 2)),
         np.zeros((5, 0)),
