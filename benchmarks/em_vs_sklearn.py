@@ -11,10 +11,20 @@ Usage::
     uv run python benchmarks/em_vs_sklearn.py --quick
     uv run python benchmarks/em_vs_sklearn.py --cell 100000,10,10,full
     uv run python benchmarks/em_vs_sklearn.py            # the full grid (slow, N up to 1e6)
+    uv run python benchmarks/em_vs_sklearn.py --big 10000000   # peak memory of our fit only
 
-Thread/BLAS settings (OPENBLAS_CORETYPE, OMP_NUM_THREADS, ...) are taken as they are in the
-environment and printed; ``--threads 1`` limits BLAS threads for both sides (useful on a
-loaded machine, where an oversubscribed BLAS thread pool makes timings erratic).
+Threading policy: BLAS is limited to ONE thread for both sides by default (threadpoolctl,
+``--threads 1``), i.e. we compare single-core implementations. On the 2-core development
+machine, shared with other jobs, OpenBLAS splitting small products over 2 threads stalls
+for ~15 ms now and then and makes the as-is timings erratic for both sides. ``--threads 0``
+leaves the thread pools as they are (then both sides use the same pools). The BLAS library,
+its kernel (``architecture`` from threadpoolctl, which OPENBLAS_CORETYPE may force) and the
+thread counts are printed.
+
+``--big N`` runs only our estimator on N rows (D=10, K=10, full, 3 iterations) and reports
+the tracemalloc peak (allocations made by the fit, data excluded) and the process's maximum
+resident set size (data included); the data are generated in pieces so that generation
+itself does not raise the peak.
 """
 
 from __future__ import annotations
@@ -23,11 +33,14 @@ import argparse
 import gc
 import itertools
 import os
+import platform
+import resource
 import time
 import tracemalloc
 import warnings
 
 import numpy as np
+import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
@@ -48,10 +61,15 @@ def make_problem(n, d, k, covariance_type, seed=0):
     # overlapping components, so that EM is still moving after the fixed number of iterations
     # (centre distances of about 4 standard deviations in any dimension)
     centres = rng.normal(scale=3.0 / np.sqrt(d), size=(k, d))
-    z = rng.integers(k, size=n)
-    X = centres[z] + rng.normal(size=(n, d))
+    X = np.empty((n, d))
+    piece = 1 << 18
+    for start in range(0, n, piece):  # in pieces: no N x D temporaries besides X
+        rows = X[start : start + piece]
+        rng.standard_normal(out=rows)
+        rows += centres[rng.integers(k, size=len(rows))]
     means = X[rng.choice(n, size=k, replace=False)]
-    var = X.var(axis=0)
+    mean = X.mean(axis=0)
+    var = sum(((X[i : i + piece] - mean) ** 2).sum(axis=0) for i in range(0, n, piece)) / n
     if covariance_type == "full":
         prec = np.repeat(np.diag(1.0 / var)[None], k, axis=0)
     else:
@@ -86,6 +104,23 @@ def peak_memory(model, X):
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     return peak
+
+
+def big_memory(n, d=10, k=10, n_iter=3):
+    """Our fit on N rows: tracemalloc peak (data excluded) and the process's max RSS."""
+    X, init = make_problem(n, d, k, "full")
+    model = build("ours", k, "full", n_iter, init)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    start = time.perf_counter()
+    peak = peak_memory(model, X)
+    elapsed = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"N={n} D={d} K={k} full, {n_iter} iterations: data {X.nbytes / 2**30:.2f} GiB, "
+        f"fit allocations peak {peak / 2**20:.1f} MiB, process max RSS {rss_before:.2f} GiB "
+        f"before the fit (data made) and {rss:.2f} GiB after, "
+        f"{1e3 * elapsed / n_iter:.0f} ms/iteration (with tracemalloc on)"
+    )
 
 
 def run_cell(n, d, k, covariance_type, n_iter, repeats, memory=True):
@@ -126,12 +161,19 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
-        "--threads", type=int, default=None, help="limit BLAS threads (threadpoolctl), both sides"
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads for both sides (threadpoolctl); 0: leave the pools as they are",
+    )
+    parser.add_argument("--big", type=float, default=None, help="peak memory of our fit at N")
+    parser.add_argument(
+        "--n", type=float, action="append", default=[], help="full grid restricted to these N"
     )
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
+    if args.threads:
         threadpool_limits(args.threads)
 
     cells = []
@@ -143,16 +185,32 @@ def main(argv=None):
         cells.append((int(float(n)), int(d), int(k), cov))
     if not cells:
         g = FULL_GRID
-        cells = list(itertools.product(g["n"], g["d"], g["k"], g["cov"]))
+        sizes = [int(n) for n in args.n] or g["n"]
+        cells = list(itertools.product(sizes, g["d"], g["k"], g["cov"]))
 
     env = {
         v: os.environ.get(v)
-        for v in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+        for v in (
+            "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE",
+            "OPENBLAS_NUM_THREADS",
+            "OMP_NUM_THREADS",
+        )
     }
+    pools = [
+        f"{p['internal_api']} {p.get('version')} kernel={p.get('architecture')} "
+        f"threads={p['num_threads']}"
+        for p in threadpool_info()
+        if p["user_api"] == "blas"
+    ]
     print(
-        f"environment as-is: {env}; BLAS thread limit: {args.threads or 'none'}; "
-        f"{os.cpu_count()} CPUs; numpy {np.__version__}"
+        f"environment: {env}; BLAS: {pools}; thread limit: {args.threads or 'as-is'}; "
+        f"{os.cpu_count()} CPUs; {platform.processor() or platform.machine()}; "
+        f"numpy {np.__version__}, scikit-learn {sklearn.__version__}"
     )
+    if args.big:
+        big_memory(int(args.big))
+        return
     header = (
         f"{'N':>8} {'D':>3} {'K':>3} {'cov':>5} | {'ms/it ours':>10} {'ms/it skl':>10} "
         f"{'time ratio':>10} | {'MB ours':>8} {'MB skl':>8} {'mem ratio':>9} | loglik rel diff"

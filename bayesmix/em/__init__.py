@@ -1,7 +1,9 @@
 """Hand-written NumPy EM: Gaussian and Bernoulli mixtures, and K-means.
 
 Uses NumPy and SciPy only (plus scikit-learn's estimator base classes and validation
-helpers); never imports PyMC or ArviZ.
+helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask arrays
+(out-of-core / distributed EM) and JAX arrays (statistics on the array's device); dask and
+jax are imported only when such an array is given.
 """
 
 from bayesmix.em._base import BaseMixtureEM

@@ -12,16 +12,28 @@ spherical      (K,)                  (K,)                   (K,)
 =============  ====================  =====================  ==============================
 
 Speed and memory. One EM iteration is a single pass over blocks of ``chunk_size`` rows
-(E-step and M-step fused): for each block, ``[x - c, 1] @ A`` with all precision Cholesky
-factors stacked in ``A`` (one BLAS product) gives ``U_k^T (x - mu_k)`` for every component
-(diag/spherical: one product with ``[1, x - c, (x - c)^2]``); the (b, K) log densities are
-normalised in place (log-sum-exp); and one product ``F_b @ r_b`` with the features
-``F_b = [1, x - c, upper triangle of (x - c)(x - c)^T]`` (diag/spherical: squares) adds the
-block's share of every sufficient statistic (``n_k``, ``sum r x``, second moments) for all
-components at once (full/tied with ``K D < D (D + 1) / 2``, e.g. D = 50 and K = 10: the
-cheaper ``(x - c)^T @ [r_1 (x - c), ..., r_K (x - c)]`` instead). No (N, K) or (N, K, D)
-array is made during ``fit``; ``c`` is the data
-mean (a shift that changes nothing mathematically and loses fewer digits).
+(E-step and M-step fused, :func:`fused_statistics`), with scratch buffers reused across
+blocks and iterations. Per block, the rows are turned into features that serve both steps:
+
+* diag/spherical: ``F_b = [1, x - c, (x - c)^2]``; ``F_b W`` gives the log densities of all
+  components (one BLAS product) and ``F_b^T r_b`` every sufficient statistic.
+* full/tied with ``K D >= 0.4 Q``, ``Q = 1 + D + D (D + 1) / 2`` (e.g. D = 10 with K >= 3):
+  ``F_b = [1, x - c, upper triangle of (x - c)(x - c)^T]``; ``F_b^T W`` evaluates every
+  component's quadratic form (``W`` from the precisions, see ``_quadratic_weights``) and
+  ``F_b r_b`` gives ``n_k``, ``sum r x`` and all second moments at once.
+* full/tied with fewer components than that (e.g. D = 50): ``[x - c, 1] @ A`` with all
+  precision Cholesky factors stacked in ``A`` gives ``U_k^T (x - mu_k)`` for every component
+  (one product), and ``(x - c)^T @ [r_1 (x - c), ..., r_K (x - c)]`` every second moment.
+
+The (b, K) log densities are normalised in place (log-sum-exp). No (N, K) or (N, K, D) array
+is made during ``fit``; ``c`` is the data mean (a shift that changes nothing mathematically
+and loses fewer digits). ``predict``/``score_samples`` use the Cholesky form.
+
+Other array types. ``fit`` also accepts a Dask array (statistics per row-chunk with
+``map_blocks``, one ``compute`` per iteration; out of core or on a ``dask.distributed``
+cluster; initial parameters must be given) and a JAX array (jitted statistics on the array's
+device, see ``bayesmix.em._xp``); the M-step runs in NumPy on the small statistics. Neither
+library is imported unless such an array is given.
 
 MAP-EM (``prior`` dict; every key optional, absent or None means flat):
 
@@ -55,7 +67,9 @@ densities included (what PyMC's ``model.logp(jacobian=False)`` gives, divided by
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -63,7 +77,14 @@ import scipy.linalg
 from scipy import stats as sps
 from scipy.special import gammaln, xlogy
 
-from bayesmix._validation import DataError, ParameterError, check_choice, check_positive, check_X
+from bayesmix._validation import (
+    DataError,
+    ParameterError,
+    check_choice,
+    check_n_components,
+    check_positive,
+    check_X,
+)
 from bayesmix.em._base import (
     _BLOCK_ELEMENTS,
     BaseMixtureEM,
@@ -114,7 +135,17 @@ def _upper_precision_chol(cov: np.ndarray, k: int | None) -> np.ndarray:
 
 
 def _prec_chol_full(cov):
-    return np.stack([_upper_precision_chol(c, k) for k, c in enumerate(cov)])
+    """Upper precision factors of a stack (K, D, D): one batched Cholesky and solve."""
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        chol = None
+    if chol is None or not np.all(np.diagonal(chol, axis1=-2, axis2=-1) > 0):
+        # find and name the failing component
+        return np.stack([_upper_precision_chol(c, k) for k, c in enumerate(cov)])
+    eye = np.broadcast_to(np.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
+    inv_chol = np.linalg.solve(chol, eye)  # lower triangular: L^{-1}
+    return np.triu(np.swapaxes(inv_chol, -1, -2))
 
 
 def _prec_chol_tied(cov):
@@ -165,14 +196,38 @@ def _prepare_cholesky(means, pcs, shift):
     stacked = np.empty((d + 1, k * d), dtype=means.dtype)
     stacked[:d] = pcs.transpose(1, 0, 2).reshape(d, k * d)
     stacked[d] = -np.einsum("kd,kde->ke", m, pcs).reshape(k * d)
+    const = _log_det_pc_full(pcs) - 0.5 * d * _LOG_2PI
     return {
         "stacked": stacked,
         "neg_half": np.full(d, -0.5, dtype=means.dtype),
-        "const": _log_det_pc_full(pcs) - 0.5 * d * _LOG_2PI,
+        "const": const,
+        "quad": _quadratic_weights(m, pcs, const),
         "shift": shift,
         "k": k,
         "d": d,
     }
+
+
+def _quadratic_weights(m, pcs, const):
+    """W of shape (Q, K) with ``F^T W = log N(x | mu_k, Sigma_k)`` for the product features.
+
+    ``F = [1, x - c, upper triangle of (x - c)(x - c)^T]`` (see ``_features_products``):
+    ``-0.5 (y - m)^T P (y - m) = -0.5 m^T P m + y^T P m - 0.5 sum_i P_ii y_i^2
+    - sum_{i<j} P_ij y_i y_j`` with ``y = x - c``. The fused fit pass shares F between the
+    E-step (``F^T W``) and the M-step (``F r``), which halves its arithmetic compared with the
+    stacked Cholesky product for full covariances.
+    """
+    k, d = m.shape
+    prec = pcs @ np.swapaxes(pcs, -1, -2)  # (K, D, D)
+    pm = np.einsum("kde,ke->kd", prec, m)
+    upper = _triu_indices(d)
+    coef = -prec[:, upper[0], upper[1]]
+    coef[:, upper[0] == upper[1]] *= 0.5
+    w = np.empty((1 + d + len(upper[0]), k), dtype=m.dtype)
+    w[0] = const - 0.5 * np.einsum("kd,kd->k", m, pm)
+    w[1 : 1 + d] = pm.T
+    w[1 + d :] = coef.T
+    return w
 
 
 def _prepare_full(means, pc, shift):
@@ -200,39 +255,59 @@ def _prepare_diag(means, pc, shift):
     return {"w": w, "shift": shift, "d": d}
 
 
-def _log_prob_cholesky(X, prep, out):
+def _scratch(workspace, name, shape, dtype):
+    """A C-contiguous array of ``shape`` backed by a buffer reused across blocks and calls.
+
+    Fresh multi-MB arrays are mapped from the OS page by page on first touch; reusing one
+    buffer per role avoids those page faults in every block of every iteration.
+    """
+    size = math.prod(shape)
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    buf = workspace.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = workspace[name] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def _log_prob_cholesky(X, prep, out, workspace=None):
     b = X.shape[0]
     k, d = prep["k"], prep["d"]
-    xa = np.empty((b, d + 1), dtype=X.dtype)
+    xa = _scratch(workspace, "xa", (b, d + 1), X.dtype)
     np.subtract(X, prep["shift"], out=xa[:, :d])
     xa[:, d] = 1.0
-    y = xa @ prep["stacked"]  # (b, K*D): U_k^T (x_n - mu_k) for every k, one BLAS product
-    y *= y
-    sq = y.reshape(b * k, d) @ prep["neg_half"]  # -0.5 ||U_k^T (x_n - mu_k)||^2
-    out[...] = sq.reshape(b, k)
+    y = _scratch(workspace, "y", (b, k * d), X.dtype)
+    np.matmul(xa, prep["stacked"], out=y)  # U_k^T (x_n - mu_k) for every k, one BLAS product
+    np.multiply(y, y, out=y)
+    # -0.5 ||U_k^T (x_n - mu_k)||^2
+    np.matmul(y.reshape(b * k, d), prep["neg_half"], out=out.reshape(b * k))
     out += prep["const"]
 
 
 def _log_prob_diag(X, prep, out):
-    np.matmul(_features_squares(X, prep["shift"]), prep["w"], out=out)
+    np.matmul(_features_squares(X, prep["shift"]).T, prep["w"], out=out)
 
 
 # ============================================================================ M-step pieces
-def _features_squares(X, shift):
-    """Rows ``[1, x - c, (x - c)^2]``, shape (b, 1 + 2D) (row-major, like X)."""
+def _features_squares(X, shift, workspace=None):
+    """``[1, x - c, (x - c)^2]`` as rows: shape (1 + 2D, b).
+
+    Feature-major, so that every elementwise operation runs along rows of length b (NumPy
+    loops over a short last axis are slow).
+    """
     b, d = X.shape
-    f = np.empty((b, 1 + 2 * d), dtype=X.dtype)
-    f[:, 0] = 1.0
-    xc = f[:, 1 : 1 + d]
-    np.subtract(X, shift, out=xc)
-    np.multiply(xc, xc, out=f[:, 1 + d :])
+    f = _scratch(workspace, "features", (1 + 2 * d, b), X.dtype)
+    f[0] = 1.0
+    xc = f[1 : 1 + d]
+    np.subtract(X.T, shift[:, None], out=xc)
+    np.multiply(xc, xc, out=f[1 + d :])
     return f
 
 
-def _features_products(X, shift):
+def _features_products(X, shift, workspace=None):
     """``[1, x - c, upper triangle of (x - c)(x - c)^T]`` as rows: (1 + D + D(D+1)/2, b)."""
     b, d = X.shape
-    f = np.empty((1 + d + d * (d + 1) // 2, b), dtype=X.dtype)
+    f = _scratch(workspace, "features", (1 + d + d * (d + 1) // 2, b), X.dtype)
     f[0] = 1.0
     xc = f[1 : 1 + d]
     np.subtract(X.T, shift[:, None], out=xc)
@@ -252,9 +327,14 @@ class _Stats:
     second: np.ndarray  # full (K,D,D); tied (D,D); diag/spherical (K,D)
 
 
+@lru_cache(maxsize=64)
+def _triu_indices(d):
+    return np.triu_indices(d)
+
+
 def _unpack_products(g, d, k=None):
     """n_k, sums and (K, D, D) second moments from ``G = F r`` with product features."""
-    upper = np.triu_indices(d)
+    upper = _triu_indices(d)
     second = np.empty((g.shape[1], d, d), dtype=g.dtype)
     second[:, upper[0], upper[1]] = g[1 + d :].T
     second[:, upper[1], upper[0]] = g[1 + d :].T
@@ -276,15 +356,15 @@ def _unpack_diag(g, d, k=None):
 
 
 def _accumulate_products(xb, shift, resp):
-    """Block share ``F_b r_b`` (Q, K) with product features (cheaper when K D >= Q)."""
+    """Block share ``F_b r_b`` (Q, K) with product features (cheaper when K D >= 0.4 Q)."""
     return _features_products(xb, shift) @ resp
 
 
 def _accumulate_squares(xb, shift, resp):
-    return _features_squares(xb, shift).T @ resp
+    return _features_squares(xb, shift) @ resp
 
 
-def _accumulate_weighted(xb, shift, resp):
+def _accumulate_weighted(xb, shift, resp, workspace=None):
     """Block share with component-weighted rows (cheaper than product features when K D < Q).
 
     ``[1; (x - c)^T] @ r`` gives n_k and the sums; ``(x - c)^T @ [r_1 (x - c), ..., r_K (x - c)]``
@@ -292,11 +372,15 @@ def _accumulate_weighted(xb, shift, resp):
     """
     b, d = xb.shape
     k = resp.shape[1]
-    a = np.empty((d + 1, b), dtype=xb.dtype)
-    a[0] = 1.0
-    np.subtract(xb.T, shift[:, None], out=a[1:])
-    weighted = (resp[:, :, None] * a[1:].T[:, None, :]).reshape(b, k * d)
-    return np.concatenate([(a @ resp).ravel(), (a[1:] @ weighted).ravel()])
+    xc = np.subtract(xb, shift, out=_scratch(workspace, "xc", (b, d), xb.dtype))
+    weighted = _scratch(workspace, "weighted", (b, k * d), xb.dtype)
+    np.multiply(resp[:, :, None], xc[:, None, :], out=weighted.reshape(b, k, d))
+    out = np.empty((d + 1) * k + d * k * d, dtype=xb.dtype)
+    first = out[: (d + 1) * k].reshape(d + 1, k)
+    first[0] = np.ones(b, dtype=xb.dtype) @ resp
+    np.matmul(xc.T, resp, out=first[1:])
+    np.matmul(xc.T, weighted, out=out[(d + 1) * k :].reshape(d, k * d))
+    return out
 
 
 def _unpack_weighted(g, d, k):
@@ -346,7 +430,19 @@ class _CovarianceOps:
 
 
 def _width_products(k, d):
-    return max(k * d, 1 + d + d * (d + 1) // 2)
+    q = 1 + d + d * (d + 1) // 2
+    # K D >= 0.4 Q: the fused pass holds the (Q, b) product features; else (b, K D) products
+    return q + k if _use_products(k, d) else k * d
+
+
+def _use_products(k, d):
+    """Whether full/tied use the product features (vs stacked Cholesky + weighted moments).
+
+    Per row the product features cost about Q = 1 + D + D (D + 1) / 2 values (memory bound)
+    and the Cholesky route about K D (products of K D^2 flops); measured on one core the
+    features win from about K D >= 0.4 Q (D = 10: K >= 3; D = 50: K >= 11).
+    """
+    return 5 * k * d >= 2 * (1 + d + d * (d + 1) // 2)
 
 
 def _width_squares(k, d):
@@ -396,7 +492,7 @@ _OPS = {
 def _ops_for(covariance_type, k, d):
     """The operations for a covariance type; full/tied pick the cheaper moment product."""
     ops = _OPS[covariance_type]
-    if covariance_type in ("full", "tied") and k * d < 1 + d + d * (d + 1) // 2:
+    if covariance_type in ("full", "tied") and not _use_products(k, d):
         unpack = _unpack_weighted if covariance_type == "full" else _unpack_weighted_tied
         ops = replace(ops, accumulate=_accumulate_weighted, unpack=unpack)
     return ops
@@ -416,6 +512,109 @@ def _halfnormal_variance(n, s, t):
     return 2.0 * s / (n + np.sqrt(n * n + 4.0 * s / (t * t)))
 
 
+def _normalize_rows_inplace(a):
+    """Column-wise log-sum-exp of a (K, b) array, in place (cf. normalize_log_prob_inplace).
+
+    ``a[k, n] = log w_k + log p(x_n | theta_k)`` becomes the responsibility ``r_nk``;
+    returns ``log p(x_n)`` of shape (b,). Every operation runs along rows of length b.
+    """
+    m = a.max(axis=0)
+    finite = np.isfinite(m)
+    if not finite.all():  # rows impossible under every component: keep -inf, avoid nan
+        m[~finite] = 0.0
+    a -= m
+    np.exp(a, out=a)
+    s = a.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a /= s
+        log_norm = np.log(s)
+    log_norm += m
+    if not finite.all():
+        a[:, ~finite] = 1.0 / a.shape[0]
+    return log_norm
+
+
+def fused_statistics(X, estep, log_w, covariance_type, n_components, block, workspace=None):
+    """One pass over blocks of rows: E-step and the M-step's sufficient statistics.
+
+    For each block: component log densities, in-place normalisation to responsibilities and
+    the block's share ``F_b r_b`` of every sufficient statistic. No (N, K) array is made.
+    Also the per-block function of the Dask path (one call per Dask chunk).
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, D)
+    estep : dict
+        Cached E-step arrays (``GaussianMixtureEM._estep``).
+    log_w : ndarray of shape (K,)
+    covariance_type : str
+    n_components : int
+    block : int
+        Rows per block.
+    workspace : dict, optional
+        Scratch buffers reused across blocks and calls (see ``_scratch``).
+
+    Returns
+    -------
+    total : float
+        ``sum_n log p(x_n)``.
+    g : ndarray
+        Summed statistics, in the layout that ``_ops_for(...).unpack`` reads.
+    """
+    n, d = X.shape
+    shift = estep["shift"]
+    total = 0.0
+    g = None
+    squares = covariance_type in ("diag", "spherical")
+    # full/tied with K D >= 0.4 Q (_use_products): product features serve both steps;
+    # otherwise (few components, many features) the stacked Cholesky product and the
+    # component-weighted second moments are cheaper
+    shared = squares or _ops_for(covariance_type, n_components, d).accumulate is (
+        _accumulate_products
+    )
+    for rows in row_blocks(n, block):
+        xb = X[rows]
+        b = xb.shape[0]
+        if shared:  # features as rows (Q, b); responsibilities as rows (K, b)
+            if squares:  # [1, x - c, (x - c)^2]
+                features = _features_squares(xb, shift, workspace)
+                weights = estep["w"]
+            else:  # [1, x - c, upper triangle of (x - c)(x - c)^T]
+                features = _features_products(xb, shift, workspace)
+                weights = estep["quad"]
+            resp_t = _scratch(workspace, "resp", (n_components, b), X.dtype)
+            np.matmul(weights.T, features, out=resp_t)
+            resp_t += log_w[:, None]
+            total += float(np.sum(_normalize_rows_inplace(resp_t), dtype=np.float64))
+            part = features @ resp_t.T
+        else:  # stacked Cholesky factors, responsibilities (b, K)
+            resp = _scratch(workspace, "resp", (b, n_components), X.dtype)
+            _log_prob_cholesky(xb, estep, resp, workspace)
+            resp += log_w
+            total += float(np.sum(normalize_log_prob_inplace(resp), dtype=np.float64))
+            part = _accumulate_weighted(xb, shift, resp, workspace)
+        if g is None:
+            g = part
+        else:
+            g += part
+    return total, g
+
+
+def fused_unpack(covariance_type, g, d, k):
+    """``_Stats`` from the summed output ``g`` of :func:`fused_statistics` (D features, K)."""
+    return _ops_for(covariance_type, k, d).unpack(np.asarray(g), d, k)
+
+
+def _is_dask(X) -> bool:
+    """Whether X is a Dask array (without importing dask)."""
+    return type(X).__module__.startswith("dask.") and hasattr(X, "chunks")
+
+
+def _is_jax(X) -> bool:
+    """Whether X is a JAX array (without importing jax)."""
+    return type(X).__module__.startswith(("jax", "jaxlib")) and hasattr(X, "devices")
+
+
 # ============================================================================ estimator
 class GaussianMixtureEM(BaseMixtureEM):
     """Gaussian mixture fitted by EM (or MAP-EM with ``prior``).
@@ -433,8 +632,10 @@ class GaussianMixtureEM(BaseMixtureEM):
     n_init : int, default 1
         Number of initialisations; the run with the highest final objective is kept.
     init_params : {"k-means++", "kmeans", "random", "random_from_data"}, default "k-means++"
-        As in scikit-learn, with our own :func:`bayesmix.em.kmeans_plusplus` and
-        :class:`bayesmix.em.KMeans`.
+        How the first responsibilities are made: "kmeans" runs :class:`bayesmix.em.KMeans`;
+        "k-means++" (:func:`bayesmix.em.kmeans_plusplus`) and "random_from_data" pick K
+        seed rows and assign every row to its nearest seed (scikit-learn gives only the seed
+        rows a responsibility); "random" draws uniform responsibilities.
     weights_init : array-like of shape (K,), optional
     means_init : array-like of shape (K, D), optional
     precisions_init : array-like, optional
@@ -447,10 +648,13 @@ class GaussianMixtureEM(BaseMixtureEM):
         MAP-EM priors (see the module docstring): ``weights_alpha``, ``mu_loc``, ``mu_scale``,
         ``sigma_scale``, ``cov_prior_dof``, ``cov_prior_scale``. None: maximum likelihood.
     dtype : numpy dtype, default numpy.float64
-        ``numpy.float32`` halves memory and time at lower precision.
+        ``numpy.float32`` halves memory and time at lower precision (the data are converted
+        to it).
     chunk_size : int, optional
         Rows per block in the E- and M-steps (bounds the temporaries; the results are the
-        same up to rounding). Default: about 2**18 / (K D) rows.
+        same up to rounding). Default: about 2**18 elements of the widest per-block
+        temporary (e.g. 2621 rows for D = 10, K = 10, full). On JAX arrays: rows per chunk of
+        the jitted statistics (default about 2**26 / (K D)).
 
     Attributes
     ----------
@@ -669,8 +873,46 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _needs_initial_resp(self):
         return self.weights_init is None or self.means_init is None or self.precisions_init is None
 
+    # ------------------------------------------------------------------ Dask and JAX input
+    def _validate_fit_data(self, X):
+        if _is_dask(X) or _is_jax(X):
+            if _is_dask(X):
+                from bayesmix.em._dask import validate_dask as validate
+            else:
+                from bayesmix.em._xp import validate_jax as validate
+            check_n_components(self.n_components)
+            X, self._input_mean = validate(self, X)
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return X
+        self._input_mean = None
+        return super()._validate_fit_data(X)
+
+    def _initialize_parameters(self, X, rng):
+        if _is_dask(X):
+            from bayesmix.em._dask import check_dask_init
+
+            check_dask_init(self)
+        elif _is_jax(X) and self._needs_initial_resp():
+            # the initialisation (k-means++ / k-means) runs in NumPy on a host copy
+            X = np.asarray(X)
+        super()._initialize_parameters(X, rng)
+
+    def _predict_labels(self, X):
+        if _is_dask(X):
+            from bayesmix.em._dask import dask_predict_labels
+
+            return dask_predict_labels(self, X)
+        if _is_jax(X):
+            from bayesmix.em._xp import jax_predict_labels
+
+            return jax_predict_labels(self, X)
+        return super()._predict_labels(X)
+
     def _fit_prepare(self, X):
-        self._shift = X.mean(axis=0)
+        mean = getattr(self, "_input_mean", None)
+        self._shift = X.mean(axis=0) if mean is None else mean.astype(X.dtype)
         if hasattr(self, "precisions_cholesky_"):  # warm start: E-step arrays about the new c
             self._prepare()
 
@@ -725,28 +967,28 @@ class GaussianMixtureEM(BaseMixtureEM):
         M-step from the statistics. No (N, K) array is made.
         """
         n, d = X.shape
-        ops = _ops_for(self.covariance_type, self.n_components, d)
-        log_w = self._estimate_log_weights().astype(X.dtype, copy=False)
-        total = 0.0
-        g = None
-        squares = self.covariance_type in ("diag", "spherical")
-        for rows in row_blocks(n, self._block_size(d)):
-            xb = X[rows]
-            resp = np.empty((xb.shape[0], self.n_components), dtype=X.dtype)
-            if squares:  # the E- and M-step share the features [1, x - c, (x - c)^2]
-                features = _features_squares(xb, self._shift)
-                np.matmul(features, self._estep["w"], out=resp)
+        if _is_jax(X):  # statistics on the array's device, M-step here
+            from bayesmix.em._xp import jax_em_statistics
+
+            total, st = jax_em_statistics(self, X)
+        else:
+            if _is_dask(X):  # one compute per iteration over the row-chunks
+                from bayesmix.em._dask import dask_em_statistics
+
+                total, g = dask_em_statistics(self, X)
             else:
-                ops.log_prob(xb, self._estep, resp)
-            resp += log_w
-            total += float(np.sum(normalize_log_prob_inplace(resp), dtype=np.float64))
-            if squares:
-                part = features.T @ resp
-            else:
-                part = ops.accumulate(xb, self._shift, resp)
-            g = part if g is None else g + part
+                total, g = fused_statistics(
+                    X,
+                    self._estep,
+                    self._estimate_log_weights().astype(X.dtype, copy=False),
+                    self.covariance_type,
+                    self.n_components,
+                    self._block_size(d),
+                    workspace.setdefault("scratch", {}),
+                )
+            st = fused_unpack(self.covariance_type, g, d, self.n_components)
         objective = self._objective_from_sum(total, n)
-        self._update_parameters(ops.unpack(g, d, self.n_components), X.dtype)
+        self._update_parameters(st, np.dtype(X.dtype))
         return objective
 
     def _m_step(self, X, resp):

@@ -1,0 +1,120 @@
+"""GaussianMixtureEM on a Dask array (local distributed cluster) against the NumPy engine."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from em_helpers import three_blobs
+from sklearn.exceptions import ConvergenceWarning
+
+from bayesmix._validation import DataError, ParameterError
+from bayesmix.em import GaussianMixtureEM
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+N_ITER = 8
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return three_blobs(np.random.default_rng(21), 4, n=2700)
+
+
+def _init(X, covariance_type, rng):
+    """Deliberately rough starting values shared by both engines."""
+    k = 3
+    means = X[rng.choice(len(X), size=k, replace=False)]
+    var = X.var(axis=0)
+    prec = {
+        "full": np.repeat(np.diag(1.0 / var)[None], k, axis=0),
+        "tied": np.diag(1.0 / var),
+        "diag": np.repeat((1.0 / var)[None], k, axis=0),
+        "spherical": np.full(k, 1.0 / var.mean()),
+    }[covariance_type]
+    return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}
+
+
+def _fit(X, covariance_type, init, **kw):
+    model = GaussianMixtureEM(
+        3, covariance_type=covariance_type, tol=1e-300, max_iter=N_ITER, **init, **kw
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_dask_fit_equals_numpy_fit(client, data, covariance_type):
+    init = _init(data, covariance_type, np.random.default_rng(3))
+    ref = _fit(data, covariance_type, init)
+    # uneven row-chunks, several columns chunks (rechunked to one by the engine)
+    X = da.from_array(data, chunks=((1000, 900, 500, 300), (2, 2)))
+    ours = _fit(X, covariance_type, init)
+    assert ours.n_iter_ == ref.n_iter_ == N_ITER
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bounds_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-10)
+    assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-12)
+    assert ours.n_features_in_ == data.shape[1]
+    # the iteration really moved (the comparison is not between two initial states)
+    assert abs(ours.lower_bounds_[-1] - ours.lower_bounds_[0]) > 1e-2
+
+
+def test_dask_map_em_and_fit_predict(client, data):
+    prior = {"weights_alpha": 2.0, "mu_scale": np.full(4, 5.0), "sigma_scale": np.ones(4)}
+    init = _init(data, "diag", np.random.default_rng(4))
+    ref = _fit(data, "diag", init, prior=prior)
+    X = da.from_array(data, chunks=(512, 4))
+    model = GaussianMixtureEM(
+        3, covariance_type="diag", tol=1e-300, max_iter=N_ITER, prior=prior, **init
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = model.fit_predict(X)
+    assert isinstance(labels, da.Array)  # lazy: nothing of size N is gathered
+    np.testing.assert_array_equal(labels.compute(), ref.predict(data))
+    np.testing.assert_allclose(model.lower_bounds_, ref.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(model.means_, ref.means_, rtol=1e-10, atol=1e-10)
+
+
+def test_dask_float32_close_to_numpy_float32(client, data):
+    init = _init(data, "full", np.random.default_rng(5))
+    ref = _fit(data, "full", init, dtype=np.float32)
+    ours = _fit(da.from_array(data, chunks=(700, 4)), "full", init, dtype=np.float32)
+    assert ours.means_.dtype == np.float32
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-4, atol=1e-4)
+
+
+def test_dask_input_errors(client, data):
+    with pytest.raises(ParameterError, match="Dask input needs initial parameters"):
+        GaussianMixtureEM(3).fit(da.from_array(data, chunks=(500, 4)))
+    bad = data.copy()
+    bad[5, 1] = np.nan
+    init = _init(data, "full", np.random.default_rng(6))
+    with pytest.raises(DataError, match="NaN or infinity"):
+        GaussianMixtureEM(3, **init).fit(da.from_array(bad, chunks=(500, 4)))
+    with pytest.raises(DataError, match="2-D"):
+        GaussianMixtureEM(3, **init).fit(da.from_array(data[:, 0], chunks=500))
+
+
+def test_importing_the_engine_imports_neither_dask_nor_jax():
+    code = (
+        "import sys, numpy as np; from bayesmix.em import GaussianMixtureEM; "
+        "GaussianMixtureEM(2, max_iter=3).fit(np.random.default_rng(0).normal(size=(50, 2))); "
+        "bad = [m for m in ('dask', 'jax', 'pymc', 'arviz') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
