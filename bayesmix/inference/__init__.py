@@ -13,10 +13,11 @@ from bayesmix.inference._predict import (
     sample_prior_predictive,
 )
 from bayesmix.inference._run import run
-from bayesmix.inference._tree import StartsDisagreeWarning
+from bayesmix.inference._tree import DivergenceWarning, StartsDisagreeWarning
 
 __all__ = [
     "CompiledMixture",
+    "DivergenceWarning",
     "StartsDisagreeWarning",
     "as_images",
     "clear_cache",

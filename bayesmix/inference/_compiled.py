@@ -40,9 +40,11 @@ from bayesmix.graphs import (
 __all__ = ["CompiledMixture", "clear_cache", "get_compiled"]
 
 RESULT_VARS = ("w", "mu", "sigma", "cov", "corr", "p")
-# One logp+gradient evaluation, Old Faithful (272 x 2), K=2 full, Numba, 1 thread:
-# pm.Mixture over a list of MvNormal.dist 0.090 ms, CustomDist + logsumexp 0.214 ms.
-DEFAULT_FORMULATION = {"full": "mixture"}
+# Every family uses the CustomDist ("custom"). For full covariances its whitened-residual
+# log density beat pm.Mixture over a list of MvNormal.dist per logp+gradient evaluation
+# (Numba, 1 thread): 0.028 vs 0.038 ms on Old Faithful, 0.62 vs 1.46 ms on D=5 K=3 N=1e4,
+# 1.39 vs 4.71 ms on D=10 K=5 N=1e4 (benchmarks/nuts_ess.py, benchmarks/README.md).
+DEFAULT_FORMULATION: dict[str, str] = {}
 
 _CACHE: dict[tuple, CompiledMixture] = {}
 

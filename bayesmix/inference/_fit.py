@@ -23,8 +23,9 @@ from bayesmix.graphs import (
     point_to_initvals,
     validate_data,
 )
-from bayesmix.inference._compiled import CompiledMixture, get_compiled
+from bayesmix.inference._compiled import CompiledMixture, _no_fastmath, get_compiled
 from bayesmix.inference._tree import (
+    DivergenceWarning,
     StartsDisagreeWarning,
     as_model_spec,
     check_int,
@@ -465,7 +466,8 @@ def sample_nuts(
     else:
         import pymc as pm
 
-        with _quiet_pymc(), warnings.catch_warnings():
+        # fastmath off, as for everything else we compile: cold and warm caches then agree
+        with _quiet_pymc(), _no_fastmath(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*We recommend running at least.*")
             trace = pm.sample(
                 draws=draws,
@@ -489,6 +491,15 @@ def sample_nuts(
     tree = ensure_tree(result, spec, Xc, names, seed)
     tree["posterior"] = xr.DataTree(post.assign_attrs(sampler=sampler, seed=seed))
     tree["sample_stats"] = xr.DataTree(stats)
+    n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    if n_div:
+        warnings.warn(
+            f"{n_div} of {chains * draws} NUTS transitions diverged: the draws may miss part "
+            "of the posterior (often a component squeezed onto a few repeated points); raise "
+            "target_accept, use fewer components, or look at bayesmix.results.diagnose",
+            DivergenceWarning,
+            stacklevel=2,
+        )
     tree["log_likelihood"] = xr.DataTree(_log_likelihood(post, Xc, m.family))
     return tree
 
@@ -512,7 +523,9 @@ def fit_advi(
     """Mean-field ADVI started at the MAP-EM solution, optimised with Adam.
 
     PyMC's default optimiser (adagrad_window) got stuck far from the optimum on mixtures, so
-    ``pm.adam(learning_rate=...)`` is used.
+    ``pm.adam(learning_rate=...)`` is used. With ``minibatch`` each step sees a random batch
+    of rows (``pm.Minibatch``) whose log-likelihood is scaled by N / batch (``total_size``):
+    the path for N too large for NUTS. The EM start still uses all rows.
 
     Parameters
     ----------
@@ -521,7 +534,7 @@ def fit_advi(
     n : int
         Optimisation steps.
     minibatch : int, optional
-        Not supported yet (the full data are used); passing a value raises ParameterError.
+        Rows per step (1 <= minibatch <= N); None uses the full data at every step.
     random_seed : int, optional
     draws : int
         Draws from the fitted approximation.
@@ -532,26 +545,29 @@ def fit_advi(
     Returns
     -------
     xarray.DataTree
-        With group ``advi`` (chain, draw, ...) like ``posterior``; attrs ``final_loss``.
+        With group ``advi`` (chain, draw, ...) like ``posterior``; attrs ``final_loss``
+        (the last -ELBO estimate, for minibatch ADVI a noisy one on the full-data scale),
+        ``n``, ``seed``, ``minibatch`` (0 for the full data).
     """
     import pymc as pm
+
+    from bayesmix.graphs import build_model
 
     m, Xc, names = _prepare(spec, X, feature_names)
     n = check_int(n, "n", 1)
     draws = check_int(draws, "draws", 1)
-    if minibatch is not None:
-        raise ParameterError(
-            f"minibatch ADVI is not supported yet: expected minibatch=None, got {minibatch!r}; "
-            "use the full data"
-        )
     seed = resolve_seed(random_seed)
-    cm = get_compiled(m, Xc, feature_names=names)
-    initvals = _init_point("em", result, m, cm, Xc)
+    if minibatch is None:
+        model = get_compiled(m, Xc, feature_names=names).model
+    else:
+        # a model of its own (pm.fit compiles its own functions; nothing to share)
+        model = build_model(m, Xc, feature_names=names, minibatch=minibatch)
+    initvals = _init_point("em", result, m, None, Xc)
     with _quiet_pymc():
         approx = pm.fit(
             n=n,
             method="advi",
-            model=cm.model,
+            model=model,
             random_seed=seed,
             progressbar=False,
             start=initvals,
@@ -559,7 +575,12 @@ def fit_advi(
         )
         adt = approx.sample(draws, random_seed=seed)
     post = _posterior_dataset(adt["posterior"].to_dataset(), names)
-    post.attrs = {"final_loss": float(approx.hist[-1]), "n": n, "seed": seed}
+    post.attrs = {
+        "final_loss": float(approx.hist[-1]),
+        "n": n,
+        "seed": seed,
+        "minibatch": 0 if minibatch is None else int(minibatch),
+    }
     tree = ensure_tree(result, spec, Xc, names, seed)
     tree["advi"] = xr.DataTree(post)
     return tree

@@ -22,6 +22,10 @@ class StartsDisagreeWarning(UserWarning):
     """MAP optimisation from several starts reached optima with different log posteriors."""
 
 
+class DivergenceWarning(UserWarning):
+    """NUTS reported divergent transitions: the draws may miss part of the posterior."""
+
+
 def as_model_spec(spec: Any) -> ModelSpec:
     """Accept a ModelSpec or a RunSpec (its ``model``)."""
     if isinstance(spec, RunSpec):

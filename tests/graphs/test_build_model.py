@@ -182,19 +182,59 @@ def test_point_to_initvals_round_trip_full():
     np.testing.assert_allclose(init["corr_chol"] @ np.swapaxes(init["corr_chol"], 1, 2), v["corr"])
 
 
-def test_formulations_agree_full():
-    X = _data("gaussian", 25, 2)
-    spec = ModelSpec("gaussian", 2, "full")
-    a = build_model(spec, X, formulation="custom")
-    b = build_model(spec, X, formulation="mixture")
-    point = _random_point(a, 6)
-    la = a.compile_fn(a.logp(vars=[a["x"]], sum=False)[0], mode=MODE)(point)
-    lb = b.compile_fn(b.logp(vars=[b["x"]], sum=False)[0], mode=MODE)(point)
-    np.testing.assert_allclose(la, lb, atol=1e-10)
+@pytest.mark.parametrize("d", [2, 4])
+def test_formulations_agree_full(d):
+    # custom (whitened residuals from one matrix product) against the two plain PyMC
+    # formulations and SciPy, at a random point, on data far from the origin
+    X = _data("gaussian", 25, min(d, 3))
+    if d == 4:
+        X = np.column_stack([X, X[:, 0] * 0.3 + np.random.default_rng(1).normal(size=25)])
+    spec = ModelSpec("gaussian", 3, "full")
+    models = {f: build_model(spec, X, formulation=f) for f in ("custom", "mixture", "batched")}
+    point = _random_point(models["custom"], 6)
+    rows = {
+        f: m.compile_fn(m.logp(vars=[m["x"]], sum=False)[0], mode=MODE)(point)
+        for f, m in models.items()
+    }
+    v = _values(models["custom"], point)
+    ref = logsumexp(
+        np.log(v["w"])
+        + np.stack([multivariate_normal(v["mu"][j], v["cov"][j]).logpdf(X) for j in range(3)], 1),
+        axis=1,
+    )
+    for f, r in rows.items():
+        np.testing.assert_allclose(r, ref, rtol=0, atol=1e-8, err_msg=f)
+    # the gradients agree too (same value variables in every formulation)
+    grads = {}
+    for f, m in models.items():
+        grads[f] = m.compile_dlogp(mode=MODE)(point)
+    np.testing.assert_allclose(grads["custom"], grads["mixture"], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(grads["custom"], grads["batched"], rtol=1e-8, atol=1e-8)
     with pytest.raises(ParameterError, match="formulation"):
         build_model(ModelSpec("gaussian", 2, "diag"), X, formulation="mixture")
     with pytest.raises(ParameterError, match="custom"):
         build_model(spec, X, formulation="fast")
+
+
+def test_minibatch_likelihood_is_unbiased_and_scaled():
+    # E over random batches of the minibatch log-likelihood = the full-data log-likelihood
+    X = _data("gaussian", 200, 2)
+    spec = ModelSpec("gaussian", 2, "full")
+    full = build_model(spec, X)
+    mb = build_model(spec, X, minibatch=20)
+    assert mb.named_vars_to_dims.get("x") is None
+    point = _random_point(full, 8)
+    total = full.compile_fn(full.observedlogp, mode=MODE)(point)
+    rows = full.compile_fn(full.logp(vars=[full["x"]], sum=False)[0], mode=MODE)(point)
+    f_mb = mb.compile_fn(mb.observedlogp, mode=MODE)
+    draws = np.array([f_mb(point) for _ in range(300)])
+    # each draw is (N / B) * a sum of B rows drawn from the N rows
+    se = np.sqrt(200.0 / 20 * 200 * rows.var() / 300)
+    assert abs(draws.mean() - total) < 4 * se
+    assert draws.std() > 0  # batches really change between evaluations
+    for bad in (0, 201, 2.5, True):
+        with pytest.raises(ParameterError, match="minibatch"):
+            build_model(spec, X, minibatch=bad)
 
 
 def test_priors_match_scipy():

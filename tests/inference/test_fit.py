@@ -253,35 +253,6 @@ def test_posterior_predictive_needs_draws(faithful):
     assert isinstance(r, xr.DataTree)
 
 
-_CHILD = """
-import sys, numpy as np
-from bayesmix.config import ModelSpec
-from bayesmix.data import load_old_faithful
-from bayesmix.inference import sample_nuts
-r = sample_nuts(ModelSpec("gaussian", 2, "full"), load_old_faithful(), draws=50, tune=50,
-                chains=2, random_seed=11)
-np.save(sys.argv[1], r["posterior"]["mu"].values)
-"""
-
-
-@pytest.mark.slow
-def test_same_seed_same_draws_cold_compile_in_another_process(faithful, tmp_path):
-    # the child compiles from an empty PyTensor cache, this process uses the warm one: with
-    # Numba fastmath off the draws agree bit for bit
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'cache'}")
-    out = tmp_path / "mu.npy"
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(out)], env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    here = sample_nuts(FULL2, faithful, draws=50, tune=50, chains=2, random_seed=11)
-    np.testing.assert_array_equal(np.load(out), here["posterior"]["mu"].values)
-
-
 @pytest.mark.slow
 def test_spherical_ordered_map_and_nuts(faithful):
     spec = ModelSpec("gaussian", 2, "spherical", ordered=True)

@@ -5,8 +5,7 @@ function compiled fresh can round differently from one loaded from the disk cach
 ``bayesmix.inference`` turns fastmath off for what it compiles itself (the nutpie model and the
 MAP objective). The ``test_cold_and_warm_cache_*`` tests run the same script twice in
 subprocesses that share a fresh ``base_compiledir``: the first compiles from nothing, the
-second loads the cache. (tests/inference covers the nutpie case for the full-covariance model
-against the parent process; here nutpie + MAP, and the pymc sampler, for another model.)
+second loads the cache.
 """
 
 from __future__ import annotations
@@ -157,20 +156,9 @@ def _cold_then_warm(tmp_path, what: str):
 
 
 @pytest.mark.slow
-def test_cold_and_warm_cache_give_identical_nutpie_draws_and_map(tmp_path):
-    cold, warm = _cold_then_warm(tmp_path, "nutpie,map")
+def test_cold_and_warm_cache_give_identical_draws_and_map(tmp_path):
+    # one cold and one warm child: nutpie, the MAP objective and the pymc sampler
+    cold, warm = _cold_then_warm(tmp_path, "nutpie,map,pymc")
     np.testing.assert_array_equal(cold["nutpie"], warm["nutpie"])
     np.testing.assert_array_equal(cold["map"], warm["map"])
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="sample_nuts(sampler='pymc') compiles through pm.sample with PyTensor's default "
-    "Numba fastmath=True, so a cold and a warm compile cache give different draws (7e-10 "
-    "after 80 steps, growing); a process that ran it also leaves fastmath kernels in the "
-    "cache that later nutpie/MAP compilations load. Wrap pm.sample in _no_fastmath()",
-)
-def test_cold_and_warm_cache_give_identical_pymc_draws(tmp_path):
-    cold, warm = _cold_then_warm(tmp_path, "pymc")
     np.testing.assert_array_equal(cold["pymc"], warm["pymc"])
