@@ -6,7 +6,7 @@ helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask
 jax are imported only when such an array is given.
 """
 
-from bayesmix.em._base import BaseMixtureEM
+from bayesmix.em._base import BaseMixtureEM, DegenerateComponentWarning
 from bayesmix.em.bernoulli import BernoulliMixtureEM
 from bayesmix.em.gaussian import GaussianMixtureEM
 from bayesmix.em.kmeans import KMeans, kmeans_plusplus
@@ -14,6 +14,7 @@ from bayesmix.em.kmeans import KMeans, kmeans_plusplus
 __all__ = [
     "BaseMixtureEM",
     "BernoulliMixtureEM",
+    "DegenerateComponentWarning",
     "GaussianMixtureEM",
     "KMeans",
     "kmeans_plusplus",

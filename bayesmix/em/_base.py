@@ -47,10 +47,26 @@ from bayesmix._validation import (
     check_X,
 )
 
-__all__ = ["BaseMixtureEM", "normalize_log_prob_inplace", "reject_complex", "row_blocks"]
+__all__ = [
+    "BaseMixtureEM",
+    "DegenerateComponentWarning",
+    "normalize_log_prob_inplace",
+    "reject_complex",
+    "row_blocks",
+]
 
 # Elements of the largest (rows, K, D) temporary made per block of rows (about 2 MB in float64).
 _BLOCK_ELEMENTS = 1 << 18
+# A component whose expected number of points n w_k is below this is reported as empty.
+_EMPTY_COUNT = 1e-3
+
+
+class DegenerateComponentWarning(UserWarning):
+    """A fitted component is degenerate: empty, or collapsed onto repeated points.
+
+    The fit is kept (every parameter is finite), but such a component describes no data or
+    only the regularisation; the message says which component and what to do.
+    """
 
 
 def reject_complex(X: Any) -> None:
@@ -265,8 +281,13 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
             # Every row goes to its nearest seed (one k-means assignment step). scikit-learn
             # instead gives responsibility to the seed rows alone, so its first covariances
             # are reg_covar * I and the first log-likelihood is absurdly low (-1e7 per row).
-            sq_dist = (seeds**2).sum(axis=1) - 2.0 * (X @ seeds.T)
-            resp[np.arange(n), sq_dist.argmin(axis=1)] = 1.0
+            # Distances from the differences themselves, in blocks of rows (the expansion
+            # ||s||^2 - 2 x.s loses every digit for data far from 0, e.g. at 1e9 +- 1e-2).
+            block = max(1, _BLOCK_ELEMENTS // (k * X.shape[1]))
+            for rows in row_blocks(n, block):
+                diff = X[rows, None, :] - seeds[None]
+                sq_dist = np.einsum("bkd,bkd->bk", diff, diff)
+                resp[np.arange(rows.start, rows.stop), sq_dist.argmin(axis=1)] = 1.0
         return resp
 
     def _initialize_parameters(self, X: np.ndarray, rng: np.random.Generator) -> None:
@@ -389,12 +410,28 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
                 stacklevel=2,
             )
         self._set_parameters(best_params)
+        self._warn_degenerate(X.shape[0])
         self.n_iter_ = best_n_iter
         self.lower_bound_ = best_objective
         self.lower_bounds_ = np.asarray(best_bounds, dtype=np.float64)
 
         # final E-step so that fit_predict(X) == fit(X).predict(X)
+        workspace.clear()  # release the scratch buffers of the loop first
         return self._predict_labels(X)
+
+    def _warn_degenerate(self, n_samples: int, stacklevel: int = 4) -> None:
+        """Hook run after a fit: warn (DegenerateComponentWarning) about degenerate components."""
+        w = np.asarray(self.weights_, dtype=np.float64)
+        empty = np.flatnonzero(w * n_samples < _EMPTY_COUNT)
+        if empty.size:
+            warnings.warn(
+                f"{type(self).__name__}: component(s) {empty.tolist()} are empty (weights "
+                f"{', '.join(f'{v:.2g}' for v in w[empty])}, less than {_EMPTY_COUNT} of a "
+                "data point): expected every component to explain some data, got none; use "
+                "fewer components or other initial values (init_params, means_init, n_init)",
+                DegenerateComponentWarning,
+                stacklevel=stacklevel,
+            )
 
     def _fit_prepare(self, X: np.ndarray) -> None:
         """Hook run once per fit before the restarts (e.g. a data shift for accuracy)."""

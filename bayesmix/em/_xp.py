@@ -8,8 +8,8 @@ given.
 
 Two kinds of kernel (``kind``): ``"full"`` (stacked precision Cholesky factors; tied uses it
 with a repeated factor) and ``"diag"`` (per-feature precisions; spherical uses it with a
-repeated precision). Everything works on rows shifted by ``c`` (the data mean), as the NumPy
-engine does.
+repeated precision). Everything works on rows shifted by ``c`` (the data mean); the sufficient
+statistics are moments about each component's current mean, as in the NumPy engine.
 
 * :func:`statistics` - one E-step and the M-step's sufficient statistics
   ``(sum_n log p(x_n), n_k, sum_n r_nk (x_n - c), second moments about c)``, over chunks of
@@ -72,7 +72,8 @@ def prepare(xp, weights, means, prec_chol, shift, kind: str) -> dict:
     -------
     dict
         full: ``a`` (D, K D) stacked factors, ``b`` (K D,) offsets, ``const`` (K,);
-        diag: ``w1`` (D, K), ``w2`` (D, K), ``const`` (K,). ``const`` includes ``log w_k``.
+        diag: ``prec`` (K, D), ``const`` (K,). ``const``
+        includes ``log w_k``; ``m`` (K, D) the means about ``shift``.
     """
     k, d = means.shape
     m = means - shift
@@ -81,15 +82,10 @@ def prepare(xp, weights, means, prec_chol, shift, kind: str) -> dict:
         a = xp.reshape(xp.transpose(prec_chol, (1, 0, 2)), (d, k * d))
         b = -xp.reshape(xp.sum(m[:, :, None] * prec_chol, axis=1), (k * d,))
         log_det = xp.sum(xp.log(xp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
-        return {"a": a, "b": b, "const": log_w + log_det - 0.5 * d * _LOG_2PI}
+        return {"a": a, "b": b, "const": log_w + log_det - 0.5 * d * _LOG_2PI, "m": m}
     prec = prec_chol * prec_chol
-    const = (
-        -0.5 * xp.sum(m * m * prec, axis=1)
-        + xp.sum(xp.log(prec_chol), axis=1)
-        - 0.5 * d * _LOG_2PI
-        + log_w
-    )
-    return {"w1": xp.transpose(m * prec), "w2": -0.5 * xp.transpose(prec), "const": const}
+    const = xp.sum(xp.log(prec_chol), axis=1) - 0.5 * d * _LOG_2PI + log_w
+    return {"const": const, "m": m, "prec": prec}
 
 
 def log_prob(xp, xc, arrays: dict, kind: str):
@@ -103,7 +99,9 @@ def log_prob(xp, xc, arrays: dict, kind: str):
         k = y.shape[1] // d
         sq = xp.sum(xp.reshape(y * y, (n, k, d)), axis=2)
         return arrays["const"] - 0.5 * sq
-    return arrays["const"] + xc @ arrays["w1"] + (xc * xc) @ arrays["w2"]
+    # squared residuals about each mean (the expanded quadratic would lose digits)
+    z = xc[:, None, :] - arrays["m"][None]  # (n, K, D)
+    return arrays["const"] - 0.5 * xp.sum(z * z * arrays["prec"][None], axis=2)
 
 
 def _chunk_statistics(xp, xc, arrays, kind):
@@ -112,15 +110,15 @@ def _chunk_statistics(xp, xc, arrays, kind):
     s = xp.sum(xp.exp(a - top), axis=1, keepdims=True)
     lse = top + xp.log(s)
     resp = xp.exp(a - lse)  # (n, K)
-    n, d = xc.shape
-    k = resp.shape[1]
+    # moments about each component's current mean (no cancellation for far-apart clusters)
+    z = xc[:, None, :] - arrays["m"][None]  # (n, K, D)
     nk = xp.sum(resp, axis=0)
-    sx = xp.transpose(resp) @ xc  # (K, D)
+    weighted = resp[:, :, None] * z
+    sx = xp.sum(weighted, axis=0)  # (K, D)
     if kind == "full":
-        weighted = xp.reshape(resp[:, :, None] * xc[:, None, :], (n, k * d))
-        second = xp.reshape(xp.transpose(weighted) @ xc, (k, d, d))
+        second = xp.einsum("nkd,nke->kde", weighted, z)
     else:
-        second = xp.transpose(resp) @ (xc * xc)  # (K, D)
+        second = xp.sum(weighted * z, axis=0)  # (K, D)
     return xp.sum(lse), nk, sx, second
 
 
@@ -145,9 +143,9 @@ def statistics(xp, X, shift, arrays: dict, kind: str, chunk_size: int | None = N
         ``sum_n log p(x_n)``.
     nk : array of shape (K,)
     sx : array of shape (K, D)
-        ``sum_n r_nk (x_n - c)``.
+        ``sum_n r_nk (x_n - mu_k)`` about the current means ``mu_k`` (``arrays["m"] + c``).
     second : array of shape (K, D, D) (full) or (K, D) (diag)
-        ``sum_n r_nk (x_n - c)(x_n - c)^T`` (diag: the squares only).
+        ``sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T`` (diag: the squares only).
     """
     n = X.shape[0]
     step = n if not chunk_size else int(chunk_size)
@@ -167,8 +165,10 @@ def _upper_precision_chol(xp, cov):
     return xp.triu(xp.swapaxes(inv_chol, -1, -2))
 
 
-def m_step(xp, nk, sx, second, shift, n: int, kind: str, reg_covar: float):
+def m_step(xp, nk, sx, second, means, n: int, kind: str, reg_covar: float):
     """Maximum-likelihood M-step from the statistics of :func:`statistics`.
+
+    ``means`` (K, D) are the means at which the statistics were taken (the reference points).
 
     Returns
     -------
@@ -177,7 +177,7 @@ def m_step(xp, nk, sx, second, shift, n: int, kind: str, reg_covar: float):
     """
     nk = nk + 10 * xp.finfo(sx.dtype).eps
     weights = nk / n
-    m = sx / nk[:, None]
+    m = sx / nk[:, None]  # change of the means
     if kind == "full":
         cross = sx[:, :, None] * m[:, None, :]
         scatter = (
@@ -193,7 +193,7 @@ def m_step(xp, nk, sx, second, shift, n: int, kind: str, reg_covar: float):
         scatter = xp.maximum(second - 2.0 * m * sx + nk[:, None] * m * m, 0.0)
         cov = scatter / nk[:, None] + reg_covar
         pc = 1.0 / xp.sqrt(cov)
-    return weights, m + shift, cov, pc
+    return weights, means + m, cov, pc
 
 
 def em_step(xp, X, shift, weights, means, prec_chol, *, kind, reg_covar, chunk_size=None):
@@ -220,7 +220,7 @@ def em_step(xp, X, shift, weights, means, prec_chol, *, kind, reg_covar, chunk_s
     """
     arrays = prepare(xp, weights, means, prec_chol, shift, kind)
     total, nk, sx, second = statistics(xp, X, shift, arrays, kind, chunk_size)
-    new = m_step(xp, nk, sx, second, shift, X.shape[0], kind, reg_covar)
+    new = m_step(xp, nk, sx, second, means, X.shape[0], kind, reg_covar)
     return (total / X.shape[0], *new)
 
 
@@ -290,7 +290,7 @@ def jax_em_statistics(est, X):
     nk, sx, second = (np.asarray(a, dtype=X.dtype) for a in (nk, sx, second))
     if est.covariance_type == "tied":
         second = second.sum(axis=0)
-    return float(total), _Stats(nk.copy(), sx.copy(), second.copy())
+    return float(total), _Stats(nk.copy(), sx.copy(), second.copy(), np.asarray(est.means_))
 
 
 def jax_predict_labels(est, X):

@@ -11,23 +11,31 @@ diag           (K, D)                (K, D)                 (K, D) = 1/sqrt(var)
 spherical      (K,)                  (K,)                   (K,)
 =============  ====================  =====================  ==============================
 
-Speed and memory. One EM iteration is a single pass over blocks of ``chunk_size`` rows
-(E-step and M-step fused, :func:`fused_statistics`), with scratch buffers reused across
-blocks and iterations. Per block, the rows are turned into features that serve both steps:
+Speed, memory and accuracy. One EM iteration is a single pass over blocks of ``chunk_size``
+rows (E-step and M-step fused, :func:`fused_statistics`), with scratch buffers reused across
+blocks and iterations. No (N, K) or (N, K, D) array is made during ``fit``. Each pass takes
+one of two routes, chosen from the current parameters:
 
-* diag/spherical: ``F_b = [1, x - c, (x - c)^2]``; ``F_b W`` gives the log densities of all
-  components (one BLAS product) and ``F_b^T r_b`` every sufficient statistic.
-* full/tied with ``K D >= 0.4 Q``, ``Q = 1 + D + D (D + 1) / 2`` (e.g. D = 10 with K >= 3):
-  ``F_b = [1, x - c, upper triangle of (x - c)(x - c)^T]``; ``F_b^T W`` evaluates every
-  component's quadratic form (``W`` from the precisions, see ``_quadratic_weights``) and
-  ``F_b r_b`` gives ``n_k``, ``sum r x`` and all second moments at once.
-* full/tied with fewer components than that (e.g. D = 50): ``[x - c, 1] @ A`` with all
-  precision Cholesky factors stacked in ``A`` gives ``U_k^T (x - mu_k)`` for every component
-  (one product), and ``(x - c)^T @ [r_1 (x - c), ..., r_K (x - c)]`` every second moment.
+* residual route (always sound): per block, the residuals ``z_k = x - mu_k`` about every
+  component's current mean, (K, D, b). The E-step uses them whitened, ``U_k^T z_k`` (full/
+  tied, never an expanded quadratic form) or squared (diag/spherical); the M-step
+  accumulates ``n_k``, ``sum r z_k`` and ``S_k = sum r z_k z_k^T`` about the current means
+  ``mu_k`` and gives the new mean ``mu_k + sum r z_k / n_k`` and the scatter
+  ``S_k - n_k d_k d_k^T`` with the small change ``d_k`` of the mean (no cancellation: clusters
+  1e8 apart or data at 1e9 with noise 1e-2 keep the digits of their spread).
+* fast route (when it loses at most a fifth of the digits): one feature matrix per block
+  about the data mean ``c`` serves both steps, ``F_b = [1, x - c, (x - c)^2]``
+  (diag/spherical) or ``[1, x - c, upper triangle of (x - c)(x - c)^T]`` (full/tied with
+  ``K D >= 0.4 Q``, ``Q = 1 + D + D (D + 1) / 2``): ``F_b^T W`` evaluates every component's
+  quadratic form and ``F_b r_b`` every sufficient statistic (about c). Its loss of digits is
+  about ``eps * max_k ||U_k^T (mu_k - c)||^2`` (the squared Mahalanobis distance of a mean
+  from c), so it is used only while that distance is at most ``eps^(-1/5)`` (1.3e3 in float64,
+  24 in float32); see ``_prepare_fast``.
 
-The (b, K) log densities are normalised in place (log-sum-exp). No (N, K) or (N, K, D) array
-is made during ``fit``; ``c`` is the data mean (a shift that changes nothing mathematically
-and loses fewer digits). ``predict``/``score_samples`` use the Cholesky form.
+``predict``/``score_samples`` use the residual route. A covariance that overflows (data whose
+squared spread exceeds the floating-point range) raises a DataError; after a fit, empty
+components and components collapsed onto repeated points (covariance = ``reg_covar``) give a
+:class:`bayesmix.em.DegenerateComponentWarning`.
 
 Other array types. ``fit`` also accepts a Dask array (statistics per row-chunk with
 ``map_blocks``, one ``compute`` per iteration; out of core or on a ``dask.distributed``
@@ -68,7 +76,8 @@ densities included (what PyMC's ``model.logp(jacobian=False)`` gives, divided by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -87,8 +96,9 @@ from bayesmix._validation import (
 )
 from bayesmix.em._base import (
     _BLOCK_ELEMENTS,
+    _EMPTY_COUNT,
     BaseMixtureEM,
-    normalize_log_prob_inplace,
+    DegenerateComponentWarning,
     row_blocks,
 )
 
@@ -183,76 +193,39 @@ def _log_det_pc_full(pc):
     return np.log(np.diagonal(pc, axis1=-2, axis2=-1)).sum(axis=-1)
 
 
-# ============================================================================ E-step blocks
-# Every block works on rows shifted by the data mean ``c`` (means become ``m = mu - c``); the
-# log densities do not change, and the products lose fewer digits for data far from 0.
-def _prepare_cholesky(means, pcs, shift):
-    """Stacked factors for full/tied: ``[x - c, 1] @ A`` gives ``U_k^T (x - mu_k)`` for all k.
-
-    ``A`` of shape (D + 1, K D) holds ``[U_1 ... U_K]`` over ``[-m_1 U_1, ..., -m_K U_K]``.
-    """
-    k, d = means.shape
-    m = means - shift
-    stacked = np.empty((d + 1, k * d), dtype=means.dtype)
-    stacked[:d] = pcs.transpose(1, 0, 2).reshape(d, k * d)
-    stacked[d] = -np.einsum("kd,kde->ke", m, pcs).reshape(k * d)
-    const = _log_det_pc_full(pcs) - 0.5 * d * _LOG_2PI
+# ============================================================================ blocks of rows
+# Every kernel works on the residuals ``z_k = x - mu_k`` of a block of rows about each
+# component's current mean, laid out component- and feature-major, shape (K, D, b): the E-step
+# uses them whitened (``U_k^T z_k``, full/tied) or squared (diag/spherical), never an expanded
+# quadratic form, and the M-step accumulates every component's moments about its own current
+# mean. Nothing cancels: with clusters 1e8 apart or data at 1e9 with noise 1e-2 the
+# statistics keep the digits of the spread, not of the offset.
+def _prepare_full(means, pc, shift=None):
+    """E-step arrays for full covariances: means (K, D), ``U_k^T`` (K, D, D), constants (K,)."""
+    d = means.shape[1]
     return {
-        "stacked": stacked,
-        "neg_half": np.full(d, -0.5, dtype=means.dtype),
-        "const": const,
-        "quad": _quadratic_weights(m, pcs, const),
-        "shift": shift,
-        "k": k,
-        "d": d,
+        "means": np.ascontiguousarray(means),
+        "ut": np.ascontiguousarray(np.swapaxes(pc, -1, -2)),
+        "const": _log_det_pc_full(pc) - 0.5 * d * _LOG_2PI,
+        "whiten": True,
     }
 
 
-def _quadratic_weights(m, pcs, const):
-    """W of shape (Q, K) with ``F^T W = log N(x | mu_k, Sigma_k)`` for the product features.
-
-    ``F = [1, x - c, upper triangle of (x - c)(x - c)^T]`` (see ``_features_products``):
-    ``-0.5 (y - m)^T P (y - m) = -0.5 m^T P m + y^T P m - 0.5 sum_i P_ii y_i^2
-    - sum_{i<j} P_ij y_i y_j`` with ``y = x - c``. The fused fit pass shares F between the
-    E-step (``F^T W``) and the M-step (``F r``), which halves its arithmetic compared with the
-    stacked Cholesky product for full covariances.
-    """
-    k, d = m.shape
-    prec = pcs @ np.swapaxes(pcs, -1, -2)  # (K, D, D)
-    pm = np.einsum("kde,ke->kd", prec, m)
-    upper = _triu_indices(d)
-    coef = -prec[:, upper[0], upper[1]]
-    coef[:, upper[0] == upper[1]] *= 0.5
-    w = np.empty((1 + d + len(upper[0]), k), dtype=m.dtype)
-    w[0] = const - 0.5 * np.einsum("kd,kd->k", m, pm)
-    w[1 : 1 + d] = pm.T
-    w[1 + d :] = coef.T
-    return w
-
-
-def _prepare_full(means, pc, shift):
-    return _prepare_cholesky(means, pc, shift)
-
-
-def _prepare_tied(means, pc, shift):
+def _prepare_tied(means, pc, shift=None):
     k = means.shape[0]
-    return _prepare_cholesky(means, np.broadcast_to(pc, (k, *pc.shape)), shift)
+    return _prepare_full(means, np.broadcast_to(pc, (k, *pc.shape)), shift)
 
 
-def _prepare_diag(means, pc, shift):
-    """Weights W of shape (1 + 2D, K) with ``[1, x - c, (x - c)^2] @ W = log N(x | mu_k, var_k)``.
-
-    ``-0.5 sum_d p_kd (x_d - m_kd)^2 = -0.5 m^2.p + x.(m p) - 0.5 x^2.p`` plus the constants.
-    """
+def _prepare_diag(means, pc, shift=None):
+    """E-step arrays for diag/spherical: means (K, D), precisions (K, 1, D), constants (K,)."""
     k, d = means.shape
-    prec = np.broadcast_to(pc.reshape(k, -1) ** 2, (k, d))
-    log_det = np.broadcast_to(np.log(pc).reshape(k, -1), (k, d)).sum(axis=1)
-    m = means - shift
-    w = np.empty((1 + 2 * d, k), dtype=means.dtype)
-    w[0] = -0.5 * np.sum(m * m * prec, axis=1) + log_det - 0.5 * d * _LOG_2PI
-    w[1 : 1 + d] = (m * prec).T
-    w[1 + d :] = -0.5 * prec.T
-    return {"w": w, "shift": shift, "d": d}
+    pc = np.broadcast_to(np.reshape(pc, (k, -1)), (k, d))
+    return {
+        "means": np.ascontiguousarray(means),
+        "prec": np.ascontiguousarray((pc * pc)[:, None, :]),
+        "const": np.log(pc).sum(axis=1) - 0.5 * d * _LOG_2PI,
+        "whiten": False,
+    }
 
 
 def _scratch(workspace, name, shape, dtype):
@@ -270,241 +243,175 @@ def _scratch(workspace, name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
-def _log_prob_cholesky(X, prep, out, workspace=None):
-    b = X.shape[0]
-    k, d = prep["k"], prep["d"]
-    xa = _scratch(workspace, "xa", (b, d + 1), X.dtype)
-    np.subtract(X, prep["shift"], out=xa[:, :d])
-    xa[:, d] = 1.0
-    y = _scratch(workspace, "y", (b, k * d), X.dtype)
-    np.matmul(xa, prep["stacked"], out=y)  # U_k^T (x_n - mu_k) for every k, one BLAS product
-    np.multiply(y, y, out=y)
-    # -0.5 ||U_k^T (x_n - mu_k)||^2
-    np.matmul(y.reshape(b * k, d), prep["neg_half"], out=out.reshape(b * k))
-    out += prep["const"]
+def _residuals(X, means, workspace=None):
+    """``z[k, :, n] = x_n - mu_k``, shape (K, D, b) (rows of length b)."""
+    b, d = X.shape
+    k = means.shape[0]
+    xt = _scratch(workspace, "xt", (d, b), X.dtype)
+    xt[...] = X.T
+    z = _scratch(workspace, "z", (k, d, b), X.dtype)
+    np.subtract(xt[None], means[:, :, None], out=z)
+    return z
 
 
-def _log_prob_diag(X, prep, out):
-    np.matmul(_features_squares(X, prep["shift"]).T, prep["w"], out=out)
+def _block_log_prob(X, prep, workspace=None):
+    """Component log densities of a block of rows, shape (K, b); also the residuals.
 
-
-# ============================================================================ M-step pieces
-def _features_squares(X, shift, workspace=None):
-    """``[1, x - c, (x - c)^2]`` as rows: shape (1 + 2D, b).
-
-    Feature-major, so that every elementwise operation runs along rows of length b (NumPy
-    loops over a short last axis are slow).
+    Returns ``(logp, z, q)``: ``z`` (K, D, b) the residuals about the means and ``q`` a
+    (K, D, b) scratch array holding the whitened residuals (full/tied) or the squared
+    residuals (diag/spherical).
     """
-    b, d = X.shape
-    f = _scratch(workspace, "features", (1 + 2 * d, b), X.dtype)
-    f[0] = 1.0
-    xc = f[1 : 1 + d]
-    np.subtract(X.T, shift[:, None], out=xc)
-    np.multiply(xc, xc, out=f[1 + d :])
-    return f
+    z = _residuals(X, prep["means"], workspace)
+    q = _scratch(workspace, "q", z.shape, X.dtype)
+    k, d, b = z.shape
+    logp = _scratch(workspace, "logp", (k, b), X.dtype)
+    if prep["whiten"]:
+        np.matmul(prep["ut"], z, out=q)  # U_k^T (x_n - mu_k): K products (D, D) @ (D, b)
+        np.multiply(q, q, out=q)
+        np.matmul(np.full((1, d), -0.5, dtype=X.dtype), q, out=logp[:, None, :])
+    else:
+        np.multiply(z, z, out=q)  # squared residuals, kept for the M-step
+        np.matmul(prep["prec"], q, out=logp[:, None, :])
+        logp *= -0.5
+    logp += prep["const"][:, None]
+    return logp, z, q
 
 
-def _features_products(X, shift, workspace=None):
-    """``[1, x - c, upper triangle of (x - c)(x - c)^T]`` as rows: (1 + D + D(D+1)/2, b)."""
-    b, d = X.shape
-    f = _scratch(workspace, "features", (1 + d + d * (d + 1) // 2, b), X.dtype)
-    f[0] = 1.0
-    xc = f[1 : 1 + d]
-    np.subtract(X.T, shift[:, None], out=xc)
-    start = 1 + d
-    for i in range(d):  # row-major upper triangle, contiguous writes
-        np.multiply(xc[i], xc[i:], out=f[start : start + d - i])
-        start += d - i
-    return f
+def _log_prob_block(X, prep, out, workspace=None):
+    """Component log densities of the rows of X (b, D) into out (b, K).
+
+    One component at a time after the residuals (predict/score: less memory than the fused
+    pass, which keeps a second (K, D, b) array for the M-step).
+    """
+    z = _residuals(X, prep["means"], workspace)
+    for j in range(z.shape[0]):
+        if prep["whiten"]:
+            y = prep["ut"][j] @ z[j]
+            np.multiply(y, y, out=y)
+            out[:, j] = -0.5 * y.sum(axis=0)
+        else:
+            y = np.multiply(z[j], z[j])
+            out[:, j] = -0.5 * (prep["prec"][j] @ y)[0]
+    out += prep["const"]
 
 
 @dataclass
 class _Stats:
-    """Sufficient statistics about the shift c: n_k, sum r (x-c), second moments."""
+    """Sufficient statistics about reference points ``ref`` (K, D) (the means of the pass).
+
+    ``sx = sum_n r_nk (x_n - ref_k)``; ``second`` the second moments about ``ref_k``: full
+    (K, D, D), tied (D, D) (summed over k), diag/spherical (K, D) (the diagonal).
+    """
 
     nk: np.ndarray  # (K,)
     sx: np.ndarray  # (K, D)
-    second: np.ndarray  # full (K,D,D); tied (D,D); diag/spherical (K,D)
+    second: np.ndarray
+    ref: np.ndarray | None = None  # (K, D)
 
 
-@lru_cache(maxsize=64)
-def _triu_indices(d):
-    return np.triu_indices(d)
+def _moments_block(z, q, resp_t, whiten, out):
+    """Add a block's ``n_k``, ``sum r z`` and second moments to the flat vector ``out``.
 
-
-def _unpack_products(g, d, k=None):
-    """n_k, sums and (K, D, D) second moments from ``G = F r`` with product features."""
-    upper = _triu_indices(d)
-    second = np.empty((g.shape[1], d, d), dtype=g.dtype)
-    second[:, upper[0], upper[1]] = g[1 + d :].T
-    second[:, upper[1], upper[0]] = g[1 + d :].T
-    return _Stats(g[0], np.ascontiguousarray(g[1 : 1 + d].T), second)
-
-
-def _unpack_full(g, d, k=None):
-    return _unpack_products(g, d)
-
-
-def _unpack_tied(g, d, k=None):
-    st = _unpack_products(g, d)
-    st.second = st.second.sum(axis=0)  # sum_n (x-c)(x-c)^T, since sum_k r_nk = 1
-    return st
-
-
-def _unpack_diag(g, d, k=None):
-    return _Stats(g[0], np.ascontiguousarray(g[1 : 1 + d].T), np.ascontiguousarray(g[1 + d :].T))
-
-
-def _accumulate_products(xb, shift, resp):
-    """Block share ``F_b r_b`` (Q, K) with product features (cheaper when K D >= 0.4 Q)."""
-    return _features_products(xb, shift) @ resp
-
-
-def _accumulate_squares(xb, shift, resp):
-    return _features_squares(xb, shift) @ resp
-
-
-def _accumulate_weighted(xb, shift, resp, workspace=None):
-    """Block share with component-weighted rows (cheaper than product features when K D < Q).
-
-    ``[1; (x - c)^T] @ r`` gives n_k and the sums; ``(x - c)^T @ [r_1 (x - c), ..., r_K (x - c)]``
-    gives every component's second moments in one product. Returned flattened.
+    ``z`` (K, D, b) residuals, ``resp_t`` (K, b) responsibilities; ``q`` is scratch (full) or
+    holds ``z**2`` (diag). Layout of ``out``: ``[n (K), sx (K D), second (K D D or K D)]``.
     """
-    b, d = xb.shape
-    k = resp.shape[1]
-    xc = np.subtract(xb, shift, out=_scratch(workspace, "xc", (b, d), xb.dtype))
-    weighted = _scratch(workspace, "weighted", (b, k * d), xb.dtype)
-    np.multiply(resp[:, :, None], xc[:, None, :], out=weighted.reshape(b, k, d))
-    out = np.empty((d + 1) * k + d * k * d, dtype=xb.dtype)
-    first = out[: (d + 1) * k].reshape(d + 1, k)
-    first[0] = np.ones(b, dtype=xb.dtype) @ resp
-    np.matmul(xc.T, resp, out=first[1:])
-    np.matmul(xc.T, weighted, out=out[(d + 1) * k :].reshape(d, k * d))
-    return out
+    k, d, b = z.shape
+    out[:k] += resp_t.sum(axis=1)
+    sx = np.matmul(z, resp_t[:, :, None])  # (K, D, 1)
+    out[k : k + k * d] += sx.reshape(-1)
+    if whiten:
+        np.multiply(z, resp_t[:, None, :], out=q)
+        second = np.matmul(q, np.swapaxes(z, -1, -2))  # (K, D, D): K products (D, b) @ (b, D)
+    else:
+        second = np.matmul(q, resp_t[:, :, None])  # (K, D, 1)
+    out[k + k * d :] += second.reshape(-1)
 
 
-def _unpack_weighted(g, d, k):
-    first = g[: (d + 1) * k].reshape(d + 1, k)
-    second = g[(d + 1) * k :].reshape(d, k, d).transpose(1, 0, 2)
-    second = 0.5 * (second + second.transpose(0, 2, 1))
-    return _Stats(first[0].copy(), np.ascontiguousarray(first[1:].T), second)
+def _stats_size(k, d, whiten):
+    return k + k * d + (k * d * d if whiten else k * d)
 
 
-def _unpack_weighted_tied(g, d, k):
-    st = _unpack_weighted(g, d, k)
-    st.second = st.second.sum(axis=0)
-    return st
+def _unpack(covariance_type, g, d, k):
+    """``_Stats`` (``ref`` not set) from the flat statistics vector of one pass."""
+    g = np.asarray(g)
+    nk = g[:k].copy()
+    sx = g[k : k + k * d].reshape(k, d).copy()
+    if covariance_type in ("full", "tied"):
+        second = g[k + k * d :].reshape(k, d, d)
+        second = 0.5 * (second + np.swapaxes(second, -1, -2))
+        if covariance_type == "tied":
+            second = second.sum(axis=0)
+    else:
+        second = g[k + k * d :].reshape(k, d).copy()
+    return _Stats(nk, sx, second)
 
 
-# scatter sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T about means m (given about the shift)
-def _scatter_full(st, m):
-    cross = st.sx[:, :, None] * m[:, None, :]
+# scatter sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T about new means, from the statistics about
+# ref; ``delta = mu - ref`` (K, D) is small (the change of the means in one iteration), so the
+# corrections below are small next to ``second``
+def _scatter_full(st, delta):
+    cross = st.sx[:, :, None] * delta[:, None, :]
     return (
         st.second
         - cross
         - cross.transpose(0, 2, 1)
-        + st.nk[:, None, None] * (m[:, :, None] * m[:, None, :])
+        + st.nk[:, None, None] * (delta[:, :, None] * delta[:, None, :])
     )
 
 
-def _scatter_tied(st, m):
-    cross = st.sx.T @ m
-    return st.second - cross - cross.T + (st.nk[:, None] * m).T @ m
+def _scatter_tied(st, delta):
+    cross = st.sx.T @ delta
+    return st.second - cross - cross.T + (st.nk[:, None] * delta).T @ delta
 
 
-def _scatter_diag(st, m):
-    return np.maximum(st.second - 2.0 * m * st.sx + st.nk[:, None] * m * m, 0.0)
+def _scatter_diag(st, delta):
+    return np.maximum(st.second - 2.0 * delta * st.sx + st.nk[:, None] * delta * delta, 0.0)
 
 
 @dataclass(frozen=True)
 class _CovarianceOps:
     """Everything that depends on the covariance type, in one place."""
 
-    accumulate: Any  # (X_block, shift, resp_block) -> the block's share of the statistics
-    unpack: Any  # (sum of the shares, D, K) -> _Stats
-    scatter: Any  # (_Stats, means about c) -> scatter matrices
+    scatter: Any  # (_Stats, means - ref) -> scatter matrices
     prec_chol: Any  # covariances -> precisions_cholesky_
-    prepare: Any  # (means, precisions_cholesky, c) -> cached E-step arrays
-    log_prob: Any  # (X_block, prepared, out (b, K)) -> None
-    width: Any  # (K, D) -> columns of the widest per-row temporary
-
-
-def _width_products(k, d):
-    q = 1 + d + d * (d + 1) // 2
-    # K D >= 0.4 Q: the fused pass holds the (Q, b) product features; else (b, K D) products
-    return q + k if _use_products(k, d) else k * d
-
-
-def _use_products(k, d):
-    """Whether full/tied use the product features (vs stacked Cholesky + weighted moments).
-
-    Per row the product features cost about Q = 1 + D + D (D + 1) / 2 values (memory bound)
-    and the Cholesky route about K D (products of K D^2 flops); measured on one core the
-    features win from about K D >= 0.4 Q (D = 10: K >= 3; D = 50: K >= 11).
-    """
-    return 5 * k * d >= 2 * (1 + d + d * (d + 1) // 2)
-
-
-def _width_squares(k, d):
-    return max(k, 1 + 2 * d)
+    prepare: Any  # (means, precisions_cholesky) -> cached E-step arrays
+    whiten: bool  # full/tied (whitened residuals) or diag/spherical (squared residuals)
 
 
 _OPS = {
-    "full": _CovarianceOps(
-        _accumulate_products,
-        _unpack_full,
-        _scatter_full,
-        _prec_chol_full,
-        _prepare_full,
-        _log_prob_cholesky,
-        _width_products,
-    ),
-    "tied": _CovarianceOps(
-        _accumulate_products,
-        _unpack_tied,
-        _scatter_tied,
-        _prec_chol_tied,
-        _prepare_tied,
-        _log_prob_cholesky,
-        _width_products,
-    ),
-    "diag": _CovarianceOps(
-        _accumulate_squares,
-        _unpack_diag,
-        _scatter_diag,
-        _prec_chol_vector,
-        _prepare_diag,
-        _log_prob_diag,
-        _width_squares,
-    ),
-    "spherical": _CovarianceOps(
-        _accumulate_squares,
-        _unpack_diag,
-        _scatter_diag,
-        _prec_chol_vector,
-        _prepare_diag,
-        _log_prob_diag,
-        _width_squares,
-    ),
+    "full": _CovarianceOps(_scatter_full, _prec_chol_full, _prepare_full, True),
+    "tied": _CovarianceOps(_scatter_tied, _prec_chol_tied, _prepare_tied, True),
+    "diag": _CovarianceOps(_scatter_diag, _prec_chol_vector, _prepare_diag, False),
+    "spherical": _CovarianceOps(_scatter_diag, _prec_chol_vector, _prepare_diag, False),
 }
 
 
-def _ops_for(covariance_type, k, d):
-    """The operations for a covariance type; full/tied pick the cheaper moment product."""
-    ops = _OPS[covariance_type]
-    if covariance_type in ("full", "tied") and not _use_products(k, d):
-        unpack = _unpack_weighted if covariance_type == "full" else _unpack_weighted_tied
-        ops = replace(ops, accumulate=_accumulate_weighted, unpack=unpack)
-    return ops
-
-
-def _statistics(ops, X, resp, shift, block):
-    """Sufficient statistics from responsibilities, summed over blocks of rows."""
-    g = None
+def _statistics(covariance_type, X, resp, ref, block, workspace=None):
+    """Sufficient statistics about ``ref`` (K, D) from responsibilities resp (N, K)."""
+    k, d = ref.shape
+    whiten = _OPS[covariance_type].whiten
+    g = np.zeros(_stats_size(k, d, whiten), dtype=X.dtype)
     for rows in row_blocks(X.shape[0], block):
-        part = ops.accumulate(X[rows], shift, resp[rows])
-        g = part if g is None else g + part
-    return ops.unpack(g, X.shape[1], resp.shape[1])
+        z = _residuals(X[rows], ref, workspace)
+        q = _scratch(workspace, "q", z.shape, X.dtype)
+        if not whiten:
+            np.multiply(z, z, out=q)
+        resp_t = np.ascontiguousarray(resp[rows].T)
+        _moments_block(z, q, resp_t, whiten, g)
+    st = _unpack(covariance_type, g, d, k)
+    st.ref = ref
+    return st
+
+
+def _statistics_two_pass(covariance_type, X, resp, shift, block):
+    """Statistics about the weighted means themselves (two passes: means, then moments)."""
+    k = resp.shape[1]
+    nk = resp.sum(axis=0) + 10 * np.finfo(X.dtype).eps
+    sx = np.zeros((k, X.shape[1]), dtype=X.dtype)
+    for rows in row_blocks(X.shape[0], block):
+        sx += resp[rows].T @ (X[rows] - shift)
+    ref = (shift + sx / nk[:, None]).astype(X.dtype)
+    return _statistics(covariance_type, X, resp, ref, block)
 
 
 def _halfnormal_variance(n, s, t):
@@ -534,18 +441,164 @@ def _normalize_rows_inplace(a):
     return log_norm
 
 
+# ============================================================================ fast route
+# When every component mean lies within a few whitened units of the data mean ``c``, the
+# expanded forms below lose at most a fifth of the digits, and one feature matrix per block
+# serves both steps (one BLAS product each):
+#
+# * diag/spherical: ``F_b = [1, x - c, (x - c)^2]``; ``F_b^T W`` gives the log densities of
+#   all components and ``F_b r_b`` every sufficient statistic (about c);
+# * full/tied with ``K D >= 0.4 Q``, ``Q = 1 + D + D (D + 1) / 2``:
+#   ``F_b = [1, x - c, upper triangle of (x - c)(x - c)^T]``, likewise.
+#
+# The loss of digits is about ``eps * max_k ||U_k^T (mu_k - c)||^2`` (the Mahalanobis distance
+# of a mean from c under its own covariance): both the quadratic form near ``mu_k`` and the
+# scatter ``E[(x - c)(x - c)^T] - (mu_k - c)(mu_k - c)^T`` cancel terms of that size.
+def _fast_threshold(dtype):
+    """Largest squared whitened distance of a mean from c for the fast route (eps^(-1/5))."""
+    return float(np.finfo(dtype).eps) ** -0.2  # float64: 1.3e3 (3 digits); float32: 24
+
+
+def _use_products(k, d):
+    """Whether full/tied product features beat the residual route (measured: K D >= 0.4 Q)."""
+    return 5 * k * d >= 2 * (1 + d + d * (d + 1) // 2)
+
+
+def _prepare_fast(covariance_type, means, pc, shift):
+    """Weights of the fast route, or None when it would lose digits (or is not cheaper)."""
+    if shift is None:
+        return None
+    k, d = means.shape
+    m = means - shift
+    if covariance_type in ("full", "tied"):
+        if not _use_products(k, d):
+            return None
+        pcs = np.broadcast_to(pc, (k, d, d))
+        white = np.einsum("kd,kde->ke", m, pcs)
+        const = _log_det_pc_full(pcs) - 0.5 * d * _LOG_2PI
+        w, products = None, True
+    else:
+        pcv = np.broadcast_to(np.reshape(pc, (k, -1)), (k, d))
+        white = m * pcv
+        products = False
+    dist2 = np.max(np.sum(white * white, axis=1))
+    if not dist2 <= _fast_threshold(means.dtype):
+        return None
+    if products:
+        w = _quadratic_weights(m, pcs, const)
+    else:
+        prec = pcv * pcv
+        w = np.empty((1 + 2 * d, k), dtype=means.dtype)
+        w[0] = -0.5 * np.sum(m * m * prec, axis=1) + np.log(pcv).sum(axis=1)
+        w[0] -= 0.5 * d * _LOG_2PI
+        w[1 : 1 + d] = (m * prec).T
+        w[1 + d :] = -0.5 * prec.T
+    return {"w": np.ascontiguousarray(w), "shift": shift, "products": products}
+
+
+def _quadratic_weights(m, pcs, const):
+    """W of shape (Q, K) with ``F^T W = log N(x | mu_k, Sigma_k)`` for the product features.
+
+    ``F = [1, x - c, upper triangle of (x - c)(x - c)^T]`` (see ``_features_products``):
+    ``-0.5 (y - m)^T P (y - m) = -0.5 m^T P m + y^T P m - 0.5 sum_i P_ii y_i^2
+    - sum_{i<j} P_ij y_i y_j`` with ``y = x - c``.
+    """
+    k, d = m.shape
+    prec = pcs @ np.swapaxes(pcs, -1, -2)  # (K, D, D)
+    pm = np.einsum("kde,ke->kd", prec, m)
+    upper = _triu_indices(d)
+    coef = -prec[:, upper[0], upper[1]]
+    coef[:, upper[0] == upper[1]] *= 0.5
+    w = np.empty((1 + d + len(upper[0]), k), dtype=m.dtype)
+    w[0] = const - 0.5 * np.einsum("kd,kd->k", m, pm)
+    w[1 : 1 + d] = pm.T
+    w[1 + d :] = coef.T
+    return w
+
+
+@lru_cache(maxsize=64)
+def _triu_indices(d):
+    return np.triu_indices(d)
+
+
+def _features_squares(X, shift, workspace=None):
+    """``[1, x - c, (x - c)^2]`` as rows: shape (1 + 2D, b) (feature-major)."""
+    b, d = X.shape
+    f = _scratch(workspace, "features", (1 + 2 * d, b), X.dtype)
+    f[0] = 1.0
+    xc = f[1 : 1 + d]
+    np.subtract(X.T, shift[:, None], out=xc)
+    np.multiply(xc, xc, out=f[1 + d :])
+    return f
+
+
+def _features_products(X, shift, workspace=None):
+    """``[1, x - c, upper triangle of (x - c)(x - c)^T]`` as rows: (1 + D + D(D+1)/2, b)."""
+    b, d = X.shape
+    f = _scratch(workspace, "features", (1 + d + d * (d + 1) // 2, b), X.dtype)
+    f[0] = 1.0
+    xc = f[1 : 1 + d]
+    np.subtract(X.T, shift[:, None], out=xc)
+    start = 1 + d
+    for i in range(d):  # row-major upper triangle, contiguous writes
+        np.multiply(xc[i], xc[i:], out=f[start : start + d - i])
+        start += d - i
+    return f
+
+
+def _unpack_fast(covariance_type, g, d, k, shift):
+    """``_Stats`` about ``c`` (ref = c for every component) from the fast route's (Q, K)."""
+    g = np.asarray(g)
+    nk = g[0].copy()
+    sx = np.ascontiguousarray(g[1 : 1 + d].T)
+    if covariance_type in ("full", "tied"):
+        upper = _triu_indices(d)
+        second = np.empty((k, d, d), dtype=g.dtype)
+        second[:, upper[0], upper[1]] = g[1 + d :].T
+        second[:, upper[1], upper[0]] = g[1 + d :].T
+        if covariance_type == "tied":
+            second = second.sum(axis=0)
+    else:
+        second = np.ascontiguousarray(g[1 + d :].T)
+    return _Stats(nk, sx, second, np.broadcast_to(shift, (k, d)).copy())
+
+
+def _fast_pass(X, fast, log_w, n_components, block, workspace):
+    total = 0.0
+    g = None
+    shift, w = fast["shift"], fast["w"]
+    for rows in row_blocks(X.shape[0], block):
+        xb = X[rows]
+        if fast["products"]:
+            features = _features_products(xb, shift, workspace)
+        else:
+            features = _features_squares(xb, shift, workspace)
+        resp_t = _scratch(workspace, "resp", (n_components, xb.shape[0]), X.dtype)
+        np.matmul(w.T, features, out=resp_t)
+        resp_t += log_w[:, None]
+        total += float(np.sum(_normalize_rows_inplace(resp_t), dtype=np.float64))
+        part = features @ resp_t.T
+        if g is None:
+            g = part
+        else:
+            g += part
+    return total, g
+
+
 def fused_statistics(X, estep, log_w, covariance_type, n_components, block, workspace=None):
     """One pass over blocks of rows: E-step and the M-step's sufficient statistics.
 
-    For each block: component log densities, in-place normalisation to responsibilities and
-    the block's share ``F_b r_b`` of every sufficient statistic. No (N, K) array is made.
-    Also the per-block function of the Dask path (one call per Dask chunk).
+    For each block: the residuals about every component's current mean, component log
+    densities from them, in-place normalisation to responsibilities and the block's share of
+    every sufficient statistic (about the current means). No (N, K) array is made. Also the
+    per-block function of the Dask path (one call per Dask chunk).
 
     Parameters
     ----------
     X : ndarray of shape (N, D)
     estep : dict
-        Cached E-step arrays (``GaussianMixtureEM._estep``).
+        Cached E-step arrays (``GaussianMixtureEM._estep``), ``estep["means"]`` (K, D) the
+        reference points of the statistics.
     log_w : ndarray of shape (K,)
     covariance_type : str
     n_components : int
@@ -558,51 +611,52 @@ def fused_statistics(X, estep, log_w, covariance_type, n_components, block, work
     -------
     total : float
         ``sum_n log p(x_n)``.
-    g : ndarray
-        Summed statistics, in the layout that ``_ops_for(...).unpack`` reads.
+    g : ndarray of shape (K + K D + K D D,) (full/tied) or (K + 2 K D,) (diag/spherical)
+        Summed statistics, in the layout that :func:`fused_unpack` reads.
     """
+    if estep.get("fast") is not None:
+        return _fast_pass(X, estep["fast"], log_w, n_components, block, workspace)
     n, d = X.shape
-    shift = estep["shift"]
+    k = n_components
+    whiten = _OPS[covariance_type].whiten
     total = 0.0
-    g = None
-    squares = covariance_type in ("diag", "spherical")
-    # full/tied with K D >= 0.4 Q (_use_products): product features serve both steps;
-    # otherwise (few components, many features) the stacked Cholesky product and the
-    # component-weighted second moments are cheaper
-    shared = squares or _ops_for(covariance_type, n_components, d).accumulate is (
-        _accumulate_products
-    )
+    g = np.zeros(_stats_size(k, d, whiten), dtype=X.dtype)
     for rows in row_blocks(n, block):
-        xb = X[rows]
-        b = xb.shape[0]
-        if shared:  # features as rows (Q, b); responsibilities as rows (K, b)
-            if squares:  # [1, x - c, (x - c)^2]
-                features = _features_squares(xb, shift, workspace)
-                weights = estep["w"]
-            else:  # [1, x - c, upper triangle of (x - c)(x - c)^T]
-                features = _features_products(xb, shift, workspace)
-                weights = estep["quad"]
-            resp_t = _scratch(workspace, "resp", (n_components, b), X.dtype)
-            np.matmul(weights.T, features, out=resp_t)
-            resp_t += log_w[:, None]
-            total += float(np.sum(_normalize_rows_inplace(resp_t), dtype=np.float64))
-            part = features @ resp_t.T
-        else:  # stacked Cholesky factors, responsibilities (b, K)
-            resp = _scratch(workspace, "resp", (b, n_components), X.dtype)
-            _log_prob_cholesky(xb, estep, resp, workspace)
-            resp += log_w
-            total += float(np.sum(normalize_log_prob_inplace(resp), dtype=np.float64))
-            part = _accumulate_weighted(xb, shift, resp, workspace)
-        if g is None:
-            g = part
-        else:
-            g += part
+        resp_t, z, q = _block_log_prob(X[rows], estep, workspace)
+        resp_t += log_w[:, None]
+        total += float(np.sum(_normalize_rows_inplace(resp_t), dtype=np.float64))
+        _moments_block(z, q, resp_t, whiten, g)
     return total, g
 
 
-def fused_unpack(covariance_type, g, d, k):
-    """``_Stats`` from the summed output ``g`` of :func:`fused_statistics` (D features, K)."""
-    return _ops_for(covariance_type, k, d).unpack(np.asarray(g), d, k)
+def fused_unpack(covariance_type, g, d, k, estep):
+    """``_Stats`` from the summed output ``g`` of :func:`fused_statistics` (D features, K).
+
+    ``estep`` are the E-step arrays that the pass used: the statistics are about its means,
+    or about the data mean c on the fast route (``ref`` says which).
+    """
+    fast = estep.get("fast")
+    if fast is not None:
+        return _unpack_fast(covariance_type, g, d, k, fast["shift"])
+    st = _unpack(covariance_type, g, d, k)
+    st.ref = estep["means"]
+    return st
+
+
+def _check_finite_covariances(cov, covariance_type):
+    """Raise DataError when a covariance overflowed float64 (data of a huge spread)."""
+    if np.all(np.isfinite(cov)):
+        return
+    if covariance_type == "tied":
+        where = "the tied covariance"
+    else:
+        bad = ~np.isfinite(np.reshape(cov, (len(cov), -1))).all(axis=1)
+        where = f"component {int(np.flatnonzero(bad)[0])}"
+    raise DataError(
+        f"EM failed: {where} overflows: expected finite covariances, got inf or nan (the "
+        "squared spread of the data exceeds the floating-point range); rescale the data, e.g. "
+        "divide each column by its standard deviation"
+    )
 
 
 def _is_dask(X) -> bool:
@@ -913,19 +967,21 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _fit_prepare(self, X):
         mean = getattr(self, "_input_mean", None)
         self._shift = X.mean(axis=0) if mean is None else mean.astype(X.dtype)
-        if hasattr(self, "precisions_cholesky_"):  # warm start: E-step arrays about the new c
+        if hasattr(self, "precisions_cholesky_"):  # warm start: E-step arrays in X's dtype
             self._prepare()
 
     def _initialize(self, X, resp):
         dtype = X.dtype
-        ops = _ops_for(self.covariance_type, self.n_components, X.shape[1])
+        ops = _OPS[self.covariance_type]
         if resp is not None:
-            st = _statistics(ops, X, resp, self._shift, self._block_size(X.shape[1]))
+            st = _statistics_two_pass(
+                self.covariance_type, X, resp, self._shift, self._block_size(X.shape[1])
+            )
             st.nk += 10 * np.finfo(dtype).eps
-            m = st.sx / st.nk[:, None]
+            delta = st.sx / st.nk[:, None]
             weights = st.nk / X.shape[0]
-            cov = self._ml_covariance(ops.scatter(st, m), st.nk)
-            means = m + self._shift
+            cov = self._ml_covariance(ops.scatter(st, delta), st.nk)
+            means = st.ref + delta
         if self.weights_init is not None:
             weights = np.asarray(self.weights_init, dtype=dtype)
         if self.means_init is not None:
@@ -934,6 +990,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         self.means_ = np.asarray(means, dtype=dtype)
         if self.precisions_init is None:
             self.covariances_ = np.asarray(cov, dtype=dtype)
+            _check_finite_covariances(self.covariances_, self.covariance_type)
             self.precisions_cholesky_ = ops.prec_chol(self.covariances_)
         else:
             prec = np.asarray(self.precisions_init, dtype=dtype)
@@ -986,15 +1043,16 @@ class GaussianMixtureEM(BaseMixtureEM):
                     self._block_size(d),
                     workspace.setdefault("scratch", {}),
                 )
-            st = fused_unpack(self.covariance_type, g, d, self.n_components)
+            st = fused_unpack(self.covariance_type, g, d, self.n_components, self._estep)
         objective = self._objective_from_sum(total, n)
         self._update_parameters(st, np.dtype(X.dtype))
         return objective
 
     def _m_step(self, X, resp):
         """M-step from responsibilities resp (N, K); see the module docstring."""
-        ops = _ops_for(self.covariance_type, self.n_components, X.shape[1])
-        st = _statistics(ops, X, resp, self._shift, self._block_size(X.shape[1]))
+        st = _statistics_two_pass(
+            self.covariance_type, X, resp, self._shift, self._block_size(X.shape[1])
+        )
         self._update_parameters(st, X.dtype)
 
     def _update_parameters(self, st, dtype):
@@ -1010,26 +1068,30 @@ class GaussianMixtureEM(BaseMixtureEM):
             w = st.nk.copy()
         self.weights_ = (w / w.sum()).astype(dtype)
 
-        # means (about the shift) given the current covariances
+        # means (as the change from the reference points st.ref) given the current covariances
         if "mu_scale" in prior:
-            m = self._map_means(st, prior)
+            delta = self._map_means(st, prior)
         else:
-            m = st.sx / st.nk[:, None]
+            delta = st.sx / st.nk[:, None]
 
         # covariances given the new means
-        scatter = ops.scatter(st, m)
+        scatter = ops.scatter(st, delta)
         if {"sigma_scale", "cov_prior_dof"} & prior.keys():
             cov = self._map_covariance(scatter, st.nk, prior)
         else:
             cov = self._ml_covariance(scatter, st.nk)
-        self.means_ = (m + self._shift).astype(dtype)
+        self.means_ = (st.ref + delta).astype(dtype)
         self.covariances_ = np.asarray(cov, dtype=dtype)
+        _check_finite_covariances(self.covariances_, self.covariance_type)
         self.precisions_cholesky_ = ops.prec_chol(self.covariances_)
         self._prepare()
 
     def _map_means(self, st, prior):
-        """Conditional maximiser of the log posterior in the means, covariances fixed."""
-        loc = prior["mu_loc"] - self._shift
+        """Conditional maximiser of the log posterior in the means, covariances fixed.
+
+        Returns the means as changes from the reference points ``st.ref`` (K, D).
+        """
+        loc = prior["mu_loc"] - st.ref
         prior_prec = 1.0 / prior["mu_scale"] ** 2  # (D,)
         ctype = self.covariance_type
         k, d = st.sx.shape
@@ -1067,21 +1129,52 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _prepare(self):
         """Cache the stacked factors used by the E-step (after every parameter change)."""
+        self._estep = _OPS[self.covariance_type].prepare(self.means_, self.precisions_cholesky_)
         shift = getattr(self, "_shift", None)
-        if shift is None:
-            shift = np.zeros(self.means_.shape[1], dtype=self.means_.dtype)
-        self._estep = _OPS[self.covariance_type].prepare(
-            self.means_, self.precisions_cholesky_, shift.astype(self.means_.dtype)
+        if shift is not None:
+            shift = shift.astype(self.means_.dtype)
+        self._estep["fast"] = _prepare_fast(
+            self.covariance_type, self.means_, self.precisions_cholesky_, shift
         )
 
     def _block_size(self, n_features):
         if self.chunk_size is not None:
             return int(self.chunk_size)
-        width = _OPS[self.covariance_type].width(self.n_components, n_features)
-        return max(64, _BLOCK_ELEMENTS // width)
+        # the (K, D, b) residuals are the widest per-block arrays
+        return max(64, _BLOCK_ELEMENTS // (self.n_components * n_features))
 
     def _estimate_log_prob_block(self, X, out):
-        _OPS[self.covariance_type].log_prob(X, self._estep, out)
+        _log_prob_block(X, self._estep, out)
+
+    def _warn_degenerate(self, n_samples):
+        """Warn about empty components and components collapsed onto repeated points."""
+        super()._warn_degenerate(n_samples, stacklevel=5)
+        if self.covariance_type == "tied" or not self.reg_covar > 0 or self._prior:
+            return
+        k, d = self.means_.shape
+        w = np.asarray(self.weights_, dtype=np.float64)
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        var = np.diagonal(cov, axis1=1, axis2=2) if cov.ndim == 3 else cov.reshape(k, -1)
+        # the variance that the data gave, without the regularisation: zero up to the
+        # rounding of the data's own magnitude (repeated points) or a negligible part of
+        # reg_covar
+        own = var - self.reg_covar
+        eps = float(np.finfo(self.means_.dtype).eps)
+        magnitude = np.abs(np.asarray(self.means_, dtype=np.float64)).max(axis=1)
+        tiny = np.maximum(1e-3 * self.reg_covar, (100.0 * eps * magnitude) ** 2)
+        collapsed = np.flatnonzero(
+            (own <= tiny[:, None]).any(axis=1) & (w * n_samples >= _EMPTY_COUNT)
+        )
+        if collapsed.size:
+            warnings.warn(
+                f"GaussianMixtureEM: component(s) {collapsed.tolist()} collapsed onto repeated "
+                f"points (weights {', '.join(f'{v:.2g}' for v in w[collapsed])}): expected a "
+                f"covariance estimated from the data, got reg_covar={self.reg_covar:g} alone "
+                "(the likelihood is unbounded there); remove duplicated rows, use fewer "
+                "components, or set reg_covar to a variance you consider negligible",
+                DegenerateComponentWarning,
+                stacklevel=4,
+            )
 
     def _get_parameters(self):
         return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)

@@ -84,11 +84,6 @@ def test_em_empty_component_stays_finite(rng, covariance_type):
     assert np.isfinite(est.bic(X))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bayesmix.em: an empty component (weight ~ 1e-17 after EM) is kept silently; "
-    "issue 8 asks for a warning that says what happened",
-)
 def test_em_empty_component_warns(rng):
     X = rng.normal(size=(100, 2))
     est = GaussianMixtureEM(2, means_init=[[0.0, 0.0], [1e6, 1e6]], random_state=0)
@@ -98,11 +93,6 @@ def test_em_empty_component_warns(rng):
     assert [w for w in rec if not issubclass(w.category, ConvergenceWarning)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bayesmix.em: a component collapsed onto repeated points (covariance == reg_covar) "
-    "is kept silently; issue 8 asks for a warning that says what happened",
-)
 def test_em_collapse_warns(rng):
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
@@ -149,12 +139,6 @@ def test_em_extremely_separated_clusters(rng, covariance_type):
     assert np.all(est.predict(X[:50]) == order[0]) and np.all(est.predict(X[50:]) == order[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bayesmix.em.gaussian computes scatter as E[x^2] - mean^2 around one global shift: "
-    "with clusters 1e8 apart the variances are wrong by O(1) (full: 0.64/1.60 instead of "
-    "0.83/1.02; sklearn's full is right). Centre each component's scatter on its own mean",
-)
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_em_extremely_separated_clusters_variances(rng, covariance_type):
     X = _separated(rng)
@@ -164,17 +148,7 @@ def test_em_extremely_separated_clusters_variances(rng, covariance_type):
     np.testing.assert_allclose(var, [X[:50].var() + 1e-6, X[50:].var() + 1e-6], rtol=1e-4)
 
 
-OFFSET_FULL_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="bayesmix.em.gaussian (version of 09:13, after 08:50 it passed): full covariance at "
-    "a 1e9 offset stops after 2 iterations at the merged solution (means 0.49/0.52, lower "
-    "bound 2.13 instead of 5.66); offsets 0..1e6 and sklearn give the right fit",
-)
-
-
-@pytest.mark.parametrize(
-    "covariance_type", [pytest.param("full", marks=OFFSET_FULL_XFAIL), "diag"]
-)
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_em_huge_offset_small_noise(rng, covariance_type):
     # two clusters 1 apart, sd 1e-2, sitting at 1e9: the relative spread is 1e-11
     z = np.repeat([0, 1], 60)
@@ -290,12 +264,6 @@ def test_bayesian_fits_locate_well_defined_clusters(bayes_fits):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="sample_nuts returns 114 divergent transitions out of 200 on the duplicated-point "
-    "data without a warning (only results.diagnose reports them when called); issue 8 asks "
-    "for a warning that says what happened",
-)
 def test_bayesian_fit_with_many_divergences_warns(bayes_fits):
     X, tree, err, warned = bayes_fits["duplicated"]
     assert err is None

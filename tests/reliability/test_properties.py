@@ -81,7 +81,8 @@ def test_gaussian_em_arbitrary_finite_data(examples, data, cov, seed):
 def test_gaussian_em_extreme_finite_data(examples, data, cov, seed):
     """Values up to 1.8e308 (their squares overflow): a fit or a documented error.
 
-    The covariances are not checked here: they can overflow to inf (the known bug of
+    The covariances are not checked here: diag/spherical ones may come close to the float64
+    limit; full/tied ones that overflow raise a DataError (see
     ``test_overflowing_covariance_is_an_error``, found by this test in the "long" profile).
     """
     examples["gaussian_em_extreme_finite_data"] += 1
@@ -94,11 +95,6 @@ def test_gaussian_em_extreme_finite_data(examples, data, cov, seed):
             _check_fit(est, X, covariances=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bayesmix.em: data whose squared spread overflows float64 (values ~1e154) give "
-    "covariances_ == inf with no error; expected a DataError asking to rescale the data",
-)
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_overflowing_covariance_is_an_error(covariance_type):
     # found by hypothesis ("long"); diag/spherical give 1.67e307 here, full/tied inf

@@ -1,0 +1,118 @@
+"""Numerical soundness of the Gaussian EM engine: far-apart clusters, huge offsets, overflow,
+the fast (expanded) route against the residual route, and degenerate-component warnings."""
+
+import warnings
+
+import numpy as np
+import pytest
+from em_helpers import three_blobs
+from sklearn.exceptions import ConvergenceWarning
+
+from bayesmix._validation import DataError
+from bayesmix.em import DegenerateComponentWarning, GaussianMixtureEM
+from bayesmix.em import gaussian as G
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _start(X, covariance_type, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    means = X[rng.choice(len(X), size=k, replace=False)]
+    var = X.var(axis=0)
+    prec = {
+        "full": np.repeat(np.diag(1.0 / var)[None], k, axis=0),
+        "tied": np.diag(1.0 / var),
+        "diag": np.repeat((1.0 / var)[None], k, axis=0),
+        "spherical": np.full(k, 1.0 / var.mean()),
+    }[covariance_type]
+    return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}
+
+
+def _fit(X, covariance_type, start, **kw):
+    est = GaussianMixtureEM(
+        len(start["weights_init"]),
+        covariance_type=covariance_type,
+        tol=1e-300,
+        max_iter=8,
+        **start,
+        **kw,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fast_route_and_residual_route_give_the_same_fit(monkeypatch, covariance_type):
+    X = three_blobs(np.random.default_rng(3), 4, n=900)
+    start = _start(X, covariance_type)
+    fast = _fit(X, covariance_type, start)
+    if covariance_type in ("diag", "spherical") or G._use_products(3, 4):
+        assert fast._estep["fast"] is not None  # ordinary data take the fast route
+    monkeypatch.setattr(G, "_fast_threshold", lambda dtype: -1.0)
+    sound = _fit(X, covariance_type, start)
+    assert sound._estep["fast"] is None
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        np.testing.assert_allclose(
+            getattr(sound, name), getattr(fast, name), rtol=1e-10, atol=1e-12
+        )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_translation_by_1e8_changes_nothing_but_the_means(covariance_type):
+    # clusters of sd ~1 at 1e8: the fit of X + 1e8 is the fit of X moved by 1e8, to the
+    # rounding of the data (eps * 1e8 ~ 1e-8 on values of order 1)
+    X = three_blobs(np.random.default_rng(4), 2, n=450)
+    start = _start(X, covariance_type)
+    ref = _fit(X, covariance_type, start)
+    moved = dict(start, means_init=start["means_init"] + 1e8)
+    est = _fit(X + 1e8, covariance_type, moved)
+    np.testing.assert_allclose(est.weights_, ref.weights_, atol=1e-6)
+    np.testing.assert_allclose(est.means_ - 1e8, ref.means_, atol=1e-6)
+    np.testing.assert_allclose(est.covariances_, ref.covariances_, rtol=1e-5, atol=1e-6)
+
+
+def test_clusters_1e8_apart_have_their_own_variances():
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(size=(80, 2)), 1e8 + rng.normal(size=(80, 2))])
+    for covariance_type in COVARIANCE_TYPES:
+        est = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0).fit(X)
+        order = np.argsort(est.means_[:, 0])
+        for j, part in enumerate((X[:80], X[80:])):
+            np.testing.assert_allclose(est.means_[order[j]], part.mean(axis=0), atol=1e-7)
+            if covariance_type == "full":
+                expected = np.cov(part.T, bias=True) + 1e-6 * np.eye(2)
+                np.testing.assert_allclose(est.covariances_[order[j]], expected, rtol=1e-6)
+            elif covariance_type == "diag":
+                expected = part.var(axis=0) + 1e-6
+                np.testing.assert_allclose(est.covariances_[order[j]], expected, rtol=1e-6)
+
+
+def test_overflowing_covariance_raises_a_data_error():
+    X = np.array([[0.0]] + [[1.3e154]] * 8)  # the squared spread exceeds 1.8e308
+    for covariance_type in ("full", "tied"):
+        est = GaussianMixtureEM(1, covariance_type=covariance_type, random_state=0)
+        with np.errstate(all="ignore"), pytest.raises(DataError, match="overflows.*rescale"):
+            est.fit(X)
+
+
+def test_empty_component_warns_with_what_to_do():
+    X = np.random.default_rng(6).normal(size=(100, 2))
+    est = GaussianMixtureEM(2, means_init=[[0.0, 0.0], [1e6, 1e6]], random_state=0)
+    with pytest.warns(DegenerateComponentWarning, match=r"component\(s\) \[1\] are empty.*fewer"):
+        est.fit(X)
+    assert issubclass(DegenerateComponentWarning, UserWarning)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_collapsed_component_warns_and_ordinary_fits_do_not(covariance_type):
+    rng = np.random.default_rng(7)
+    X = np.concatenate([rng.normal(size=(50, 2)), np.tile([[3.0, 3.0]], (200, 1))])
+    est = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    with pytest.warns(DegenerateComponentWarning, match="collapsed onto repeated points"):
+        est.fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateComponentWarning)
+        GaussianMixtureEM(3, covariance_type=covariance_type, random_state=0).fit(
+            three_blobs(rng, 2)
+        )
