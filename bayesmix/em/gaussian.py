@@ -150,12 +150,15 @@ def _prec_chol_full(cov):
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
         chol = None
-    if chol is None or not np.all(np.diagonal(chol, axis1=-2, axis2=-1) > 0):
-        # find and name the failing component
-        return np.stack([_upper_precision_chol(c, k) for k, c in enumerate(cov)])
-    eye = np.broadcast_to(np.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
-    inv_chol = np.linalg.solve(chol, eye)  # lower triangular: L^{-1}
-    return np.triu(np.swapaxes(inv_chol, -1, -2))
+    if chol is not None and np.all(np.diagonal(chol, axis1=-2, axis2=-1) > 0):
+        eye = np.broadcast_to(np.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
+        try:
+            inv_chol = np.linalg.solve(chol, eye)  # lower triangular: L^{-1}
+            return np.triu(np.swapaxes(inv_chol, -1, -2))
+        except np.linalg.LinAlgError:  # a factor too ill-conditioned for LU
+            pass
+    # one component at a time: inverts what can be inverted, names the failing component
+    return np.stack([_upper_precision_chol(c, k) for k, c in enumerate(cov)])
 
 
 def _prec_chol_tied(cov):

@@ -116,3 +116,22 @@ def test_collapsed_component_warns_and_ordinary_fits_do_not(covariance_type):
         GaussianMixtureEM(3, covariance_type=covariance_type, random_state=0).fit(
             three_blobs(rng, 2)
         )
+
+
+def test_batched_precision_falls_back_when_lu_fails(monkeypatch):
+    # found by the long hypothesis profile: data at 1e19 gave a Cholesky factor that LU
+    # (np.linalg.solve) called singular; the per-component path must take over, never a
+    # bare LinAlgError
+    from bayesmix.em import gaussian
+
+    cov = np.stack([np.eye(2) * 4.0, np.array([[2.0, 0.5], [0.5, 1.0]])])
+    expected = gaussian._prec_chol_full(cov)
+
+    def singular(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(gaussian.np.linalg, "solve", singular)
+    got = gaussian._prec_chol_full(cov)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    for k in range(2):  # U U^T is the precision matrix
+        np.testing.assert_allclose(got[k] @ got[k].T, np.linalg.inv(cov[k]), rtol=1e-12)
