@@ -25,3 +25,20 @@ def hypothesis_settings():
     if name:
         return settings(settings.get_profile(name))
     return settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def rough_start(X: np.ndarray, covariance_type: str, rng: np.random.Generator, k: int = 3) -> dict:
+    """Deliberately rough starting values: K random rows as means, the data variance as scale.
+
+    Returns the ``weights_init``, ``means_init`` and ``precisions_init`` keyword arguments
+    of :class:`bayesmix.em.GaussianMixtureEM`, shaped for ``covariance_type``.
+    """
+    means = X[rng.choice(len(X), size=k, replace=False)]
+    var = X.var(axis=0)
+    prec = {
+        "full": np.repeat(np.diag(1.0 / var)[None], k, axis=0),
+        "tied": np.diag(1.0 / var),
+        "diag": np.repeat((1.0 / var)[None], k, axis=0),
+        "spherical": np.full(k, 1.0 / var.mean()),
+    }[covariance_type]
+    return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from em_helpers import three_blobs
+from em_helpers import rough_start, three_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix._validation import DataError, ParameterError
@@ -34,20 +34,6 @@ def data():
     return three_blobs(np.random.default_rng(21), 4, n=2700)
 
 
-def _init(X, covariance_type, rng):
-    """Deliberately rough starting values shared by both engines."""
-    k = 3
-    means = X[rng.choice(len(X), size=k, replace=False)]
-    var = X.var(axis=0)
-    prec = {
-        "full": np.repeat(np.diag(1.0 / var)[None], k, axis=0),
-        "tied": np.diag(1.0 / var),
-        "diag": np.repeat((1.0 / var)[None], k, axis=0),
-        "spherical": np.full(k, 1.0 / var.mean()),
-    }[covariance_type]
-    return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}
-
-
 def _fit(X, covariance_type, init, **kw):
     model = GaussianMixtureEM(
         3, covariance_type=covariance_type, tol=1e-300, max_iter=N_ITER, **init, **kw
@@ -59,7 +45,7 @@ def _fit(X, covariance_type, init, **kw):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_dask_fit_equals_numpy_fit(client, data, covariance_type):
-    init = _init(data, covariance_type, np.random.default_rng(3))
+    init = rough_start(data, covariance_type, np.random.default_rng(3))
     ref = _fit(data, covariance_type, init)
     # uneven row-chunks, several columns chunks (rechunked to one by the engine)
     X = da.from_array(data, chunks=((1000, 900, 500, 300), (2, 2)))
@@ -75,7 +61,7 @@ def test_dask_fit_equals_numpy_fit(client, data, covariance_type):
 
 def test_dask_map_em_and_fit_predict(client, data):
     prior = {"weights_alpha": 2.0, "mu_scale": np.full(4, 5.0), "sigma_scale": np.ones(4)}
-    init = _init(data, "diag", np.random.default_rng(4))
+    init = rough_start(data, "diag", np.random.default_rng(4))
     ref = _fit(data, "diag", init, prior=prior)
     X = da.from_array(data, chunks=(512, 4))
     model = GaussianMixtureEM(
@@ -91,7 +77,7 @@ def test_dask_map_em_and_fit_predict(client, data):
 
 
 def test_dask_float32_close_to_numpy_float32(client, data):
-    init = _init(data, "full", np.random.default_rng(5))
+    init = rough_start(data, "full", np.random.default_rng(5))
     ref = _fit(data, "full", init, dtype=np.float32)
     ours = _fit(da.from_array(data, chunks=(700, 4)), "full", init, dtype=np.float32)
     assert ours.means_.dtype == np.float32
@@ -103,7 +89,7 @@ def test_dask_input_errors(client, data):
         GaussianMixtureEM(3).fit(da.from_array(data, chunks=(500, 4)))
     bad = data.copy()
     bad[5, 1] = np.nan
-    init = _init(data, "full", np.random.default_rng(6))
+    init = rough_start(data, "full", np.random.default_rng(6))
     with pytest.raises(DataError, match="NaN or infinity"):
         GaussianMixtureEM(3, **init).fit(da.from_array(bad, chunks=(500, 4)))
     with pytest.raises(DataError, match="2-D"):

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from em_helpers import three_blobs
+from em_helpers import rough_start, three_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix.em import GaussianMixtureEM, _xp
@@ -29,18 +29,6 @@ def data():
     return three_blobs(np.random.default_rng(31), 3, n=1800)
 
 
-def _init(X, covariance_type, rng, k=3):
-    means = X[rng.choice(len(X), size=k, replace=False)]
-    var = X.var(axis=0)
-    prec = {
-        "full": np.repeat(np.diag(1.0 / var)[None], k, axis=0),
-        "tied": np.diag(1.0 / var),
-        "diag": np.repeat((1.0 / var)[None], k, axis=0),
-        "spherical": np.full(k, 1.0 / var.mean()),
-    }[covariance_type]
-    return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}
-
-
 def _fit(X, covariance_type, init, **kw):
     model = GaussianMixtureEM(
         3, covariance_type=covariance_type, tol=1e-300, max_iter=N_ITER, **init, **kw
@@ -52,7 +40,7 @@ def _fit(X, covariance_type, init, **kw):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_estimator_on_jax_array_equals_numpy(data, covariance_type):
-    init = _init(data, covariance_type, np.random.default_rng(1))
+    init = rough_start(data, covariance_type, np.random.default_rng(1))
     ref = _fit(data, covariance_type, init)
     ours = _fit(jnp.asarray(data), covariance_type, init, chunk_size=500)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bounds_"):
@@ -75,7 +63,7 @@ def test_estimator_on_jax_array_with_kmeanspp_init(data):
 @pytest.mark.parametrize("chunk_size", [None, 700])
 def test_jitted_em_step_numpy_and_jax_equal_the_engine(data, kind, chunk_size):
     """The whole iteration (E-step, statistics, ML M-step) in the namespace kernels."""
-    init = _init(data, kind, np.random.default_rng(2))
+    init = rough_start(data, kind, np.random.default_rng(2))
     engine = _fit(data, kind, init)
     shift = data.mean(axis=0)
     w, m = init["weights_init"], init["means_init"]

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from em_helpers import three_blobs
+from em_helpers import rough_start, three_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix._validation import DataError
@@ -13,19 +13,6 @@ from bayesmix.em import DegenerateComponentWarning, GaussianMixtureEM
 from bayesmix.em import gaussian as G
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
-
-
-def _start(X, covariance_type, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    means = X[rng.choice(len(X), size=k, replace=False)]
-    var = X.var(axis=0)
-    prec = {
-        "full": np.repeat(np.diag(1.0 / var)[None], k, axis=0),
-        "tied": np.diag(1.0 / var),
-        "diag": np.repeat((1.0 / var)[None], k, axis=0),
-        "spherical": np.full(k, 1.0 / var.mean()),
-    }[covariance_type]
-    return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}
 
 
 def _fit(X, covariance_type, start, **kw):
@@ -45,7 +32,7 @@ def _fit(X, covariance_type, start, **kw):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_fast_route_and_residual_route_give_the_same_fit(monkeypatch, covariance_type):
     X = three_blobs(np.random.default_rng(3), 4, n=900)
-    start = _start(X, covariance_type)
+    start = rough_start(X, covariance_type, np.random.default_rng(0))
     fast = _fit(X, covariance_type, start)
     if covariance_type in ("diag", "spherical") or G._use_products(3, 4):
         assert fast._estep["fast"] is not None  # ordinary data take the fast route
@@ -63,7 +50,7 @@ def test_translation_by_1e8_changes_nothing_but_the_means(covariance_type):
     # clusters of sd ~1 at 1e8: the fit of X + 1e8 is the fit of X moved by 1e8, to the
     # rounding of the data (eps * 1e8 ~ 1e-8 on values of order 1)
     X = three_blobs(np.random.default_rng(4), 2, n=450)
-    start = _start(X, covariance_type)
+    start = rough_start(X, covariance_type, np.random.default_rng(0))
     ref = _fit(X, covariance_type, start)
     moved = dict(start, means_init=start["means_init"] + 1e8)
     est = _fit(X + 1e8, covariance_type, moved)
