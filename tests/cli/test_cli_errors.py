@@ -190,7 +190,8 @@ def test_at_least_15_bad_invocations():
     assert len(BAD) >= 15
 
 
-def test_debug_reraises(files):
+def test_debug_reraises(files, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output folder must not depend on the caller's cwd
     with pytest.raises(SpecError, match="chains"):
         main(["fit", "--chains", "0", "--debug"])
     with pytest.raises(DataError, match="not numeric"):
