@@ -25,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.special import logsumexp
 
 __all__ = [
     "FAMILIES",
     "component_log_density",
     "log_responsibilities",
+    "logsumexp_last",
     "mixture_log_density",
     "sample_mixture",
 ]
@@ -145,6 +145,27 @@ def component_log_density(
     return out.reshape(lead + (n, k))
 
 
+def logsumexp_last(a: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(a), axis=-1))``, stable; -inf rows give -inf (no warnings).
+
+    Several times faster than ``scipy.special.logsumexp`` on large stacks of draws.
+
+    Parameters
+    ----------
+    a : ndarray of shape (..., K)
+
+    Returns
+    -------
+    ndarray of shape (...)
+    """
+    m = np.max(a, axis=-1, keepdims=True)
+    m[~np.isfinite(m)] = 0.0
+    with np.errstate(divide="ignore", over="ignore"):
+        out = np.log(np.sum(np.exp(a - m), axis=-1))
+    out += m[..., 0]
+    return out
+
+
 def _log_weights(params: Mapping[str, np.ndarray]) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.log(np.asarray(params["w"], dtype=float))
@@ -171,7 +192,7 @@ def log_responsibilities(
         Rows sum to one after ``exp``.
     """
     joint = component_log_density(X, params, family) + _log_weights(params)[..., None, :]
-    joint -= logsumexp(joint, axis=-1, keepdims=True)
+    joint -= logsumexp_last(joint)[..., None]
     return joint
 
 
@@ -195,7 +216,7 @@ def mixture_log_density(
     ndarray of shape (..., N)
     """
     joint = component_log_density(X, params, family) + _log_weights(params)[..., None, :]
-    return logsumexp(joint, axis=-1)
+    return logsumexp_last(joint)
 
 
 def sample_mixture(

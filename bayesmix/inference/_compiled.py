@@ -47,6 +47,8 @@ RESULT_VARS = ("w", "mu", "sigma", "cov", "corr", "p")
 DEFAULT_FORMULATION: dict[str, str] = {}
 
 _CACHE: dict[tuple, CompiledMixture] = {}
+# evaluations x likelihood work below which nutpie calls the log density from Python
+_PYFUNC_MAX_WORK = 1e10
 
 
 def _no_fastmath():
@@ -93,7 +95,8 @@ class CompiledMixture:
         )
         self.n_compiles = 0
         self._nutpie = None
-        self._map_fn = None
+        self._nutpie_py = None
+        self._logp_fn = None
         self._point_fn = None
         self._to_unc_fn = None
         self.value_vars = list(self.model.value_vars)
@@ -182,39 +185,73 @@ class CompiledMixture:
 
     # -- compiled functions --------------------------------------------------------------------
 
-    def logp_grad(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log posterior density WITHOUT Jacobian terms and its gradient (what MAP maximises).
+    def _logp_outputs(self):
+        """The compiled log density of a flat vector: ``(lp, grad, lp_jac, grad_jac)``.
+
+        ``lp``/``grad`` are without the Jacobian terms of the transforms (what MAP maximises),
+        ``lp_jac``/``grad_jac`` with them (what NUTS samples). Both come from one Numba function:
+        PyTensor merges the shared likelihood subgraph, so the pair costs one evaluation.
+        """
+        if self._logp_fn is None:
+            import pytensor.tensor as pt
+            from pymc.pytensorf import compile as pm_compile
+            from pymc.pytensorf import join_nonshared_inputs
+
+            model = self.model
+            outputs = []
+            for jacobian in (False, True):
+                logp = model.logp(jacobian=jacobian)
+                grads = pt.grad(logp, self.value_vars)
+                outputs += [logp, pt.join(0, *[g.ravel() for g in grads])]
+            outs, inp = join_nonshared_inputs(
+                point=model.initial_point(0),
+                outputs=outputs,
+                inputs=self.value_vars,
+                make_inputs_shared=False,
+            )
+            with _no_fastmath():
+                self._logp_fn = pm_compile([inp], outs)
+            self.n_compiles += 1
+        return self._logp_fn
+
+    def logp_grad(self, flat: np.ndarray, jacobian: bool = False) -> tuple[float, np.ndarray]:
+        """Log posterior density and its gradient at an unconstrained point.
 
         Parameters
         ----------
         flat : ndarray of shape (n_dim,)
             Unconstrained values.
+        jacobian : bool
+            False (default): without the Jacobian terms of the transforms, the density that
+            MAP maximises; True: with them, the density NUTS samples.
 
         Returns
         -------
         logp : float
         grad : ndarray of shape (n_dim,)
         """
-        if self._map_fn is None:
-            import pytensor.tensor as pt
+        out = self._logp_outputs()(np.asarray(flat, dtype=float))
+        lp, g = (out[2], out[3]) if jacobian else (out[0], out[1])
+        return float(lp), np.asarray(g)
+
+    def _expand(self):
+        """Compiled map from a flat unconstrained vector to the result variables."""
+        if self._point_fn is None:
             from pymc.pytensorf import compile as pm_compile
             from pymc.pytensorf import join_nonshared_inputs
 
             model = self.model
-            logp = model.logp(jacobian=False)
-            grads = pt.grad(logp, self.value_vars)
-            grad = pt.join(0, *[g.ravel() for g in grads])
+            self._point_names = [n for n in RESULT_VARS if n in model.named_vars]
             outs, inp = join_nonshared_inputs(
                 point=model.initial_point(0),
-                outputs=[logp, grad],
+                outputs=model.replace_rvs_by_values([model[n] for n in self._point_names]),
                 inputs=self.value_vars,
                 make_inputs_shared=False,
             )
             with _no_fastmath():
-                self._map_fn = pm_compile([inp], outs)
+                self._point_fn = pm_compile([inp], outs, on_unused_input="ignore")
             self.n_compiles += 1
-        lp, g = self._map_fn(np.asarray(flat, dtype=float))
-        return float(lp), np.asarray(g)
+        return self._point_fn
 
     def point(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Result variables (``w``, ``mu``, ``sigma``, ``cov``, ``corr``, ``p``) at a point.
@@ -228,33 +265,69 @@ class CompiledMixture:
         -------
         dict of str to ndarray
         """
-        if self._point_fn is None:
-            from pymc.pytensorf import compile as pm_compile
-
-            model = self.model
-            self._point_names = [n for n in RESULT_VARS if n in model.named_vars]
-            outs = model.replace_rvs_by_values([model[n] for n in self._point_names])
-            self._point_fn = pm_compile(
-                self.value_vars, outs, on_unused_input="ignore", mode="FAST_COMPILE"
-            )
-            self.n_compiles += 1
-        vals = self._point_fn(**self.unravel(np.asarray(flat, dtype=float)))
+        vals = self._expand()(np.asarray(flat, dtype=float))
         return dict(zip(self._point_names, (np.asarray(v) for v in vals), strict=True))
 
-    def nutpie_model(self, init_flat: np.ndarray | None = None, jitter: float = 0.1):
-        """The nutpie model (compiled once) with the current data and a start near ``init_flat``.
+    def nutpie_backend(self, evaluations: int) -> str:
+        """The nutpie route for a run of about ``evaluations`` gradient evaluations in all.
+
+        ``"numba"`` (``nutpie.compile_pymc_model``) builds C callbacks that run every chain
+        without the GIL, but compiling them takes 15-30 s in every new process (Numba cannot
+        cache them). ``"pyfunc"`` calls this object's compiled log density from Python: no
+        extra compilation (the function is in PyTensor's disk cache), about 10 us more per
+        call, and the chains take turns on the GIL. It wins unless the gradient is costly and
+        the run long: the choice is ``"pyfunc"`` when ``evaluations`` times the likelihood's
+        work per evaluation (N K D^2 for full covariances, N K D otherwise) is below 1e10,
+        about 15 s of gradient time on one core (Old Faithful, 4 x 2000 iterations: 2e8).
+        """
+        d = self.n_features
+        per_eval = (
+            self.n_obs * self.spec.n_components * (d * d if self.covariance in ("full",) else d)
+        )
+        return "pyfunc" if evaluations * per_eval < _PYFUNC_MAX_WORK else "numba"
+
+    def nutpie_model(
+        self,
+        init_flat: np.ndarray | None = None,
+        jitter: float = 0.1,
+        backend: str = "numba",
+    ):
+        """A nutpie model (compiled once per backend) with the current data.
 
         Parameters
         ----------
         init_flat : ndarray of shape (n_dim,), optional
             Unconstrained start; each chain adds U(-jitter, jitter) noise drawn from its own
-            seed. None keeps nutpie's default start.
+            seed. None keeps nutpie's default start (``"numba"``) or starts at 0 (``"pyfunc"``).
         jitter : float
+        backend : {"numba", "pyfunc"}
+            See :meth:`nutpie_backend`.
 
         Returns
         -------
-        nutpie.compiled_pyfunc.CompiledModel
+        nutpie.sample.CompiledModel
         """
+        if backend == "pyfunc":
+            compiled = self._nutpie_pyfunc()
+            field = "_make_initial_points"
+            if init_flat is None:
+                init_flat = np.zeros(self.n_dim)
+        elif backend == "numba":
+            compiled = self._nutpie_numba().with_data(**self.data_values())
+            field = "initial_point_func"
+        else:
+            raise ValueError(f"unknown nutpie backend {backend!r}: expected 'numba' or 'pyfunc'")
+        if init_flat is not None:
+            base = np.asarray(init_flat, dtype=float).copy()
+
+            def initial_point(seed, _base=base, _jitter=jitter):
+                rng = np.random.default_rng(seed)
+                return _base + rng.uniform(-_jitter, _jitter, size=_base.shape)
+
+            compiled = dataclasses.replace(compiled, **{field: initial_point})
+        return compiled
+
+    def _nutpie_numba(self):
         if self._nutpie is None:
             import nutpie
 
@@ -265,16 +338,68 @@ class CompiledMixture:
             expected = [v.name for v in self.value_vars]
             if names != expected:  # pragma: no cover - nutpie's layout changed
                 raise RuntimeError(f"nutpie variable order {names} differs from {expected}")
-        compiled = self._nutpie.with_data(**self.data_values())
-        if init_flat is not None:
-            base = np.asarray(init_flat, dtype=float).copy()
+        return self._nutpie
 
-            def initial_point(seed, _base=base, _jitter=jitter):
-                rng = np.random.default_rng(seed)
-                return _base + rng.uniform(-_jitter, _jitter, size=_base.shape)
+    def _nutpie_pyfunc(self):
+        if self._nutpie_py is None:
+            from nutpie.compiled_pyfunc import from_pyfunc
 
-            compiled = dataclasses.replace(compiled, initial_point_func=initial_point)
-        return compiled
+            logp_fn = self._logp_outputs()
+            expand_fn = self._expand()
+            names = self._point_names
+            model = self.model
+            flat0 = np.zeros(self.n_dim)
+            shapes = [np.shape(v) for v in expand_fn(flat0)]
+
+            # nutpie calls these from one thread per chain. A PyTensor Function keeps its
+            # inputs and outputs in storage of its own, so it is not safe to share between
+            # threads; the Numba function inside it is. It takes the flat vector, then the
+            # values of the shared variables (the data and prior numbers) in get_shared()
+            # order, read once per chain here: the data cannot change during a run.
+            def raw(fn):
+                jit_fn = fn.vm.jit_fn
+                values = tuple(v.get_value(borrow=True) for v in fn.get_shared())
+                return lambda x: jit_fn(np.asarray(x, dtype=float), *values)
+
+            def make_logp_fn():
+                call = raw(logp_fn)
+
+                def logp(x, **_shared):
+                    out = call(x)
+                    return float(out[2]), np.asarray(out[3])
+
+                return logp
+
+            def make_expand_fn(_seed1, _seed2, _chain):
+                call = raw(expand_fn)
+
+                def expand(x, **_shared):
+                    return {
+                        n: np.asarray(v, dtype=float) for n, v in zip(names, call(x), strict=True)
+                    }
+
+                return expand
+
+            import pandas as pd
+
+            coords = {}
+            for name, vals in model.coords.items():
+                if vals is None:  # pragma: no cover - every bayesmix dim has values
+                    vals = range(int(model.dim_lengths[name].eval()))
+                coords[name] = pd.Index(list(vals))
+            dims = {n: tuple(model.named_vars_to_dims[n]) for n in names}
+            self._nutpie_py = from_pyfunc(
+                self.n_dim,
+                make_logp_fn,
+                make_expand_fn,
+                [np.dtype(float)] * len(names),
+                shapes,
+                names,
+                coords=coords,
+                dims=dims,
+                make_initial_point_fn=lambda seed: flat0.copy(),
+            )
+        return self._nutpie_py
 
 
 def get_compiled(

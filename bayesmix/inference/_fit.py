@@ -399,7 +399,11 @@ def sample_nuts(
     point itself (``init="adapt_diag"``); numpyro uses PyMC's default start logic. Runs
     ``cores=min(chains, 2)`` chains in parallel. With nutpie the model is compiled once per
     process (:func:`bayesmix.inference.get_compiled`) with Numba fastmath off, so the same
-    ``random_seed`` gives identical draws, in one process or across processes.
+    ``random_seed`` gives identical draws, in one process or across processes. Small runs
+    call the compiled log density (shared with MAP, and in PyTensor's disk cache) from
+    Python; long runs on costly models use nutpie's own Numba callbacks, which take 15-30 s
+    to compile in each process but run the chains without the GIL
+    (:meth:`~bayesmix.inference.CompiledMixture.nutpie_backend`).
 
     Parameters
     ----------
@@ -450,7 +454,9 @@ def sample_nuts(
     if sampler == "nutpie":
         import nutpie
 
-        compiled = cm.nutpie_model(cm.to_unconstrained(initvals), jitter=jitter)
+        # each iteration costs a tree of leapfrog steps: 2^3 to 2^5 gradients on these models
+        backend = cm.nutpie_backend(chains * (draws + tune) * 16)
+        compiled = cm.nutpie_model(cm.to_unconstrained(initvals), jitter=jitter, backend=backend)
         trace = nutpie.sample(
             compiled,
             draws=draws,
