@@ -27,7 +27,7 @@ A run is described by four frozen dataclasses: :class:`DataSpec` (where the data
     tune = 1000
     chains = 4
     seed = 0
-    sampler = "nutpie"              # nutpie | pymc | numpyro
+    sampler = "nutpie"              # nutpie | pymc | numpyro | blackjax
     target_accept = 0.9
 
 :func:`load_spec` and :func:`spec_from_dict` report *every* problem of a spec at once in one
@@ -68,7 +68,7 @@ __all__ = [
 FAMILIES = ("gaussian", "bernoulli")
 COVARIANCES = ("full", "diag", "spherical")
 METHODS = ("em", "map", "nuts", "advi")
-SAMPLERS = ("nutpie", "pymc", "numpyro")
+SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 BUILTIN_DATA = ("old_faithful", "low_dim_gauss_mix", "digits")
 
 Number = float | tuple[float, ...]
@@ -210,7 +210,7 @@ class FitSpec:
         NUTS draws and tuning steps per chain, number of chains.
     seed : int
         Seed of every random step of the run.
-    sampler : {"nutpie", "pymc", "numpyro"}
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
     target_accept : float
         NUTS target acceptance rate in (0, 1).
     """

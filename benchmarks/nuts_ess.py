@@ -9,12 +9,17 @@ standard deviations, LKJ correlations, all scaled to the data) is built in three
 ``mixture``  ``pm.Mixture`` over a list of K ``pm.MvNormal.dist`` components;
 ``batched``  ``pm.Mixture`` over one batched ``pm.MvNormal.dist``.
 
-and sampled with nutpie and with PyMC's own NUTS from the same MAP-EM start. Reported per
+and sampled from the same MAP-EM start with nutpie's Numba callbacks (``nutpie``:
+``nutpie.compile_pymc_model``, chains run without the GIL), with nutpie calling bayesmix's
+compiled log density from Python (``nutpie-pyfunc``: no extra compilation, chains take turns
+on the GIL; what ``sample_nuts`` uses for small runs, see
+``CompiledMixture.nutpie_backend``), and with PyMC's own NUTS. Reported per
 (case, formulation, sampler):
 
 * ``grad_ms``: median seconds per log-density+gradient evaluation (Numba, fastmath off, the
   function NUTS differentiates, timed in blocks of calls; run with one BLAS thread);
 * ``compile_s``: wall time of compiling the sampler's model (nutpie: ``compile_pymc_model``;
+  nutpie-pyfunc: wrapping the already compiled log density, plus the expand function;
   pymc: everything in ``pm.sample`` before the first draw);
 * ``sample_s``: sampling wall time (tuning included), the median over ``--repeats`` runs
   with the same seed (the same draws);
@@ -54,7 +59,7 @@ from bayesmix.inference._tree import point_from_group
 from bayesmix.results import relabel
 
 FORMULATIONS = ("custom", "mixture", "batched")
-SAMPLERS = ("nutpie", "pymc")
+SAMPLERS = ("nutpie", "nutpie-pyfunc", "pymc")
 
 
 def load_case(name: str) -> tuple[np.ndarray, ModelSpec]:
@@ -68,12 +73,12 @@ def load_case(name: str) -> tuple[np.ndarray, ModelSpec]:
 
 def grad_time(cm, x0: np.ndarray, repeats: int = 7, min_block: float = 0.2) -> float:
     """Median seconds per logp+gradient call over ``repeats`` blocks of calls."""
-    cm.logp_grad(x0)
+    cm.logp_grad(x0, jacobian=True)
     n = 1
     while True:
         t = time.perf_counter()
         for _ in range(n):
-            cm.logp_grad(x0)
+            cm.logp_grad(x0, jacobian=True)
         if time.perf_counter() - t > min_block / 4:
             break
         n *= 2
@@ -81,7 +86,7 @@ def grad_time(cm, x0: np.ndarray, repeats: int = 7, min_block: float = 0.2) -> f
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(n):
-            cm.logp_grad(x0)
+            cm.logp_grad(x0, jacobian=True)
         out.append((time.perf_counter() - t) / n)
     return float(np.median(out))
 
@@ -130,15 +135,18 @@ def run_one(case, formulation, samplers, args, X, spec, em_tree):
         "formulation": formulation,
         "grad_compile_s": time.perf_counter() - t,
         "grad_ms": 1e3 * grad_time(cm, x0),
+        # the nutpie route sample_nuts would take for this run
+        "default_route": cm.nutpie_backend(args.chains * (args.draws + args.tune) * 16),
     }
     print(json.dumps(base), flush=True)
     for sampler in samplers:
         row = dict(base, sampler=sampler)
-        if sampler == "nutpie":
+        if sampler.startswith("nutpie"):
             import nutpie
 
+            backend = "pyfunc" if sampler == "nutpie-pyfunc" else "numba"
             t = time.perf_counter()
-            compiled = cm.nutpie_model(x0, jitter=0.1)
+            compiled = cm.nutpie_model(x0, jitter=0.1, backend=backend)
             row["compile_s"] = time.perf_counter() - t
             times = []
             for _ in range(args.repeats):  # same seed: the same draws, only the time varies

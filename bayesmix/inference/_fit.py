@@ -37,7 +37,9 @@ from bayesmix.inference._tree import (
 
 __all__ = ["fit_advi", "fit_em", "fit_map", "sample_nuts"]
 
-SAMPLERS = ("nutpie", "pymc", "numpyro")
+SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
+# the JAX samplers and the modules each needs
+_JAX_SAMPLERS = {"numpyro": ("jax", "numpyro"), "blackjax": ("jax", "blackjax")}
 INITS = ("em", "map", "default")
 PRIOR_MODES = ("spec", None)
 
@@ -396,7 +398,8 @@ def sample_nuts(
 
     With nutpie each chain starts at the ``init`` point plus U(-jitter, jitter) noise in the
     unconstrained space (seeded per chain); with ``sampler="pymc"`` every chain starts at the
-    point itself (``init="adapt_diag"``); numpyro uses PyMC's default start logic. Runs
+    point itself (``init="adapt_diag"``); numpyro and blackjax (PyMC's JAX samplers, which
+    run on a GPU when JAX has one) use PyMC's default start logic. Runs
     ``cores=min(chains, 2)`` chains in parallel. With nutpie the model is compiled once per
     process (:func:`bayesmix.inference.get_compiled`) with Numba fastmath off, so the same
     ``random_seed`` gives identical draws, in one process or across processes. Small runs
@@ -412,8 +415,8 @@ def sample_nuts(
     draws, tune, chains : int
         Draws per chain (>= 1), tuning steps (>= 0), chains (>= 1).
     random_seed : int, optional
-    sampler : {"nutpie", "pymc", "numpyro"}
-        ``"numpyro"`` needs ``pip install bayesmix[jax]``.
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+        ``"numpyro"`` and ``"blackjax"`` need ``pip install bayesmix[jax]``.
     init : {"em", "map", "default"}
         Starting point: MAP-EM (``result["em"]`` when present), MAP, or a data-quantile guess.
     progressbar : bool, optional
@@ -438,12 +441,12 @@ def sample_nuts(
     check_choice(init, "init", INITS)
     if not 0 < target_accept < 1:
         raise ParameterError(f"target_accept must be in (0, 1): got {target_accept}; use e.g. 0.9")
-    if sampler == "numpyro" and (
-        importlib.util.find_spec("jax") is None or importlib.util.find_spec("numpyro") is None
-    ):
+    missing = [m for m in _JAX_SAMPLERS.get(sampler, ()) if importlib.util.find_spec(m) is None]
+    if missing:
         raise ParameterError(
-            "sampler='numpyro' needs jax and numpyro, which are not installed: "
-            "pip install bayesmix[jax], or use sampler='nutpie'"
+            f"sampler={sampler!r} needs {' and '.join(_JAX_SAMPLERS[sampler])}, and "
+            f"{', '.join(missing)} is not installed: pip install bayesmix[jax], or use "
+            "sampler='nutpie'"
         )
     seed = resolve_seed(random_seed)
     if progressbar is None:

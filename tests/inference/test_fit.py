@@ -241,9 +241,29 @@ def test_unknown_method_in_spec_lists_choices():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="jax is installed")
-def test_numpyro_without_jax_says_what_to_install():
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
+def test_jax_sampler_without_jax_says_what_to_install(sampler):
     with pytest.raises(ParameterError, match=r"pip install bayesmix\[jax\]"):
-        sample_nuts(FULL2, X_OK, sampler="numpyro")
+        sample_nuts(FULL2, X_OK, sampler=sampler)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("blackjax") is None, reason="needs bayesmix[jax]")
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
+def test_jax_samplers_agree_with_nutpie(sampler, faithful):
+    """PyMC's JAX samplers (GPU-capable) on CPU JAX: same posterior as nutpie, 1-D K=2."""
+    x = faithful[["waiting"]]
+    spec = ModelSpec("gaussian", 2, "diag", ordered=True)
+    ref = sample_nuts(spec, x, draws=300, tune=300, chains=2, random_seed=5)
+    r = sample_nuts(spec, x, draws=300, tune=300, chains=2, random_seed=5, sampler=sampler)
+    post, ref_post = r["posterior"], ref["posterior"]
+    assert post.attrs["sampler"] == sampler
+    assert post["mu"].dims == ("chain", "draw", "component", "feature")
+    assert r["log_likelihood"]["x"].shape == (2, 300, 272)
+    for name in ("w", "mu", "sigma"):
+        a, b = post[name].values, ref_post[name].values
+        sd = b.std(axis=(0, 1))
+        # two Monte Carlo means: within 5 posterior sd / sqrt(100) of each other
+        assert np.all(np.abs(a.mean(axis=(0, 1)) - b.mean(axis=(0, 1))) < 0.5 * sd), name
 
 
 def test_posterior_predictive_needs_draws(faithful):
