@@ -76,11 +76,25 @@ def test_clusters_1e8_apart_have_their_own_variances():
 
 
 def test_overflowing_covariance_raises_a_data_error():
-    X = np.array([[0.0]] + [[1.3e154]] * 8)  # the squared spread exceeds 1.8e308
+    X = np.array([[0.0]] + [[1.3e155]] * 8)  # the variance, 1.7e309, exceeds 1.8e308
     for covariance_type in ("full", "tied"):
         est = GaussianMixtureEM(1, covariance_type=covariance_type, random_state=0)
         with np.errstate(all="ignore"), pytest.raises(DataError, match="overflows.*rescale"):
             est.fit(X)
+
+
+def test_variance_near_the_top_of_the_range_is_exact():
+    # variance 1.7e307 (the largest squared residual, 1.3e308, is close to the limit): the
+    # second moments and their symmetrisation must not overflow on the way
+    X = np.array([[0.0]] + [[1.3e154]] * 8)
+    expected = np.var(X / 1e150) * 1e300
+    for covariance_type in ("full", "tied"):
+        est = GaussianMixtureEM(1, covariance_type=covariance_type, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X)
+        assert float(np.ravel(est.covariances_)[0]) == pytest.approx(expected, rel=1e-12)
+        assert float(est.means_[0, 0]) == pytest.approx(1.3e154 * 8 / 9, rel=1e-14)
 
 
 def test_empty_component_warns_with_what_to_do():
