@@ -274,15 +274,26 @@ class CompiledMixture:
         ``"numba"`` (``nutpie.compile_pymc_model``) builds C callbacks that run every chain
         without the GIL, but compiling them takes 15-30 s in every new process (Numba cannot
         cache them). ``"pyfunc"`` calls this object's compiled log density from Python: no
-        extra compilation (the function is in PyTensor's disk cache), about 10 us more per
-        call, and the chains take turns on the GIL. It wins unless the gradient is costly and
-        the run long: the choice is ``"pyfunc"`` when ``evaluations`` times the likelihood's
-        work per evaluation (N K D^2 for full covariances, N K D otherwise) is below 1e10,
-        about 15 s of gradient time on one core (Old Faithful, 4 x 2000 iterations: 2e8).
+        extra compilation (the function is in PyTensor's disk cache), some microseconds more
+        per call, and the chains take turns on the GIL. It wins unless the gradient is costly
+        and the run long: the choice is ``"pyfunc"`` when ``evaluations`` times the
+        likelihood's work per evaluation (N K D^2 for full covariances, N K D otherwise) is
+        below 1e10, about 3 s of gradient time on one core; Old Faithful with 4 x 2000
+        iterations is 3e8. Measured break-even: about 1e11 (5-D K=3, N=1e4, 4 x 2000: 76 s
+        either way, compilation included; ``benchmarks/README.md``).
+
+        Parameters
+        ----------
+        evaluations : int
+            Expected number of log-density evaluations of the whole run.
+
+        Returns
+        -------
+        {"pyfunc", "numba"}
         """
         d = self.n_features
         per_eval = (
-            self.n_obs * self.spec.n_components * (d * d if self.covariance in ("full",) else d)
+            self.n_obs * self.spec.n_components * (d * d if self.covariance == "full" else d)
         )
         return "pyfunc" if evaluations * per_eval < _PYFUNC_MAX_WORK else "numba"
 
