@@ -379,10 +379,11 @@ def check_X(
 def _count_distinct_rows(X: np.ndarray, at_least: int) -> int:
     """Number of distinct rows of X, or any number >= ``at_least`` if there are that many.
 
-    Looks at a growing prefix first, so that large data sets with many distinct rows are cheap.
+    Looks at a growing prefix first (2 * at_least rows, then 8 times more each round), so that
+    data with many distinct rows cost a sort of a few rows, not of thousands.
     """
     n = X.shape[0]
-    m = min(n, max(1024, 8 * at_least))
+    m = min(n, max(16, 2 * at_least))
     while True:
         count = np.unique(X[:m], axis=0).shape[0]
         if count >= at_least or m == n:
