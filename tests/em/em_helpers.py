@@ -42,3 +42,25 @@ def rough_start(X: np.ndarray, covariance_type: str, rng: np.random.Generator, k
         "spherical": np.full(k, 1.0 / var.mean()),
     }[covariance_type]
     return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}
+
+
+def sklearn_start(X: np.ndarray, covariance_type: str, k: int = 3) -> dict:
+    """Starting values from one scikit-learn EM iteration (both sides get the same ones).
+
+    Returns the ``weights_init``, ``means_init`` and ``precisions_init`` keyword arguments
+    shared by :class:`bayesmix.em.GaussianMixtureEM` and ``sklearn.mixture.GaussianMixture``.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(k, covariance_type=covariance_type, max_iter=1, random_state=0)
+        ref.fit(X)
+    return {
+        "weights_init": ref.weights_,
+        "means_init": ref.means_,
+        "precisions_init": ref.precisions_,
+    }

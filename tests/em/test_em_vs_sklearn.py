@@ -11,21 +11,10 @@ from sklearn.mixture import GaussianMixture
 
 from bayesmix.em import GaussianMixtureEM
 
+from .em_helpers import sklearn_start
+
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 N_ITER = 12
-
-
-def _initial_parameters(X, covariance_type, k=3):
-    """Rough starting values from one sklearn iteration (both sides get the same ones)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = GaussianMixture(k, covariance_type=covariance_type, max_iter=1, random_state=0)
-        ref.fit(X)
-    return {
-        "weights_init": ref.weights_,
-        "means_init": ref.means_,
-        "precisions_init": ref.precisions_,
-    }
 
 
 @pytest.mark.parametrize("d", [1, 5])
@@ -33,7 +22,7 @@ def _initial_parameters(X, covariance_type, k=3):
 def test_same_trajectory_as_sklearn(covariance_type, d):
     rng = np.random.default_rng(10 + d)
     X = three_blobs(rng, d)
-    init = _initial_parameters(X, covariance_type)
+    init = sklearn_start(X, covariance_type)
     ours = GaussianMixtureEM(
         3, covariance_type=covariance_type, tol=1e-300, max_iter=N_ITER, reg_covar=1e-6, **init
     )

@@ -13,6 +13,8 @@ from threadpoolctl import threadpool_limits
 from bayesmix.em import GaussianMixtureEM
 from bayesmix.em import gaussian as G
 
+from .em_helpers import sklearn_start
+
 D, K, N_ITER = 24, 4, 8
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -34,25 +36,13 @@ def X():
     return centres[labels] + np.einsum("nd,nde->ne", rng.normal(size=(1003, D)), mix[labels])
 
 
-def _init(X, covariance_type):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = GaussianMixture(K, covariance_type=covariance_type, max_iter=1, random_state=0)
-        ref.fit(X)
-    return {
-        "weights_init": ref.weights_,
-        "means_init": ref.means_,
-        "precisions_init": ref.precisions_,
-    }
-
-
 def _fit(X, covariance_type, **kw):
     est = GaussianMixtureEM(
         K,
         covariance_type=covariance_type,
         tol=1e-300,
         max_iter=N_ITER,
-        **_init(X, covariance_type),
+        **sklearn_start(X, covariance_type, K),
         **kw,
     )
     with warnings.catch_warnings():
@@ -67,7 +57,7 @@ def test_the_residual_route_is_the_one_tested():
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_same_trajectory_as_sklearn(X, covariance_type):
     ours = _fit(X, covariance_type)
-    init = _init(X, covariance_type)
+    init = sklearn_start(X, covariance_type, K)
     reference = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -95,7 +85,7 @@ def test_chunks_float32_and_fit_predict(X, covariance_type):
     np.testing.assert_allclose(single.lower_bounds_, whole.lower_bounds_, rtol=1e-4)
     np.testing.assert_allclose(single.means_, whole.means_, rtol=1e-3, atol=1e-3)
     est = GaussianMixtureEM(
-        K, covariance_type=covariance_type, max_iter=3, **_init(X, covariance_type)
+        K, covariance_type=covariance_type, max_iter=3, **sklearn_start(X, covariance_type, K)
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -159,7 +149,7 @@ def test_centring_is_the_numpy_subtraction_bit_for_bit(dtype):
 def test_offset_by_1e9_changes_nothing_but_the_means(X, covariance_type):
     far = X * 1e-2 + 1e9  # spread 1e-2 at 1e9: the residuals must not cancel
     near = far - 1e9  # the same (rounded) data about 0; exact subtraction
-    init = _init(near, covariance_type)
+    init = sklearn_start(near, covariance_type, K)
     fits = []
     for data, offset in ((near, 0.0), (far, 1e9)):
         kw = dict(init, means_init=init["means_init"] + offset)
