@@ -4,14 +4,12 @@ import warnings
 
 import numpy as np
 import pytest
-from em_helpers import three_blobs
+from em_helpers import sklearn_start, three_blobs
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from bayesmix.em import GaussianMixtureEM
-
-from .em_helpers import sklearn_start
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 N_ITER = 12

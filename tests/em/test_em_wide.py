@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from em_helpers import sklearn_start
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
@@ -12,8 +13,6 @@ from threadpoolctl import threadpool_limits
 
 from bayesmix.em import GaussianMixtureEM
 from bayesmix.em import gaussian as G
-
-from .em_helpers import sklearn_start
 
 D, K, N_ITER = 24, 4, 8
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
