@@ -475,6 +475,20 @@ def sample_nuts(
     else:
         import pymc as pm
 
+        extra = {}
+        if sampler == "pymc":
+            # every chain starts at the init point itself (PyMC's default jitter is U(-1, 1)
+            # in the unconstrained space, too far from the EM/MAP solution)
+            extra["init"] = "adapt_diag"
+        else:
+            import jax
+
+            # one device per chain (pmap) when there are enough, else all chains vectorised
+            # on one device (a single GPU or CPU): pmap over too few devices fails in blackjax
+            parallel = jax.local_device_count() >= chains
+            extra["nuts_sampler_kwargs"] = {
+                "chain_method": "parallel" if parallel else "vectorized"
+            }
         # fastmath off, as for everything else we compile: cold and warm caches then agree
         with _quiet_pymc(), _no_fastmath(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*We recommend running at least.*")
@@ -485,10 +499,8 @@ def sample_nuts(
                 cores=cores,
                 random_seed=seed,
                 initvals=initvals,
-                # pymc: every chain starts at the init point itself (its default jitter is
-                # U(-1, 1) in the unconstrained space, too far from the EM/MAP solution)
-                **({"init": "adapt_diag"} if sampler == "pymc" else {}),
                 nuts_sampler=sampler,
+                **extra,
                 progressbar=progressbar,
                 target_accept=target_accept,
                 model=cm.model,
