@@ -25,15 +25,13 @@ def cm(faithful_run, faithful):
 
 def test_backend_choice_follows_the_work(cm):
     per_eval = cm.n_obs * 2 * 2**2  # N K D^2 for full covariances
-    assert cm.nutpie_backend(4 * 2000 * 16) == "pyfunc"  # the main job: 2e8 << 1e10
+    assert cm.nutpie_backend(4 * 2000 * 16) == "pyfunc"  # the main job: 3e8 < 1e10
     assert cm.nutpie_backend(int(2 * _PYFUNC_MAX_WORK / per_eval)) == "numba"
     with pytest.raises(ValueError, match="unknown nutpie backend"):
         cm.nutpie_model(backend="stan")
 
 
 def test_jacobian_terms_are_the_difference_of_the_two_densities(cm):
-    import pymc as pm
-
     rng = np.random.default_rng(0)
     flat = rng.normal(0.0, 0.3, cm.n_dim)
     point = cm.unravel(flat)
@@ -47,7 +45,6 @@ def test_jacobian_terms_are_the_difference_of_the_two_densities(cm):
     dref = cm.model.compile_dlogp(jacobian=True, mode="FAST_COMPILE")(point)
     np.testing.assert_allclose(gj, dref, rtol=1e-8, atol=1e-8)
     assert not np.allclose(g, gj)
-    assert isinstance(cm.model, pm.Model)
 
 
 def test_pyfunc_chains_do_not_share_state_between_threads(cm, faithful_run):
