@@ -351,6 +351,14 @@ def _whitened_moments(xt, means, resp_t, y, acc):
             c[...] = res
 
 
+def _whitened_block(X, prep, workspace=None):
+    """Full/tied log densities (K, b) of the rows of X (b, D), and the rows feature-major."""
+    xt = _feature_major(X, workspace)
+    logp = _scratch(workspace, "logp", (prep["means"].shape[0], X.shape[0]), X.dtype)
+    y = _scratch(workspace, "y", xt.shape, X.dtype)
+    return _whitened_log_prob(xt, prep, logp, y), xt
+
+
 def _block_log_prob(X, prep, workspace=None):
     """Component log densities of a block of rows, shape (K, b); also what the M-step needs.
 
@@ -358,13 +366,11 @@ def _block_log_prob(X, prep, workspace=None):
     Diag/spherical: ``z`` (K, D, b) the residuals about the means and ``q`` (K, D, b) their
     squares.
     """
-    k = prep["means"].shape[0]
-    b = X.shape[0]
-    logp = _scratch(workspace, "logp", (k, b), X.dtype)
     if prep["whiten"]:
-        xt = _feature_major(X, workspace)
-        y = _scratch(workspace, "y", xt.shape, X.dtype)
-        return _whitened_log_prob(xt, prep, logp, y), xt, None
+        logp, xt = _whitened_block(X, prep, workspace)
+        return logp, xt, None
+    k = prep["means"].shape[0]
+    logp = _scratch(workspace, "logp", (k, X.shape[0]), X.dtype)
     z = _residuals(X, prep["means"], workspace)
     q = _scratch(workspace, "q", z.shape, X.dtype)
     np.multiply(z, z, out=q)  # squared residuals, kept for the M-step
@@ -379,13 +385,11 @@ def _log_prob_t(X, prep, workspace=None):
 
     One component at a time on (D, b) arrays (predict/score: less memory than the fused pass).
     """
+    if prep["whiten"]:
+        return _whitened_block(X, prep, workspace)[0]
     k = prep["means"].shape[0]
     b = X.shape[0]
     logp = _scratch(workspace, "logp", (k, b), X.dtype)
-    if prep["whiten"]:
-        xt = _feature_major(X, workspace)
-        y = _scratch(workspace, "y", xt.shape, X.dtype)
-        return _whitened_log_prob(xt, prep, logp, y)
     if X.shape[1] < _ROW_MAJOR_FEATURES:  # feature-major: long rows for NumPy and BLAS
         xt = _feature_major(X, workspace)
         y = _scratch(workspace, "y", xt.shape, X.dtype)
