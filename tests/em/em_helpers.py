@@ -64,3 +64,28 @@ def sklearn_start(X: np.ndarray, covariance_type: str, k: int = 3) -> dict:
         "means_init": ref.means_,
         "precisions_init": ref.precisions_,
     }
+
+
+def fit_iterations(X, covariance_type: str, start: dict, n_iter: int, **kw):
+    """``GaussianMixtureEM`` run for exactly ``n_iter`` iterations from ``start``.
+
+    ``tol=1e-300`` so that EM never stops early; the ConvergenceWarning this gives is
+    silenced. K is the length of ``start["weights_init"]``; ``kw`` go to the estimator.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from bayesmix.em import GaussianMixtureEM
+
+    est = GaussianMixtureEM(
+        len(start["weights_init"]),
+        covariance_type=covariance_type,
+        tol=1e-300,
+        max_iter=n_iter,
+        **start,
+        **kw,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X)

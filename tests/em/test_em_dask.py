@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from em_helpers import rough_start, three_blobs
+from em_helpers import fit_iterations, rough_start, three_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix._validation import DataError, ParameterError
@@ -34,22 +34,13 @@ def data():
     return three_blobs(np.random.default_rng(21), 4, n=2700)
 
 
-def _fit(X, covariance_type, init, **kw):
-    model = GaussianMixtureEM(
-        3, covariance_type=covariance_type, tol=1e-300, max_iter=N_ITER, **init, **kw
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X)
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_dask_fit_equals_numpy_fit(client, data, covariance_type):
     init = rough_start(data, covariance_type, np.random.default_rng(3))
-    ref = _fit(data, covariance_type, init)
+    ref = fit_iterations(data, covariance_type, init, N_ITER)
     # uneven row-chunks, several columns chunks (rechunked to one by the engine)
     X = da.from_array(data, chunks=((1000, 900, 500, 300), (2, 2)))
-    ours = _fit(X, covariance_type, init)
+    ours = fit_iterations(X, covariance_type, init, N_ITER)
     assert ours.n_iter_ == ref.n_iter_ == N_ITER
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bounds_"):
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-10)
@@ -62,7 +53,7 @@ def test_dask_fit_equals_numpy_fit(client, data, covariance_type):
 def test_dask_map_em_and_fit_predict(client, data):
     prior = {"weights_alpha": 2.0, "mu_scale": np.full(4, 5.0), "sigma_scale": np.ones(4)}
     init = rough_start(data, "diag", np.random.default_rng(4))
-    ref = _fit(data, "diag", init, prior=prior)
+    ref = fit_iterations(data, "diag", init, N_ITER, prior=prior)
     X = da.from_array(data, chunks=(512, 4))
     model = GaussianMixtureEM(
         3, covariance_type="diag", tol=1e-300, max_iter=N_ITER, prior=prior, **init
@@ -78,8 +69,10 @@ def test_dask_map_em_and_fit_predict(client, data):
 
 def test_dask_float32_close_to_numpy_float32(client, data):
     init = rough_start(data, "full", np.random.default_rng(5))
-    ref = _fit(data, "full", init, dtype=np.float32)
-    ours = _fit(da.from_array(data, chunks=(700, 4)), "full", init, dtype=np.float32)
+    ref = fit_iterations(data, "full", init, N_ITER, dtype=np.float32)
+    ours = fit_iterations(
+        da.from_array(data, chunks=(700, 4)), "full", init, N_ITER, dtype=np.float32
+    )
     assert ours.means_.dtype == np.float32
     np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-4, atol=1e-4)
 

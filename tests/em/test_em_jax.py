@@ -1,11 +1,8 @@
 """The array-namespace EM kernels on JAX (CPU, float64) against the NumPy engine."""
 
-import warnings
-
 import numpy as np
 import pytest
-from em_helpers import rough_start, three_blobs
-from sklearn.exceptions import ConvergenceWarning
+from em_helpers import fit_iterations, rough_start, three_blobs
 
 from bayesmix.em import GaussianMixtureEM, _xp
 
@@ -29,20 +26,11 @@ def data():
     return three_blobs(np.random.default_rng(31), 3, n=1800)
 
 
-def _fit(X, covariance_type, init, **kw):
-    model = GaussianMixtureEM(
-        3, covariance_type=covariance_type, tol=1e-300, max_iter=N_ITER, **init, **kw
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X)
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_estimator_on_jax_array_equals_numpy(data, covariance_type):
     init = rough_start(data, covariance_type, np.random.default_rng(1))
-    ref = _fit(data, covariance_type, init)
-    ours = _fit(jnp.asarray(data), covariance_type, init, chunk_size=500)
+    ref = fit_iterations(data, covariance_type, init, N_ITER)
+    ours = fit_iterations(jnp.asarray(data), covariance_type, init, N_ITER, chunk_size=500)
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bounds_"):
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-8, atol=1e-10)
     assert abs(ours.lower_bounds_[-1] - ours.lower_bounds_[0]) > 1e-2
@@ -64,7 +52,7 @@ def test_estimator_on_jax_array_with_kmeanspp_init(data):
 def test_jitted_em_step_numpy_and_jax_equal_the_engine(data, kind, chunk_size):
     """The whole iteration (E-step, statistics, ML M-step) in the namespace kernels."""
     init = rough_start(data, kind, np.random.default_rng(2))
-    engine = _fit(data, kind, init)
+    engine = fit_iterations(data, kind, init, N_ITER)
     shift = data.mean(axis=0)
     w, m = init["weights_init"], init["means_init"]
     pc = np.sqrt(init["precisions_init"]) if kind == "diag" else None

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from em_helpers import rough_start, three_blobs
+from em_helpers import fit_iterations, rough_start, three_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix._validation import DataError
@@ -15,29 +15,15 @@ from bayesmix.em import gaussian as G
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
-def _fit(X, covariance_type, start, **kw):
-    est = GaussianMixtureEM(
-        len(start["weights_init"]),
-        covariance_type=covariance_type,
-        tol=1e-300,
-        max_iter=8,
-        **start,
-        **kw,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X)
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_fast_route_and_residual_route_give_the_same_fit(monkeypatch, covariance_type):
     X = three_blobs(np.random.default_rng(3), 4, n=900)
     start = rough_start(X, covariance_type, np.random.default_rng(0))
-    fast = _fit(X, covariance_type, start)
+    fast = fit_iterations(X, covariance_type, start, 8)
     if covariance_type in ("diag", "spherical") or G._use_products(3, 4):
         assert fast._estep["fast"] is not None  # ordinary data take the fast route
     monkeypatch.setattr(G, "_fast_threshold", lambda dtype: -1.0)
-    sound = _fit(X, covariance_type, start)
+    sound = fit_iterations(X, covariance_type, start, 8)
     assert sound._estep["fast"] is None
     for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
         np.testing.assert_allclose(
@@ -51,9 +37,9 @@ def test_translation_by_1e8_changes_nothing_but_the_means(covariance_type):
     # rounding of the data (eps * 1e8 ~ 1e-8 on values of order 1)
     X = three_blobs(np.random.default_rng(4), 2, n=450)
     start = rough_start(X, covariance_type, np.random.default_rng(0))
-    ref = _fit(X, covariance_type, start)
+    ref = fit_iterations(X, covariance_type, start, 8)
     moved = dict(start, means_init=start["means_init"] + 1e8)
-    est = _fit(X + 1e8, covariance_type, moved)
+    est = fit_iterations(X + 1e8, covariance_type, moved, 8)
     np.testing.assert_allclose(est.weights_, ref.weights_, atol=1e-6)
     np.testing.assert_allclose(est.means_ - 1e8, ref.means_, atol=1e-6)
     np.testing.assert_allclose(est.covariances_, ref.covariances_, rtol=1e-5, atol=1e-6)

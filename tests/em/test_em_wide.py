@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from em_helpers import sklearn_start
+from em_helpers import fit_iterations, sklearn_start
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
@@ -36,17 +36,7 @@ def X():
 
 
 def _fit(X, covariance_type, **kw):
-    est = GaussianMixtureEM(
-        K,
-        covariance_type=covariance_type,
-        tol=1e-300,
-        max_iter=N_ITER,
-        **sklearn_start(X, covariance_type, K),
-        **kw,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X)
+    return fit_iterations(X, covariance_type, sklearn_start(X, covariance_type, K), N_ITER, **kw)
 
 
 def test_the_residual_route_is_the_one_tested():
