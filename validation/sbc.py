@@ -65,28 +65,25 @@ class SBCModel:
     n_features: int
 
 
+# the two Gaussian configurations share the model and differ in the data's dimension
+_ORDERED_GAUSS = ModelSpec(
+    "gaussian",
+    2,
+    "diag",
+    ordered=True,
+    priors=PriorSpec(weights_alpha=4.0, mu_loc=0.0, mu_scale=2.0, sigma_scale=1.0),
+)
+
 MODELS: dict[str, SBCModel] = {
     "gauss1d": SBCModel(
         "gauss1d",
-        ModelSpec(
-            "gaussian",
-            2,
-            "diag",
-            ordered=True,
-            priors=PriorSpec(weights_alpha=4.0, mu_loc=0.0, mu_scale=2.0, sigma_scale=1.0),
-        ),
+        _ORDERED_GAUSS,
         n_obs=60,
         n_features=1,
     ),
     "gauss2d_diag": SBCModel(
         "gauss2d_diag",
-        ModelSpec(
-            "gaussian",
-            2,
-            "diag",
-            ordered=True,
-            priors=PriorSpec(weights_alpha=4.0, mu_loc=0.0, mu_scale=2.0, sigma_scale=1.0),
-        ),
+        _ORDERED_GAUSS,
         n_obs=80,
         n_features=2,
     ),
