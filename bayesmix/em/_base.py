@@ -21,6 +21,10 @@ logarithms: the E-step normalises an (N, K) buffer in place (log-sum-exp per blo
 so no second (N, K) array is needed. A family may instead override ``_em_step`` with a fused
 single pass over blocks of rows (GaussianMixtureEM does: no (N, K) array at all).
 
+The public :meth:`~BaseMixtureEM.initialize`, :meth:`~BaseMixtureEM.e_step` and
+:meth:`~BaseMixtureEM.m_step` run EM one step at a time (for teaching and inspection); they
+call the same hooks as ``fit``.
+
 The E-step works on blocks of rows so that no temporary larger than a few MB is made; the
 block length is ``chunk_size`` when the family has that setting, else chosen from (K, D).
 """
@@ -435,6 +439,105 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
 
     def _fit_prepare(self, X: np.ndarray) -> None:
         """Hook run once per fit before the restarts (e.g. a data shift for accuracy)."""
+
+    # ------------------------------------------------------------------ one step at a time
+    def initialize(self, X: Any, y: Any = None) -> BaseMixtureEM:
+        """Set the starting parameters that :meth:`fit` would start its first run from.
+
+        The data and settings are checked as in :meth:`fit`, then the parameters are set
+        from ``init_params`` (seeded by ``random_state``) or the ``*_init`` arguments, with
+        no EM iteration. Together with :meth:`e_step` and :meth:`m_step` this runs EM one
+        step at a time: ``initialize(X)`` then ``m_step(X, e_step(X)[0])`` gives the
+        parameters of ``fit(X)`` with ``max_iter=1`` and ``n_init=1`` (same
+        ``random_state``), up to rounding. A later ``fit`` with ``warm_start=True``
+        continues from the current parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self
+            With the fitted attributes (``weights_``, ``means_``, ...) at the starting
+            values, ``n_iter_ = 0``, ``converged_ = False``, ``lower_bound_ = -inf`` and an
+            empty ``lower_bounds_``.
+        """
+        X = self._validate_fit_data(X)
+        self._check_parameters(X)
+        self._fit_prepare(X)
+        self._initialize_parameters(X, check_generator(self.random_state))
+        self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
+        self.n_iter_ = 0
+        self.converged_ = False
+        self.lower_bound_ = -np.inf
+        self.lower_bounds_ = np.empty(0, dtype=np.float64)
+        return self
+
+    def e_step(self, X: Any) -> tuple[np.ndarray, float]:
+        """One E-step at the current parameters: responsibilities and log-likelihood.
+
+        ``r_nk = w_k p(x_n | theta_k) / sum_j w_j p(x_n | theta_j)`` (Bayes' rule). Call
+        :meth:`initialize` or :meth:`fit` first.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            Responsibilities; every row sums to 1 (equal to :meth:`predict_proba`).
+        log_likelihood : float
+            ``sum_n log p(x_n | theta)`` at the parameters that entered the step (the sum
+            of :meth:`score_samples`; :meth:`objective` adds the log prior of MAP-EM and
+            divides by N).
+        """
+        X = self._validate_predict_data(X)
+        log_norm, resp = self._e_step(X)
+        return resp, float(np.sum(log_norm, dtype=np.float64))
+
+    def m_step(self, X: Any, resp: Any) -> BaseMixtureEM:
+        """One M-step: new parameters from responsibilities (weighted ML or MAP estimates).
+
+        Updates ``weights_``, ``means_`` and the family's other fitted parameters
+        (``covariances_``, ``precisions_``, ``precisions_cholesky_`` for Gaussian mixtures)
+        with the formulas of the EM loop, priors included for MAP-EM. ``n_iter_``,
+        ``converged_`` and ``lower_bounds_`` are left as they are.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        resp : array-like of shape (n_samples, n_components)
+            Responsibilities, e.g. from :meth:`e_step` (or hard 0/1 labels): finite,
+            non-negative, every row summing to 1.
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate_predict_data(X)
+        resp = np.asarray(resp, dtype=X.dtype)
+        expected = (X.shape[0], self.n_components)
+        if resp.shape != expected:
+            raise DataError(
+                f"resp has the wrong shape: expected {expected} (n_samples, n_components), "
+                f"got {resp.shape}; pass the responsibilities returned by e_step(X)"
+            )
+        tol = max(1e-6, 1e3 * float(np.finfo(X.dtype).eps))
+        bad = ~np.isfinite(resp).all(axis=1) | (resp < 0).any(axis=1)
+        bad |= np.abs(resp.sum(axis=1, dtype=np.float64) - 1.0) > tol
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                "resp is not a set of responsibilities: expected finite, non-negative rows "
+                f"summing to 1, got {bad.sum()} bad rows (first: row {row}, "
+                f"{resp[row].tolist()}); pass e_step(X)[0], not its logarithm"
+            )
+        self._m_step(X, np.array(resp, order="C"))  # a copy: families may write into it
+        self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
+        return self
 
     # ------------------------------------------------------------------ prediction
     def _predict_labels(self, X: np.ndarray) -> np.ndarray:

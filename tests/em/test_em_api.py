@@ -186,3 +186,104 @@ def test_fit_makes_no_n_by_k_array(covariance_type):
     tracemalloc.stop()
     # one (N, K) float64 array would be 8 MB; the labels of fit_predict are N int64 (0.8 MB)
     assert peak < 0.3 * n * k * 8, peak / (n * k * 8)
+
+
+# ------------------------------------------------------------------ one step at a time
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_public_step_is_the_first_iteration_of_fit(X, covariance_type):
+    kw = {"covariance_type": covariance_type, "random_state": 4}
+    step = GaussianMixtureEM(3, **kw).initialize(X)
+    assert step.n_iter_ == 0 and not step.converged_ and step.lower_bounds_.shape == (0,)
+    resp, loglik = step.e_step(X)
+    assert resp.shape == (len(X), 3)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
+    step.m_step(X, resp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        one = GaussianMixtureEM(3, max_iter=1, **kw).fit(X)
+    assert loglik / len(X) == pytest.approx(one.lower_bounds_[0], rel=1e-12)
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(step, name), getattr(one, name), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_public_steps_match_sklearn_from_the_same_start(X, covariance_type):
+    rng = np.random.default_rng(0)
+    d = X.shape[1]
+    start = {
+        "weights_init": np.array([0.3, 0.3, 0.4]),
+        "means_init": X[rng.choice(len(X), 3, replace=False)],
+        "precisions_init": {
+            "full": np.repeat(np.eye(d)[None], 3, axis=0),
+            "tied": np.eye(d),
+            "diag": np.ones((3, d)),
+            "spherical": np.ones(3),
+        }[covariance_type],
+    }
+    ours = GaussianMixtureEM(3, covariance_type=covariance_type, **start).initialize(X)
+    for _ in range(3):
+        resp, loglik = ours.e_step(X)
+        ours.m_step(X, resp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(3, covariance_type=covariance_type, max_iter=3, tol=0, **start)
+        ref.fit(X)
+    np.testing.assert_allclose(ours.weights_, ref.weights_, rtol=1e-9)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-9)
+    np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-9)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-9)
+    # both: the log-likelihood at the parameters entering the third E-step
+    assert loglik / len(X) == pytest.approx(ref.lower_bound_, rel=1e-10)
+
+
+def test_public_steps_bernoulli_and_map_equal_fit():
+    from bayesmix.em import BernoulliMixtureEM
+
+    rng = np.random.default_rng(1)
+    p = np.array([[0.9, 0.8, 0.1, 0.2], [0.1, 0.2, 0.9, 0.7]])
+    Xb = (rng.uniform(size=(300, 4)) < p[rng.integers(0, 2, 300)]).astype(float)
+    prior = {"weights_alpha": 2.0, "beta_a": 2.0, "beta_b": 2.0}
+    step = BernoulliMixtureEM(2, prior=prior, random_state=3).initialize(Xb)
+    resp, loglik = step.e_step(Xb)
+    step.m_step(Xb, resp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        one = BernoulliMixtureEM(2, prior=prior, random_state=3, max_iter=1).fit(Xb)
+    np.testing.assert_allclose(step.means_, one.means_, rtol=1e-12)
+    np.testing.assert_allclose(step.weights_, one.weights_, rtol=1e-12)
+    # MAP-EM's lower_bounds_ add the log prior per point to the log-likelihood per point
+    start = BernoulliMixtureEM(2, prior=prior, random_state=3).initialize(Xb)
+    assert loglik == pytest.approx(start.score_samples(Xb).sum(), rel=1e-12)
+    log_prior = start._log_prior()
+    assert log_prior != 0
+    assert (loglik + log_prior) / len(Xb) == pytest.approx(one.lower_bounds_[0], rel=1e-12)
+
+
+def test_warm_start_fit_continues_after_public_steps(X):
+    kw = {"covariance_type": "diag", "random_state": 2, "tol": 1e-12}
+    gm = GaussianMixtureEM(3, warm_start=True, max_iter=4, **kw).initialize(X)
+    gm.m_step(X, gm.e_step(X)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+        cold = GaussianMixtureEM(3, max_iter=5, **kw).fit(X)
+    np.testing.assert_allclose(gm.means_, cold.means_, rtol=1e-9)
+
+
+def test_m_step_rejects_bad_responsibilities(X):
+    from bayesmix._validation import DataError, ParameterError
+
+    gm = GaussianMixtureEM(3, random_state=0).initialize(X)
+    resp, _ = gm.e_step(X)
+    with pytest.raises(DataError, match=r"wrong shape: expected \(900, 3\)"):
+        gm.m_step(X, resp[:, :2])
+    with pytest.raises(DataError, match="not a set of responsibilities.*not its logarithm"):
+        gm.m_step(X, np.log(resp + 1e-300))
+    with pytest.raises(DataError, match="summing to 1"):
+        gm.m_step(X, 2 * resp)
+    with pytest.raises(ParameterError, match="n_components"):
+        GaussianMixtureEM(0).initialize(X)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        GaussianMixtureEM(3).e_step(X)
