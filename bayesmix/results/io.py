@@ -17,8 +17,16 @@ strings ``"__json__:" + json.dumps(value)`` and decoded on load (tuples come bac
 Object arrays (nutpie's ``divergence_message`` holds None or str) are stored element-wise as
 JSON strings, flagged by the variable attr ``_bayesmix_json_elements``, and decoded on load.
 
+Compression: every numeric variable of a NetCDF file is stored with gzip (level
+``COMPRESSION_LEVEL``) after HDF5's byte shuffle, which packs the similar high bytes of
+neighbouring floats together; draws of a posterior shrink by a fifth to a half, integer and
+boolean sample statistics by far more. Reading needs nothing special (HDF5 decompresses).
+Zarr stores keep Zarr's own default compressor.
+
 Atomic writes: the tree is written to a temporary file in the destination folder, flushed to
-disk, then moved over the destination with :func:`os.replace`. A crash or a kill at any moment
+disk, given the usual permissions (``0o666`` less the umask, like ``open(path, "w")``; a
+Zarr folder ``0o777`` less the umask), then moved over the destination with
+:func:`os.replace` (:func:`bayesmix._files.atomic_path`). A crash or a kill at any moment
 leaves either the previous file or the new one, never half a file (the temporary file may be
 left behind, with a name starting with ``.`` and ending in ``.tmp``). Zarr stores are
 folders: the new store is written next to the old one and the two are swapped by two renames.
@@ -37,6 +45,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bayesmix._files import atomic_path
 from bayesmix._validation import DataError, ParameterError
 
 __all__ = ["save", "load", "FORMAT", "checksum"]
@@ -46,6 +55,7 @@ _FORMAT_NAME, _FORMAT_VERSION = FORMAT.split("/")
 _JSON_PREFIX = "__json__:"
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _RESERVED = ("format", "bayesmix_version", "checksum")
+COMPRESSION_LEVEL = 4  # gzip level: 4 is within a few per cent of 9 on draws, at half the time
 
 
 def _version() -> str:
@@ -176,9 +186,35 @@ def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr"
 
 
+def _compression(tree: xr.DataTree) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per group and variable: gzip with shuffle for every non-scalar numeric array."""
+    encoding: dict[str, dict[str, dict[str, Any]]] = {}
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        enc = {
+            str(name): {
+                "compression": "gzip",
+                "compression_opts": COMPRESSION_LEVEL,
+                "shuffle": True,
+            }
+            for name, var in ds.variables.items()
+            if var.ndim > 0 and var.dtype.kind in "biuf"
+        }
+        if enc:
+            encoding[node.path] = enc
+    return encoding
+
+
 def _write_netcdf(tree: xr.DataTree, path: Path) -> None:
     """Write ``tree`` to ``path`` (the real writer; tests replace it to simulate crashes)."""
-    tree.to_netcdf(path, engine="h5netcdf")
+    tree.to_netcdf(path, engine="h5netcdf", encoding=_compression(tree))
+
+
+def _default_folder_mode() -> int:
+    """The mode ``os.mkdir`` gives a new folder: ``0o777`` less the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def _write_zarr(tree: xr.DataTree, path: Path) -> None:
@@ -187,19 +223,6 @@ def _write_zarr(tree: xr.DataTree, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree.to_zarr(path, mode="w")
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save(result: xr.DataTree, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
@@ -255,6 +278,9 @@ def save(result: xr.DataTree, path: str | os.PathLike, *, overwrite: bool = True
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp"))
         try:
             _write_zarr(tree, tmp)
+            # mkdtemp makes the folder private (0o700); Zarr makes everything inside it with
+            # the usual modes, so only the top folder needs them (0o777 less the umask)
+            os.chmod(tmp, _default_folder_mode())
             old = None
             if path.exists():
                 old = folder / f".{path.name}.{os.getpid()}.old"
@@ -267,17 +293,8 @@ def save(result: xr.DataTree, path: str | os.PathLike, *, overwrite: bool = True
             raise
         return path
 
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, fsync=True) as tmp:
         _write_netcdf(tree, tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync(folder)
     return path
 
 

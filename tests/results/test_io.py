@@ -208,3 +208,64 @@ def test_minimal_tree(tmp_path):
     back = load(save(t, tmp_path / "tiny.nc"))
     assert back["posterior"]["w"].values.tolist() == [1.0]
     assert back.attrs["format"] == FORMAT
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_saved_files_get_the_default_permissions(tree, tmp_path, umask_022):
+    # like open(path, "w") and os.mkdir: 0o666 / 0o777 less the umask, not mkstemp's 0o600
+    nc = save(tree, tmp_path / "fit.nc")
+    assert nc.stat().st_mode & 0o777 == 0o666 & ~0o022 == 0o644
+    save(tree, nc)  # an overwrite too
+    assert nc.stat().st_mode & 0o777 == 0o644
+    zarr = save(tree, tmp_path / "fit.zarr")
+    assert zarr.stat().st_mode & 0o777 == 0o777 & ~0o022 == 0o755
+    inner = [p for p in zarr.rglob("*")]
+    assert inner and all(
+        p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644) for p in inner
+    )
+    os.umask(0o077)
+    private = save(tree, tmp_path / "private.nc")
+    assert private.stat().st_mode & 0o777 == 0o600
+
+
+def test_netcdf_arrays_are_compressed(tmp_path):
+    # draws (float64) and sampler statistics (small integers, booleans) as NUTS leaves them
+    rng = np.random.default_rng(0)
+    draws = np.cumsum(rng.normal(0, 0.01, size=(4, 2000, 50)), axis=1)
+    depth = rng.integers(2, 6, size=(4, 2000))
+    diverging = rng.random((4, 2000)) < 0.01
+    t = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"mu": (("chain", "draw", "k"), draws)}),
+            "sample_stats": xr.Dataset(
+                {
+                    "depth": (("chain", "draw"), depth),
+                    "diverging": (("chain", "draw"), diverging),
+                }
+            ),
+        }
+    )
+    path = save(t, tmp_path / "fit.nc")
+    plain = tmp_path / "plain.nc"
+    t.to_netcdf(plain, engine="h5netcdf")  # the same tree without compression
+    assert path.stat().st_size < 0.9 * plain.stat().st_size
+    with h5py.File(path, "r") as fh:
+        for name in ("posterior/mu", "sample_stats/depth", "sample_stats/diverging"):
+            assert fh[name].compression == "gzip", name
+            assert fh[name].compression_opts == rio.COMPRESSION_LEVEL
+            assert fh[name].shuffle, name
+        # integers and booleans shrink far more than random mantissas
+        depth_ds = fh["sample_stats/depth"]
+        assert depth_ds.id.get_storage_size() < 0.1 * depth.nbytes
+    back = load(path)  # the checksum is verified on the decompressed values
+    np.testing.assert_array_equal(back["posterior"]["mu"].values, draws)
+    np.testing.assert_array_equal(back["sample_stats"]["depth"].values, depth)
+    np.testing.assert_array_equal(back["sample_stats"]["diverging"].values, diverging)
