@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -123,16 +124,34 @@ def _common_parent() -> argparse.ArgumentParser:
     return p
 
 
-def _spec_parent() -> argparse.ArgumentParser:
+def _spec_parent(select: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("overrides of the spec (command line wins)")
+    g = p.add_argument_group("the data (command line wins over the spec's [data])")
     g.add_argument("--data", metavar="FILE", help="CSV file, or builtin:old_faithful etc.")
     g.add_argument(
         "--columns", nargs="+", metavar="COL", help="columns to use (space or comma separated)"
     )
-    g.add_argument("-k", "--components", type=int, metavar="K", help="number of components")
-    g.add_argument("--family", help=f"one of {', '.join(FAMILIES)}")
-    g.add_argument("--covariance", help=f"one of {', '.join(COVARIANCES)}")
+    g.add_argument(
+        "--id-column", metavar="COL", help="column that names the rows (kept in membership.csv)"
+    )
+    g.add_argument(
+        "--dropna", action="store_true", help="drop rows with missing values (says how many)"
+    )
+    g.add_argument("--sep", metavar="CHAR", help="field separator (default: detected)")
+    g.add_argument("--decimal", metavar="CHAR", help="decimal mark (default: detected)")
+    g = p.add_argument_group("the model and the fit (command line wins over the spec)")
+    if not select:
+        g.add_argument("-k", "--components", type=int, metavar="K", help="number of components")
+    g.add_argument("--family", choices=FAMILIES, help="component family")
+    if select:
+        g.add_argument(
+            "--covariance",
+            nargs="+",
+            metavar="COV",
+            help=f"any of {', '.join(COVARIANCES)} (several: compare them)",
+        )
+    else:
+        g.add_argument("--covariance", choices=COVARIANCES, help="covariance structure")
     g.add_argument(
         "--methods", nargs="+", metavar="M", help=f"any of {', '.join(METHODS)} (e.g. em,map)"
     )
@@ -140,7 +159,8 @@ def _spec_parent() -> argparse.ArgumentParser:
     g.add_argument("--tune", type=int, help="NUTS tuning steps per chain")
     g.add_argument("--chains", type=int, help="number of chains")
     g.add_argument("--seed", type=int, help="seed of every random step")
-    g.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)}")
+    g.add_argument("--sampler", choices=SAMPLERS, help="NUTS implementation")
+    g.add_argument("--name", help="name of the run (default: the spec's name or the data file's)")
     return p
 
 
@@ -148,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesmix`` command (subcommands fit, select, sample, show)."""
     common = _common_parent()
     specp = _spec_parent()
+    selp = _spec_parent(select=True)
     parser = _Parser(
         prog=PROG,
         description="Bayesian mixture models: EM, MAP and NUTS side by side.",
@@ -166,18 +187,30 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("spec", nargs="?", metavar="SPEC", help="a .toml spec (default: built-in)")
     fit.add_argument("--out", metavar="DIR", help="output folder (default runs/<spec name>)")
     fit.add_argument("--force", action="store_true", help="replace an existing output folder")
+    fit.add_argument(
+        "--features",
+        nargs="+",
+        metavar="COL",
+        help="features to draw in the cluster and predictive plots (default: chosen for you)",
+    )
     fit.set_defaults(func=_cmd_fit)
 
     sel = sub.add_parser(
         "select",
-        parents=[specp, common],
+        parents=[selp, common],
         help="compare numbers of components K",
         description="Fit the spec's model for several K and print the selection table.",
     )
     sel.add_argument("spec", nargs="?", metavar="SPEC", help="a .toml spec (default: built-in)")
     sel.add_argument(
-        "--k", dest="ks", default="1..6", metavar="KS", help="e.g. 1..6 or 1,2,3 (default 1..6)"
+        "--k",
+        dest="ks",
+        default="1..6",
+        metavar="KS",
+        help="the numbers of components to compare, e.g. 1..6 or 1,2,3 (default 1..6)",
     )
+    # fit's -k/--components is refused with a message rather than taken for the range
+    sel.add_argument("-k", "--components", dest="components", help=argparse.SUPPRESS)
     sel.add_argument(
         "--loo",
         action="store_true",
@@ -223,6 +256,93 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return (not args.quiet) and sys.stderr.isatty()
 
 
+# Advice the library writes for Python users, in the words of this command line.
+_CLI_WORDS: tuple[tuple[str, str], ...] = (
+    (r"leave the column out with columns=\[\.\.\.\]", "choose the columns with --columns"),
+    (r"columns=\[\.\.\.\]", "--columns"),
+    (r"drop them first, e\.g\. df\.dropna\(\)(, or impute them)?", "pass --dropna to drop them"),
+    (r"pass dropna=True( to drop them)?", "pass --dropna to drop them"),
+    (r"df\.dropna\(\)", "--dropna"),
+    (r"\bdropna=True\b", "--dropna"),
+    (r"\bid_column=", "--id-column "),
+    (r"\bsep=", "--sep "),
+    (r"\bdecimal=", "--decimal "),
+    (r"call bayesmix\.results\.relabel first", "'bayesmix fit' relabels unordered models itself"),
+    (r"(look at )?bayesmix\.results\.diagnose", "read the diagnostics below"),
+    (r"bayesmix\.results\.save", "'bayesmix fit'"),
+    (r"\bselect_k\b", "'bayesmix select'"),
+    (r"\bn_components\b", "-k"),
+    (r"\braise max_rows\b", "subsample the file"),
+    (r"\btarget_accept\b", "[fit] target_accept in a spec"),
+    (r"inspect result\['map'\]", "compare the map and em columns"),
+    (r"pass starts=\[\.\.\.\]", "try another --seed"),
+)
+
+
+def cli_words(text: str) -> str:
+    """Rewrite Python-API advice in a library message into this command line's flags."""
+    import re
+
+    lines = []
+    for line in str(text).splitlines() or [""]:
+        out = " ".join(line.split())
+        for pattern, repl in _CLI_WORDS:
+            out = re.sub(pattern, repl, out)
+        lines.append(out)
+    return "\n".join(lines)
+
+
+class _Log:
+    """One line per stage on stderr, stamped with the time since the command started."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        if self.enabled:
+            elapsed = time.perf_counter() - self.t0
+            print(f"{PROG}: [{elapsed:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(prefix: str = "") -> Iterator[None]:
+    """Show warnings as ``bayesmix: warning: ...`` lines (no file path, no source line)."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        text = cli_words(message)
+        if text in seen:
+            return
+        seen.add(text)
+        print(f"{PROG}: warning: {prefix}{text}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _run_name(args: argparse.Namespace, spec_name: str) -> str:
+    """The run's name: --name, else a name the spec file sets, else the data file's stem."""
+    if getattr(args, "name", None):
+        return str(args.name)
+    if args.spec:
+        import tomllib
+
+        try:
+            with open(args.spec, "rb") as fh:
+                if "name" in tomllib.load(fh):
+                    return spec_name
+        except (OSError, tomllib.TOMLDecodeError):
+            return spec_name
+    if args.data is not None:
+        stem = args.data.removeprefix("builtin:") if args.data.startswith("builtin:") else ""
+        stem = stem or Path(args.data).stem
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._")
+        return safe or "run"
+    return spec_name
+
+
 def _resolve_spec(args: argparse.Namespace) -> RunSpec:
     """The spec file (or the default job) with the command-line overrides applied."""
     from bayesmix.config import spec_from_dict
@@ -236,30 +356,43 @@ def _resolve_spec(args: argparse.Namespace) -> RunSpec:
         path = args.data
         if not path.startswith("builtin:"):
             path = str(Path(path).expanduser().resolve())
-        d["data"]["path"] = path
-        d["data"].pop("columns", None)  # a new table: all columns unless --columns says
+        d["data"] = {"path": path}  # a new table: its own columns, ids and dialect
     columns = _flatten(args.columns)
     if columns is not None:
         d["data"]["columns"] = columns
-    if args.components is not None:
+    if args.id_column is not None:
+        d["data"]["id"] = args.id_column
+    if args.dropna:
+        d["data"]["dropna"] = True
+    for key in ("sep", "decimal"):
+        value = getattr(args, key)
+        if value is not None:
+            d["data"][key] = "\t" if value in ("\\t", "tab", "TAB") else value
+    if getattr(args, "components", None) is not None:
         d["model"]["components"] = args.components
     if args.family is not None:
         d["model"]["family"] = args.family
         if args.family != "gaussian":
             d["model"]["ordered"] = False
-    if args.covariance is not None:
+    if isinstance(args.covariance, str):
         d["model"]["covariance"] = args.covariance
     methods = _flatten(args.methods)
     if methods is not None:
+        bad = [m for m in methods if m not in METHODS]
+        if bad:
+            raise ParameterError(
+                f"--methods: unknown value {bad[0]!r}, expected any of {', '.join(METHODS)}; "
+                "e.g. --methods em,map,nuts"
+            )
         d["fit"]["methods"] = methods
     for key in ("draws", "tune", "chains", "seed", "sampler"):
         value = getattr(args, key)
         if value is not None:
             d["fit"][key] = value
-    return spec_from_dict(d, name=spec.name)
+    return spec_from_dict(d, name=_run_name(args, spec.name))
 
 
-def _load_data(spec: RunSpec):
+def _load_data(spec: RunSpec, log: Callable[[str], None] | None = None):
     """Load and pre-check the data of a spec -> DataFrame (fails before any output exists)."""
     from bayesmix._validation import check_X
 
@@ -272,7 +405,18 @@ def _load_data(spec: RunSpec):
         covariance_type=spec.model.covariance if spec.model.family == "gaussian" else None,
         binary=spec.model.family == "bernoulli",
     )
+    if log is not None:
+        cols = ", ".join(str(c) for c in df.columns[:8]) + (", ..." if df.shape[1] > 8 else "")
+        log(f"loaded {Path(spec.data.path).name}: {df.shape[0]} rows x {df.shape[1]} ({cols})")
+        for note in _notes(df):
+            log(note)
     return df
+
+
+def _notes(df) -> list[str]:
+    """What the loader decided about the table (dropped rows, columns left out, dialect)."""
+    notes = getattr(df, "attrs", {}).get("notes", [])
+    return [cli_words(n) for n in notes]
 
 
 def _check_out_dir(out: Path, force: bool) -> None:
@@ -360,11 +504,27 @@ def _quiet_libraries(quiet_logs: bool, quiet_warnings: bool = False) -> Iterator
                 lg.setLevel(lv)
 
 
-def _format_table(table) -> str:
+def _format_table(table, digits: int = 4, decimals: int | None = None) -> str:
+    """The table as text: columns with no value left out, ``digits`` significant digits.
+
+    With ``decimals``, numbers of magnitude >= 1 (log-likelihoods, criteria) are printed with
+    that many decimals instead, every digit before the point kept, so rows can be compared.
+    """
+    import numpy as np
     import pandas as pd
 
+    table = table.loc[:, [c for c in table.columns if table[c].notna().any()]]
+    table = table.loc[:, [c for c in table.columns if not (table[c].astype(str) == "").all()]]
+
+    def fmt(v: float) -> str:
+        if not np.isfinite(v):
+            return str(v)
+        if decimals is not None and 1 <= abs(v) < 1e15:
+            return f"{v:.{decimals}f}"
+        return f"{v:.{digits}g}"
+
     with pd.option_context(
-        "display.width", 120, "display.max_columns", 30, "display.float_format", "{:.4g}".format
+        "display.width", 160, "display.max_columns", 40, "display.float_format", fmt
     ):
         if len(table) > 60:
             return (
@@ -460,16 +620,38 @@ def _plot_plan(result, spec: RunSpec) -> list[tuple[str, Callable[[], Any]]]:
     return plan
 
 
-def _write_plots(result, spec: RunSpec, folder: Path, debug: bool) -> dict[str, Path]:
-    """Write every applicable plot as PNG; a failing plot is reported on stderr and skipped."""
+def _write_plots(
+    result, spec: RunSpec, folder: Path, args: argparse.Namespace
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Write every applicable plot as PNG -> (written, failed: name -> one-line reason)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    from bayesmix import plotting
+
+    features = _flatten(getattr(args, "features", None))
+    if hasattr(plotting, "write_plots"):
+        written, failed = plotting.write_plots(
+            result, folder, features=features, raise_errors=args.debug
+        )
+    else:  # pragma: no cover - older plotting module
+        written, failed = _write_plots_here(result, spec, folder, args.debug)
+    for name, reason in failed.items():
+        print(
+            f"{PROG}: warning: plot {name} could not be drawn ({cli_words(reason)}); "
+            "the report names it and the other files are written",
+            file=sys.stderr,
+        )
+    return written, failed
+
+
+def _write_plots_here(result, spec, folder, debug):
     import matplotlib.pyplot as plt
 
     from bayesmix import plotting
 
     written: dict[str, Path] = {}
+    failed: dict[str, str] = {}
     for name, make in _plot_plan(result, spec):
         path = folder / f"{name}.png"
         try:
@@ -479,40 +661,79 @@ def _write_plots(result, spec: RunSpec, folder: Path, debug: bool) -> dict[str, 
         except Exception as exc:  # one bad plot must not throw away a finished fit
             if debug:
                 raise
-            msg = " ".join(str(exc).split())
-            print(
-                f"{PROG}: warning: plot {name} failed ({type(exc).__name__}: {msg}); "
-                "the other files are written without it",
-                file=sys.stderr,
-            )
+            failed[name] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
             continue
         written[name] = path
-    return written
+    return written, failed
 
 
 # ---------------------------------------------------------------------------------------------
 # commands
 
 
+def _membership_frame(result, X, spec: RunSpec):
+    """One row per observation: its id, the most likely component and each probability."""
+    import numpy as np
+    import pandas as pd
+
+    from bayesmix.inference import membership
+
+    group = next(g for g in ("posterior", "advi", "map", "em") if g in result.children)
+    m = membership(result, group=group)
+    mean = np.asarray(m["mean"].transpose("obs_id", "component").values)
+    sd = np.asarray(m["sd"].transpose("obs_id", "component").values)
+    id_name = spec.data.id if getattr(spec.data, "id", None) else "row"
+    index = getattr(X, "index", None)
+    same = index is not None and len(index) == len(mean)
+    ids = np.asarray(index) if same else np.arange(len(mean))
+    df = pd.DataFrame({id_name: ids, "component": mean.argmax(axis=1)})
+    for k in range(mean.shape[1]):
+        df[f"p{k}"] = mean[:, k]
+    if group in ("posterior", "advi"):
+        for k in range(mean.shape[1]):
+            df[f"p{k}_sd"] = sd[:, k]
+    df.attrs["group"] = group
+    return df
+
+
+def _write_csv(df, path: Path, **kw) -> None:
+    from bayesmix._files import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, **kw)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import bayesmix.results as results
 
+    log = _Log(not args.quiet)
     spec = _resolve_spec(args)
     out = Path(args.out) if args.out else Path("runs") / spec.name
     _check_out_dir(out, args.force)
-    X = _load_data(spec)
+    X = _load_data(spec, log)
 
+    log("importing PyMC")
     from bayesmix import inference  # imports PyMC, which resets its logger: before quieting
     from bayesmix.report import write_report
 
     progress = _show_progress(args)
-    with _quiet_libraries(not progress, args.quiet), _staged_dir(out, args.force) as tmp:
-        result = _call(inference.run, spec, X, progressbar=progress)
+    with (
+        _warnings_as_lines(),
+        _quiet_libraries(not progress, args.quiet),
+        _staged_dir(out, args.force) as tmp,
+    ):
+        result = _call(inference.run, spec, X, progressbar=progress, on_stage=log)
         result = _maybe_relabel(result, spec)
+        log("saving result.nc")
         results.save(result, tmp / "result.nc")
+        log("summaries and diagnostics")
         table, diagnostics = _summaries(result)
-        table.to_csv(tmp / "summary.csv", index=False)
-        figures = _write_plots(result, spec, tmp, args.debug)
+        _write_csv(table, tmp / "summary.csv", index=False)
+        member = _membership_frame(result, X, spec)
+        _write_csv(member, tmp / "membership.csv", index=False)
+        log("plots")
+        figures, failed = _write_plots(result, spec, tmp, args)
+        log("report.html")
         write_report(
             result,
             tmp / "report.html",
@@ -520,8 +741,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             diagnostics=diagnostics,
             figures=figures,
             title=f"bayesmix: {spec.name}",
+            **_report_extras(failed, _notes(X)),
         )
-        names = ["result.nc", "summary.csv", *(p.name for p in figures.values()), "report.html"]
+        names = [
+            "result.nc",
+            "summary.csv",
+            "membership.csv",
+            *(p.name for p in figures.values()),
+            "report.html",
+        ]
 
     cov = f"covariance={spec.model.covariance}, " if spec.model.family == "gaussian" else ""
     _say(
@@ -531,22 +759,56 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "",
         _format_table(table),
         "",
-        str(diagnostics),
+        cli_words(diagnostics),
         "",
         f"wrote {out}/: {', '.join(names)}",
     )
+    log("done")
     return 0
+
+
+def _report_extras(failed: dict[str, str], notes: list[str]) -> dict[str, Any]:
+    """Keyword arguments of write_report that this version of it accepts."""
+    from bayesmix.report import write_report
+
+    params = inspect.signature(write_report).parameters
+    extras: dict[str, Any] = {}
+    if "failed_plots" in params:
+        extras["failed_plots"] = failed
+    if "notes" in params:
+        extras["notes"] = notes
+    return extras
+
+
+def _select_covariances(args: argparse.Namespace, spec: RunSpec) -> tuple[str, ...]:
+    covs = _flatten(args.covariance) if args.covariance else [spec.model.covariance]
+    bad = [c for c in covs if c not in COVARIANCES]
+    if bad:
+        raise ParameterError(
+            f"--covariance: unknown value {bad[0]!r}, expected any of {', '.join(COVARIANCES)}; "
+            "e.g. --covariance full diag"
+        )
+    return tuple(dict.fromkeys(covs))
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
     import bayesmix.results as results
 
+    if args.components is not None:
+        raise ParameterError(
+            f"-k/--components {args.components}: 'bayesmix select' compares several K, given "
+            "by --k; use e.g. --k 1..6 (or --k 3 for one K); -k is for 'bayesmix fit'"
+        )
+    log = _Log(not args.quiet)
     ks = parse_k_range(args.ks)
     spec = _resolve_spec(args)
+    covs = _select_covariances(args, spec)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-select"
     _check_out_dir(out, args.force)
-    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, n_components=max(ks)))
-    X = _load_data(spec)  # checks that the data allow the largest K
+    spec = dataclasses.replace(
+        spec, model=dataclasses.replace(spec.model, n_components=max(ks), covariance=covs[0])
+    )
+    X = _load_data(spec, log)  # checks that the data allow the largest K
 
     import matplotlib
 
@@ -554,20 +816,29 @@ def _cmd_select(args: argparse.Namespace) -> int:
     from bayesmix import plotting
 
     progress = _show_progress(args)
-    with _quiet_libraries(not progress, args.quiet), _staged_dir(out, args.force) as tmp:
-        table = results.select_k(
+    what = "EM criteria" + (" and PSIS-LOO (NUTS for each K)" if args.loo else "")
+    log(f"fitting K = {', '.join(map(str, ks))} ({', '.join(covs)}): {what}")
+    with (
+        _warnings_as_lines(),
+        _quiet_libraries(not progress, args.quiet),
+        _staged_dir(out, args.force) as tmp,
+    ):
+        table = _call(
+            results.select_k,
             X,
             ks,
             family=spec.model.family,
-            covariance_types=(spec.model.covariance,),
+            covariance_types=covs,
             bayesian=args.loo,
             spec=spec.model,
             draws=spec.fit.draws,
             tune=spec.fit.tune,
             chains=spec.fit.chains,
             random_state=spec.fit.seed,
+            on_stage=log,
         )
-        table.to_csv(tmp / "k_selection.csv")
+        _write_csv(table, tmp / "k_selection.csv")
+        log("plot")
         fig = plotting.plot_k_selection(table)
         plotting.save_figure(fig, tmp / "k_selection.png")
 
@@ -576,7 +847,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         args,
         f"{spec.name}: K selection over {', '.join(map(str, ks))}",
         "",
-        _format_table(table),
+        _format_table(table, decimals=2),
         "",
         "recommended K: "
         + (
@@ -586,6 +857,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         ),
         f"wrote {out}/: k_selection.csv, k_selection.png",
     )
+    log("done")
     return 0
 
 
@@ -624,13 +896,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if not args.out:
         df.to_csv(sys.stdout, index=False)
         return 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _write_csv(df, out, index=False)
     print(f"wrote {len(df)} rows to {out}")
     return 0
 
@@ -677,7 +943,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         f"{args.result}: {family} mixture, K={attrs.get('n_components', '?')}, {cov}"
         f"groups: {', '.join(sorted(result.children))}"
     )
-    _say(args, head, "", _format_table(table), "", str(diagnostics))
+    _say(args, head, "", _format_table(table), "", cli_words(diagnostics))
     return 0
 
 
@@ -713,6 +979,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    # Cache the bytecode of what this command imports (PyMC, ArviZ, ...) as Python does by
+    # default, even where PYTHONDONTWRITEBYTECODE is set: else every run compiles ~1700
+    # modules from source (about 4 s). uv's compile-bytecode setting would do it at install
+    # time but, with uv 0.5.5 and later, also on every 'uv run' (astral-sh/uv#12202).
+    sys.dont_write_bytecode = False
     parser = build_parser()
     try:
         try:
@@ -734,10 +1005,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BayesmixError, OSError) as exc:
         if debug:
             raise
-        msg = _os_message(exc) if isinstance(exc, OSError) else _one_line(exc)
+        msg = _os_message(exc) if isinstance(exc, OSError) else cli_words(exc)
         if isinstance(exc, SpecError) and ";" not in (exc.problems or [""])[-1]:
             msg += "; fix the spec file or the command-line option (see 'bayesmix fit --help')"
-        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(msg)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if debug:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import xarray as xr
@@ -15,8 +18,32 @@ from bayesmix.inference._tree import new_tree, resolve_seed
 
 __all__ = ["run"]
 
+_STAGE_NAMES = {"em": "EM", "map": "MAP", "nuts": "NUTS", "advi": "ADVI"}
 
-def run(run_spec: RunSpec, X: Any = None, *, progressbar: bool | None = None) -> xr.DataTree:
+
+def _recorded(category: type[Warning]) -> bool:
+    """Whether a warning of this category is kept in the result (ours and EM's convergence)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    return category.__module__.startswith("bayesmix") or issubclass(
+        category, ConvergenceWarning
+    )
+
+
+def _warning_line(stage: str, message: Warning | str) -> str:
+    text = " ".join(str(message).split())
+    for prefix in ("GaussianMixtureEM: ", "BernoulliMixtureEM: "):
+        text = text.removeprefix(prefix)
+    return f"{stage}: {text}"
+
+
+def run(
+    run_spec: RunSpec,
+    X: Any = None,
+    *,
+    progressbar: bool | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> xr.DataTree:
     """Fit ``run_spec.fit.methods`` in the order em -> map -> nuts -> advi into one tree.
 
     All methods share one compiled model. MAP starts from the EM solution and NUTS from the
@@ -30,12 +57,17 @@ def run(run_spec: RunSpec, X: Any = None, *, progressbar: bool | None = None) ->
         Default: ``run_spec.data.load()``.
     progressbar : bool, optional
         Passed to :func:`sample_nuts`.
+    on_stage : callable, optional
+        Called with a one-line description (``"EM: 5 starts"``, ``"NUTS: 4 chains x 1000
+        draws"``, ...) as each stage starts; the CLI prints these as progress lines.
 
     Returns
     -------
     xarray.DataTree
         Root attrs ``bayesmix_version``, ``spec`` (the RunSpec JSON), ``seed``, ``family``,
-        ``covariance``, ``n_components``, ``created``, ``format``.
+        ``covariance``, ``n_components``, ``created``, ``format``, and ``warnings``: a list of
+        one-line texts, ``"<stage>: <message>"``, one for each warning bayesmix (or EM's
+        convergence check) raised during the run. The warnings are also raised as usual.
     """
     if not isinstance(run_spec, RunSpec):
         raise ParameterError(
@@ -55,35 +87,56 @@ def run(run_spec: RunSpec, X: Any = None, *, progressbar: bool | None = None) ->
     names = feature_labels(X, None, Xc.shape[1])
     seed = resolve_seed(fit.seed)
     tree = new_tree(run_spec, Xc, names, seed)
+    recorded: list[str] = []
+
+    @contextlib.contextmanager
+    def stage(name: str, detail: str = "") -> Iterator[None]:
+        if on_stage is not None:
+            on_stage(f"{name}: {detail}" if detail else name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:  # keep a line in the result, then raise it as usual
+            if _recorded(w.category):
+                recorded.append(_warning_line(name, w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
     if "em" in fit.methods:
-        tree = fit_em(model, Xc, random_state=seed, feature_names=names, result=tree)
+        with stage("EM", f"K={model.n_components}, several starts"):
+            tree = fit_em(model, Xc, random_state=seed, feature_names=names, result=tree)
     if "map" in fit.methods:
-        tree = fit_map(model, Xc, random_seed=seed, feature_names=names, result=tree)
+        with stage("MAP", "optimising the PyMC model (compiles it on first use)"):
+            tree = fit_map(model, Xc, random_seed=seed, feature_names=names, result=tree)
     if "nuts" in fit.methods:
         init = "map" if "map" in tree.children else "em"
-        tree = sample_nuts(
-            model,
-            Xc,
-            draws=fit.draws,
-            tune=fit.tune,
-            chains=fit.chains,
-            random_seed=seed,
-            sampler=fit.sampler,
-            target_accept=fit.target_accept,
-            init=init,
-            progressbar=progressbar,
-            feature_names=names,
-            result=tree,
-        )
+        detail = f"{fit.chains} chains x {fit.draws} draws after {fit.tune} tuning steps"
+        with stage("NUTS", f"{detail} ({fit.sampler})"):
+            tree = sample_nuts(
+                model,
+                Xc,
+                draws=fit.draws,
+                tune=fit.tune,
+                chains=fit.chains,
+                random_seed=seed,
+                sampler=fit.sampler,
+                target_accept=fit.target_accept,
+                init=init,
+                progressbar=progressbar,
+                feature_names=names,
+                result=tree,
+            )
     if "advi" in fit.methods:
-        tree = fit_advi(
-            model, Xc, random_seed=seed, draws=fit.draws, feature_names=names, result=tree
-        )
+        with stage("ADVI", f"variational approximation, {fit.draws} draws"):
+            tree = fit_advi(
+                model, Xc, random_seed=seed, draws=fit.draws, feature_names=names, result=tree
+            )
     pp_group = (
         "posterior"
         if "posterior" in tree.children
         else ("advi" if "advi" in tree.children else None)
     )
     if pp_group is not None:
-        sample_posterior_predictive(tree, group=pp_group, random_seed=seed)
+        with stage("posterior predictive", f"new data sets from the {pp_group} draws"):
+            sample_posterior_predictive(tree, group=pp_group, random_seed=seed)
+    tree.attrs["warnings"] = recorded
     return tree

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,19 @@ def _recommendations(table: pd.DataFrame, criteria: list[str]) -> tuple[dict, di
     return best_k, best_cov, by_cov
 
 
+@contextlib.contextmanager
+def _warnings_of(label: str) -> Iterator[None]:
+    """Raise the warnings of the block again, prefixed with ``label`` (e.g. ``"K=3"``)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        text = str(w.message)
+        if not text.startswith(f"{label}"):
+            text = f"{label}: {text}"
+        warnings.warn_explicit(text, w.category, w.filename, w.lineno)
+
+
 def select_k(
     X: Any,
     ks: Iterable[int] = range(1, 7),
@@ -144,8 +158,12 @@ def select_k(
     chains: int = 2,
     n_init: int = 5,
     random_state: int | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Compare numbers of components by EM's BIC, AIC, ICL and (optionally) PSIS-LOO.
+
+    Warnings raised while fitting one K (EM convergence, divergences, high Pareto k) are
+    raised again with ``"K=<k>: "`` in front, so it is clear which fit they belong to.
 
     Parameters
     ----------
@@ -169,6 +187,8 @@ def select_k(
         EM restarts per fit (the best is kept).
     random_state : int, optional
         Seed of every fit.
+    on_stage : callable, optional
+        Called with a one-line description as each K starts (progress lines).
 
     Returns
     -------
@@ -213,17 +233,21 @@ def select_k(
         for k in ks:
             seed = int(rng.integers(2**31 - 1))
             row = {"family": family, "covariance_type": cov, "k": k}
-            row.update(_em_row(X, family, cov, k, n_init, seed))
-            if bayesian:
-                from bayesmix.config import ModelSpec
+            label = f"K={k}" + (f" ({cov})" if cov is not None and len(covs) > 1 else "")
+            if on_stage is not None:
+                on_stage(f"{label}: EM" + (" then NUTS and PSIS-LOO" if bayesian else ""))
+            with _warnings_of(label):
+                row.update(_em_row(X, family, cov, k, n_init, seed))
+                if bayesian:
+                    from bayesmix.config import ModelSpec
 
-                base = spec if spec is not None else ModelSpec(family=family)
-                model_spec = dataclasses.replace(
-                    base, family=family, n_components=k, covariance=cov or base.covariance
-                )
-                loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
-                row.update(loo_row)
-                pointwise[len(rows)] = elpd_i
+                    base = spec if spec is not None else ModelSpec(family=family)
+                    model_spec = dataclasses.replace(
+                        base, family=family, n_components=k, covariance=cov or base.covariance
+                    )
+                    loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
+                    row.update(loo_row)
+                    pointwise[len(rows)] = elpd_i
             rows.append(row)
     table = pd.DataFrame(rows)
     criteria = ["bic", "aic", "icl"]

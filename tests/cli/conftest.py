@@ -38,6 +38,11 @@ def run_cli(argv, cwd: Path | None = None) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The lines of stderr that are not progress lines (``bayesmix: [  1.2 s] ...``)."""
+    return [ln for ln in stderr.strip().splitlines() if not ln.startswith("bayesmix: [")]
+
+
 @pytest.fixture(scope="session")
 def em_run(tmp_path_factory) -> Path:
     """``bayesmix fit --methods em`` on the default data (fast: NumPy EM only)."""

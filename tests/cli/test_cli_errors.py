@@ -16,7 +16,7 @@ import bayesmix
 from bayesmix._validation import DataError, SpecError
 from bayesmix.cli import main, parse_k_range
 
-from .conftest import run_cli
+from .conftest import error_lines, run_cli
 
 GOOD_ROWS = "a,b\n1,2\n3,4\n5,6\n7,9\n2,2\n4,1\n"
 
@@ -28,7 +28,7 @@ def files(tmp_path: Path) -> Path:
     d.mkdir()
     (d / "empty.csv").write_text("")
     (d / "header.csv").write_text("a,b\n")
-    (d / "text.csv").write_text("a,b\n1,x\n2,y\n3,z\n")
+    (d / "text.csv").write_text("a,b\n1,2\n2,y\n3,4\n4,6\n")  # one bad value in a number column
     (d / "nan.csv").write_text("a,b\n1,2\n,3\n4,5\n6,7\n")
     (d / "good.csv").write_text(GOOD_ROWS)
     (d / "tiny.csv").write_text("a\n1\n2\n")
@@ -91,17 +91,17 @@ BAD = [
     (
         "unknown_method",
         ["fit", "--methods", "em,gibbs", "--out", "{out}"],
-        r"unknown value 'gibbs'.*em, map, nuts",
+        r"--methods: unknown value 'gibbs'.*em, map, nuts",
     ),
     (
         "unknown_family",
         ["fit", "--family", "poisson", "--out", "{out}"],
-        r"family: unknown value 'poisson'",
+        r"--family: invalid choice: 'poisson' \(choose from 'gaussian', 'bernoulli'\);",
     ),
     (
         "unknown_covariance",
         ["fit", "--covariance", "tied", "--out", "{out}"],
-        r"covariance: unknown value 'tied'",
+        r"--covariance: invalid choice: 'tied'",
     ),
     (
         "non_binary_bernoulli",
@@ -157,7 +157,7 @@ def test_bad_invocation(files, tmp_path, argv, phrase):
 
     assert code == 2, (stdout, stderr)
     assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
+    lines = error_lines(stderr)
     assert len(lines) == 1, stderr
     assert lines[0].startswith("bayesmix: error: "), stderr
     assert re.search(phrase, lines[0]), lines[0]
@@ -247,7 +247,7 @@ def test_failure_during_fit_leaves_nothing(monkeypatch, tmp_path, exc, code, phr
         c, stdout, stderr = run_cli(["fit", "--seed", "3", "--out", out, *extra])
         assert c == code
         assert "Traceback" not in stderr
-        assert len(stderr.strip().splitlines()) == 1
+        assert len(error_lines(stderr)) == 1, stderr
         assert re.search(phrase, stderr), stderr
         assert sorted(p.name for p in out.parent.iterdir()) == (["x"] if extra else [])
         if not extra:
@@ -342,7 +342,7 @@ def test_overrides_reach_the_spec(files, monkeypatch):
     )
     assert code == 2
     s = fake.exc_spec
-    assert s.name == "old_faithful_1d"
+    assert s.name == "good"  # the data's name, not the spec file's (that spec sets no name)
     assert s.data.path == str((files / "good.csv").resolve()) and s.data.columns is None
     assert (s.model.n_components, s.model.covariance, s.model.ordered) == (3, "spherical", True)
     assert s.fit.methods == ("em", "map")
