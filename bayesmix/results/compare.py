@@ -11,7 +11,7 @@ import xarray as xr
 from bayesmix._validation import DataError, ParameterError
 from bayesmix.results.labels import COMPONENT_VARS, _group, _require_posterior
 
-__all__ = ["compare_estimates", "EstimatesTable", "COLUMNS"]
+__all__ = ["compare_estimates", "EstimatesTable", "COLUMNS", "ADVI_COLUMNS"]
 
 COLUMNS = (
     "parameter",
@@ -68,15 +68,32 @@ def _entries(da: xr.DataArray, sample_dims: tuple[str, ...]) -> tuple[list[str],
     return rest, keep
 
 
+ADVI_COLUMNS = ("advi_mean", "advi_sd", "advi_lower", "advi_upper")
+
+
+def _draws(da: xr.DataArray, rest: list[str], keep: np.ndarray) -> np.ndarray:
+    """Draws of ``da`` (chain, draw, *rest) as a (chain * draw, kept entries) array."""
+    draws = da.transpose("chain", "draw", *rest).values
+    return draws.reshape(draws.shape[0] * draws.shape[1], -1)[:, keep.ravel()]
+
+
+def _draw_group(result: xr.DataTree, name: str) -> xr.Dataset | None:
+    """Group ``name`` when it holds draws with a ``w`` (chain, draw, component), else None."""
+    ds = _group(result, name)
+    if ds is None or "w" not in ds or not {"chain", "draw", "component"} <= set(ds["w"].dims):
+        return None
+    return ds
+
+
 def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataFrame:
-    """EM, MAP and posterior summaries of every scalar parameter, one row each.
+    """EM, MAP, posterior (and ADVI) summaries of every scalar parameter, one row each.
 
     Parameters
     ----------
     result : xarray.DataTree
-        A result with a ``posterior`` group (dims ``(chain, draw, ...)``), optionally ``em``
-        and ``map`` groups. Without a posterior the table lists the ``em`` and ``map``
-        estimates and leaves the posterior columns empty (NaN). Relabel first
+        A result with a ``posterior`` group (dims ``(chain, draw, ...)``), optionally ``em``,
+        ``map`` and ``advi`` groups. Without a posterior the table lists the ``em``, ``map``
+        (and ADVI) estimates and leaves the posterior columns empty (NaN). Relabel first
         (:func:`bayesmix.results.relabel`) when the chains switched labels.
     ci_prob : float
         Probability mass of the central (equal-tailed) credible interval.
@@ -85,14 +102,19 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
     -------
     EstimatesTable (a pandas.DataFrame)
         Columns ``parameter, component, feature, [feature_bis,] em, map, mean, sd, lower,
-        upper, r_hat, ess_bulk, ess_tail, em_z, em_quantile``. ``feature_bis`` is present
-        only when the posterior holds ``cov`` or ``corr``; only their lower triangle is listed
-        (with the diagonal for ``cov``; without it for ``corr``, whose diagonal is 1). ``sd``
-        uses ``ddof=1``; ``lower``/``upper`` are the ``(1 -/+ ci_prob) / 2`` quantiles
-        (NumPy's linear interpolation); ``em_z = (em - mean) / sd``; ``em_quantile`` is the
-        fraction of draws below the EM value. ``em``/``map`` are NaN when the group (or the
-        variable) is absent. ``r_hat``, ``ess_bulk`` and ``ess_tail`` come from
-        :func:`arviz.rhat` and :func:`arviz.ess`.
+        upper, r_hat, ess_bulk, ess_tail, em_z, em_quantile``, then, only when the result
+        has an ``advi`` group, ``advi_mean, advi_sd, advi_lower, advi_upper``: the same
+        summaries of the ADVI draws, which come from a (mean-field) approximation of the
+        posterior, not from the posterior itself (no R-hat or ESS; ADVI tends to understate
+        the sd). ``feature_bis`` is present only when the draws hold ``cov`` or ``corr``; only
+        their lower triangle is listed (with the diagonal for ``cov``; without it for
+        ``corr``, whose diagonal is 1). ``sd`` uses ``ddof=1``; ``lower``/``upper`` are the
+        ``(1 -/+ ci_prob) / 2`` quantiles (NumPy's linear interpolation); ``em_z = (em -
+        mean) / sd``; ``em_quantile`` is the fraction of draws below the EM value.
+        ``em``/``map`` are NaN when the group (or the variable) is absent. ``r_hat``,
+        ``ess_bulk`` and ``ess_tail`` come from :func:`arviz.rhat` and :func:`arviz.ess`
+        (NaN with a single chain for R-hat). ``table.attrs`` holds ``ci_prob`` and, with ADVI,
+        ``advi`` (a sentence saying what the ADVI columns are).
     """
     import arviz as az
 
@@ -102,29 +124,33 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
             "pass the probability mass of the interval"
         )
     points = {g: _group(result, g) for g in ("em", "map")}
+    advi = _draw_group(result, "advi") if isinstance(result, xr.DataTree) else None
     if isinstance(result, xr.DataTree) and "posterior" not in result.children:
-        # EM / MAP only: the same table, with the posterior columns left empty
-        template = points["map"] if points["map"] is not None else points["em"]
+        # EM / MAP / ADVI only: the same table, with the posterior columns left empty
+        template = next((d for d in (advi, points["map"], points["em"]) if d is not None), None)
         if template is None:
             raise DataError(
-                "compare_estimates needs estimates: expected a 'posterior', 'map' or 'em' "
-                f"group, got {sorted(result.children)}; fit the model with bayesmix.inference"
+                "compare_estimates needs estimates: expected a 'posterior', 'advi', 'map' or "
+                f"'em' group, got {sorted(result.children)}; fit the model with "
+                "bayesmix.inference"
             )
-        post, sample_dims = template, ()
+        post = None
     else:
-        post, sample_dims = _require_posterior(result, "compare_estimates"), ("chain", "draw")
-    names = [v for v in COMPONENT_VARS if v in post]
-    names += [v for v in post.data_vars if v not in names]
+        post = _require_posterior(result, "compare_estimates")
+        template = post
+    sample_dims = ("chain", "draw") if template is post or template is advi else ()
+    names = [v for v in COMPONENT_VARS if v in template]
+    names += [v for v in template.data_vars if v not in names]
     names = [
         v
         for v in names
-        if set(sample_dims) <= set(post[v].dims)
-        and np.issubdtype(post[v].dtype, np.floating)
-        and set(post[v].dims) - set(sample_dims) <= set(_ENTRY_DIMS)
-        and (sample_dims or "component" in post[v].dims)
+        if set(sample_dims) <= set(template[v].dims)
+        and np.issubdtype(template[v].dtype, np.floating)
+        and set(template[v].dims) - set(sample_dims) <= set(_ENTRY_DIMS)
+        and (sample_dims or "component" in template[v].dims)
     ]
     stats = {}
-    if sample_dims:
+    if post is not None:
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             stats["r_hat"] = az.rhat(post[names])
@@ -134,7 +160,7 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
 
     frames = []
     for name in names:
-        da = post[name]
+        da = template[name]
         rest, keep = _entries(da, sample_dims)
         idx = np.nonzero(keep)
         n_entries = len(idx[0]) if idx else 1
@@ -146,9 +172,8 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
                 frame[key] = np.asarray(ds[name].transpose(*rest).values, float)[keep]
             else:
                 frame[key] = np.full(n_entries, np.nan)
-        if sample_dims:
-            draws = da.transpose(*sample_dims, *rest).values
-            draws = draws.reshape(draws.shape[0] * draws.shape[1], -1)[:, keep.ravel()]
+        if post is not None:
+            draws = _draws(da, rest, keep)
             frame["mean"] = draws.mean(axis=0)
             frame["sd"] = draws.std(axis=0, ddof=1)
             frame["lower"], frame["upper"] = np.quantile(draws, [lo_q, hi_q], axis=0)
@@ -161,6 +186,15 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         else:
             for key in COLUMNS[5:] + ("em_quantile",):
                 frame[key] = np.full(n_entries, np.nan)
+        if advi is not None:
+            if name in advi and set(advi[name].dims) == {"chain", "draw", *rest}:
+                draws = _draws(advi[name], rest, keep)
+                frame["advi_mean"] = draws.mean(axis=0)
+                frame["advi_sd"] = draws.std(axis=0, ddof=1)
+                frame["advi_lower"], frame["advi_upper"] = np.quantile(draws, [lo_q, hi_q], axis=0)
+            else:
+                for key in ADVI_COLUMNS:
+                    frame[key] = np.full(n_entries, np.nan)
         frames.append(pd.DataFrame(frame))
 
     table = pd.concat(frames, ignore_index=True)
@@ -173,6 +207,13 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
     if "feature_bis" in table:
         cols.append("feature_bis")
     cols += list(COLUMNS[3:]) + ["em_quantile"]
-    table = table[cols]
+    if advi is not None:
+        cols += list(ADVI_COLUMNS)
+    table = EstimatesTable(table[cols])
     table.attrs["ci_prob"] = ci_prob
-    return EstimatesTable(table)
+    if advi is not None:
+        table.attrs["advi"] = (
+            "advi_* columns: draws from the mean-field ADVI approximation of the posterior, "
+            "not posterior draws (no R-hat or ESS; the sd is often too small)"
+        )
+    return table

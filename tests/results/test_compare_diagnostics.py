@@ -170,7 +170,7 @@ def test_table_without_posterior_lists_point_estimates(clean_tree):
     np.testing.assert_array_equal(table["em"].to_numpy(), full["em"].to_numpy())
     np.testing.assert_array_equal(table["map"].to_numpy(), full["map"].to_numpy())
     assert table[["mean", "sd", "lower", "upper", "r_hat", "em_z"]].isna().all().all()
-    with pytest.raises(ValueError, match="posterior', 'map' or 'em'"):
+    with pytest.raises(ValueError, match="posterior', 'advi', 'map' or 'em'"):
         compare_estimates(xr.DataTree.from_dict({"observed_data": tree["observed_data"]}))
 
 
