@@ -239,6 +239,297 @@ def test_load_table_ragged_csv(tmp_path):
         load_table(tmp_path / "d.csv")
 
 
+def test_load_table_missing_values_hint_names_dropna(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,\n")
+    with pytest.raises(DataError, match=r"drop them first with dropna=True"):
+        load_table(tmp_path / "d.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# load_table: CSV dialects (separator, decimal mark, BOM)
+# --------------------------------------------------------------------------------------------
+def _values(n=40, d=2, seed=0):
+    """Numbers with 3 decimals (exact once rounded) and both signs."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.normal(0, 50, size=(n, d)), 3)
+
+
+def _write(path, header, rows, sep, decimal=".", bom=False):
+    lines = [sep.join(header)]
+    for row in rows:
+        lines.append(sep.join(f"{v:.3f}".replace(".", decimal) for v in row))
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def test_plain_comma_csv_has_no_notes_and_a_range_index(tmp_path):
+    X = _values()
+    df = load_table(_write(tmp_path / "d.csv", ["a", "b"], X, ","))
+    np.testing.assert_array_equal(df.to_numpy(), X)
+    assert df.attrs["notes"] == []
+    assert df.index.equals(pd.RangeIndex(len(X)))
+
+
+def test_semicolon_with_decimal_commas(tmp_path):
+    X = _values()
+    f = _write(tmp_path / "d.csv", ["a", "b"], X, ";", decimal=",")
+    df = load_table(f)
+    assert list(df.columns) == ["a", "b"]
+    np.testing.assert_array_equal(df.to_numpy(), X)
+    assert df.attrs["notes"] == ["read as semicolon-separated with decimal commas"]
+
+
+def test_issue_example_semicolon_decimal_comma(tmp_path):
+    (tmp_path / "d.csv").write_text("a;b\n3,572;7,333\n-1,5;2\n")
+    df = load_table(tmp_path / "d.csv")
+    np.testing.assert_array_equal(df.to_numpy(), [[3.572, 7.333], [-1.5, 2.0]])
+
+
+@pytest.mark.parametrize(
+    ("sep", "word"), [("\t", "tab"), ("|", "pipe"), (";", "semicolon"), ("  ", "whitespace")]
+)
+def test_other_separators_with_decimal_points(tmp_path, sep, word):
+    X = _values(seed=1)
+    df = load_table(_write(tmp_path / "d.csv", ["x", "y"], X, sep))
+    assert list(df.columns) == ["x", "y"]
+    np.testing.assert_array_equal(df.to_numpy(), X)
+    assert df.attrs["notes"] == [f"read as {word}-separated"]
+
+
+def test_tab_separated_with_decimal_commas_and_text(tmp_path):
+    (tmp_path / "d.tsv").write_text("name\tx\ty\nSmith, J\t1,5\t2\nDoe, A\t-0,25\t3\n")
+    df = load_table(tmp_path / "d.tsv")
+    np.testing.assert_array_equal(df.to_numpy(), [[1.5, 2.0], [-0.25, 3.0]])
+    assert df.attrs["notes"][0] == "read as tab-separated with decimal commas"
+    assert df.attrs["notes"][1].startswith("left out non-numeric column(s) 'name'")
+
+
+def test_comma_csv_with_quoted_separators_inside_fields(tmp_path):
+    (tmp_path / "d.csv").write_text('a,label,b\n1.5,"x;y|z",2\n2.5,"p;q",3\n3.5,"a\tb;c",4\n')
+    df = load_table(tmp_path / "d.csv")
+    np.testing.assert_array_equal(df.to_numpy(), [[1.5, 2], [2.5, 3], [3.5, 4]])
+    assert list(df.columns) == ["a", "b"]
+    assert df.attrs["notes"][0].startswith("left out non-numeric column(s) 'label'")
+    assert not any(n.startswith("read as") for n in df.attrs["notes"])
+
+
+def test_one_column_files(tmp_path):
+    (tmp_path / "d.csv").write_text("body mass\n1.5\n2.5\n-3\n")
+    df = load_table(tmp_path / "d.csv")
+    assert list(df.columns) == ["body mass"]
+    np.testing.assert_array_equal(df["body mass"], [1.5, 2.5, -3.0])
+    assert df.attrs["notes"] == []
+    (tmp_path / "c.csv").write_text("y\n1,5\n-2,25\n3\n")  # decimal commas, one column
+    df = load_table(tmp_path / "c.csv")
+    np.testing.assert_array_equal(df["y"], [1.5, -2.25, 3.0])
+    assert df.attrs["notes"] == ["read as one column with decimal commas"]
+
+
+@pytest.mark.parametrize(("sep", "decimal"), [(",", "."), (";", ",")])
+def test_byte_order_mark(tmp_path, sep, decimal):
+    X = _values(n=5)
+    df = load_table(_write(tmp_path / "d.csv", ["a", "b"], X, sep, decimal, bom=True))
+    assert list(df.columns) == ["a", "b"]
+    np.testing.assert_array_equal(df.to_numpy(), X)
+
+
+def test_file_longer_than_the_sniffed_sample(tmp_path):
+    X = _values(n=8000, d=3, seed=2)  # ~200 KB: the sample ends inside a line
+    f = _write(tmp_path / "d.csv", ["a", "b", "c"], X, ";", decimal=",")
+    assert f.stat().st_size > 2 * 65_536
+    df = load_table(f)
+    np.testing.assert_array_equal(df.to_numpy(), X)
+
+
+def test_explicit_sep_and_decimal(tmp_path):
+    X = _values()
+    f = _write(tmp_path / "d.csv", ["a", "b"], X, ";", decimal=",")
+    for sep in (";", "semicolon"):
+        df = load_table(f, sep=sep, decimal=",")
+        np.testing.assert_array_equal(df.to_numpy(), X)
+        assert df.attrs["notes"] == []
+    df = load_table(f, sep=";")
+    np.testing.assert_array_equal(df.to_numpy(), X)
+    assert df.attrs["notes"] == ["read with decimal commas"]
+    with pytest.raises(DataError, match=r"holds numbers with decimal commas: .*pass decimal=','"):
+        load_table(f, sep=";", decimal=".")
+    with pytest.raises(DataError, match=r"read as one column 'a;b'.*pass sep=';'"):
+        load_table(f, sep=",")
+
+
+def test_one_column_header_holding_a_separator_is_an_error(tmp_path):
+    # ragged rows defeat the detection; the table must not be read as one column 'a;b'
+    (tmp_path / "d.csv").write_text("a;b\n1;2;3\n4;5;6\n7;8;9\n")
+    with pytest.raises(DataError, match=r"read as one column 'a;b': .*semicolons; pass sep=';'"):
+        load_table(tmp_path / "d.csv")
+    (tmp_path / "t.csv").write_text("a\tb\n1\n2\n")
+    with pytest.raises(DataError, match=r"read as one column 'a\\tb'.*pass sep='\\t'"):
+        load_table(tmp_path / "t.csv", sep=",")
+
+
+def test_rows_longer_than_the_header_are_an_error(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b\n1,2,\n3,4,\n")  # trailing commas
+    with pytest.raises(DataError, match=r"more fields than the header: expected 2 .* got 3"):
+        load_table(tmp_path / "d.csv")
+
+
+def test_decimal_commas_in_a_comma_separated_file(tmp_path):
+    (tmp_path / "d.csv").write_text('x,y\n"1,5",2\n"2,5",3\n')
+    with pytest.raises(DataError, match=r"column 'x' .* decimal commas: .*got '1,5' in row 0"):
+        load_table(tmp_path / "d.csv")
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"sep": "ab"}, "sep is invalid"),
+        ({"sep": "x"}, "sep is invalid"),
+        ({"sep": 1}, "sep is invalid"),
+        ({"decimal": ";"}, "decimal is invalid"),
+        ({"sep": ",", "decimal": ","}, "decimal and sep are both"),
+        ({"decimal": ","}, "does not fit data file"),
+        ({"dropna": "yes"}, "dropna is invalid"),
+        ({"id_column": 3}, "id_column is invalid"),
+    ],
+)
+def test_dialect_and_option_errors(tmp_path, kw, match):
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(ParameterError, match=match):
+        load_table(tmp_path / "d.csv", **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# load_table: text and id columns, missing values, notes
+# --------------------------------------------------------------------------------------------
+def test_text_columns_are_left_out_with_a_note(tmp_path):
+    (tmp_path / "d.csv").write_text(
+        "name,age,group,bmi\nann,30,A,22.5\nbob,41,B,30.1\ncy,52,A,25\n"
+    )
+    df = load_table(tmp_path / "d.csv")
+    ref = pd.read_csv(tmp_path / "d.csv")[["age", "bmi"]]
+    pd.testing.assert_frame_equal(df, ref, check_like=False)
+    assert df.attrs["notes"] == [
+        "left out non-numeric column(s) 'name', 'group'; 'name' has unique values: pass "
+        "id_column='name' to use them as row ids"
+    ]
+    # asked for explicitly, a text column is still an error
+    with pytest.raises(DataError, match=r"column 'group' .* is not numeric: .*got 'A' in row 0"):
+        load_table(tmp_path / "d.csv", ["age", "group"])
+
+
+def test_mostly_numeric_column_with_a_bad_value_is_still_an_error(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,n/a?\n5,6\n")
+    with pytest.raises(DataError, match=r"column 'b' .* not numeric: .*'n/a\?' in row 1"):
+        load_table(tmp_path / "d.csv")
+
+
+def test_only_text_columns_is_an_error(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b\nx,y\nz,w\n")
+    with pytest.raises(DataError, match=r"has no numeric column: .*check the separator"):
+        load_table(tmp_path / "d.csv")
+
+
+def test_id_column(tmp_path):
+    (tmp_path / "d.csv").write_text("x,pid,y\n1.5,P7,2\n2.5,P3,3\n3.5,P9,4\n")
+    df = load_table(tmp_path / "d.csv", id_column="pid")
+    assert list(df.columns) == ["x", "y"]
+    assert df.index.tolist() == ["P7", "P3", "P9"]
+    np.testing.assert_array_equal(df.to_numpy(), [[1.5, 2], [2.5, 3], [3.5, 4]])
+    assert df.attrs["notes"] == ["used column 'pid' as row ids, not as a feature"]
+    df = load_table(tmp_path / "d.csv", ["y"], id_column="pid")
+    assert list(df.columns) == ["y"] and df.index.tolist() == ["P7", "P3", "P9"]
+    with pytest.raises(DataError, match=r"unknown id_column 'pdi' .*did you mean 'pid'\?"):
+        load_table(tmp_path / "d.csv", id_column="pdi")
+    with pytest.raises(DataError, match=r"'pid' is both the id_column and in columns"):
+        load_table(tmp_path / "d.csv", ["x", "pid"], id_column="pid")
+
+
+def test_id_column_must_be_unique_and_complete(tmp_path):
+    (tmp_path / "d.csv").write_text("id,x\n4,1\n5,2\n4,3\n")
+    with pytest.raises(
+        DataError, match=r"id column 'id' .* repeated values: .*got 4 in rows 0 and 2"
+    ):
+        load_table(tmp_path / "d.csv", id_column="id")
+    (tmp_path / "m.csv").write_text("id,x\na,1\n,2\n")
+    with pytest.raises(DataError, match=r"id column 'id' .* missing value: .*row 1"):
+        load_table(tmp_path / "m.csv", id_column="id")
+
+
+def test_pandas_index_column_is_not_a_feature(tmp_path):
+    X = _values(n=6)
+    ref = pd.DataFrame(X, columns=["a", "b"], index=[10, 11, 12, 13, 14, 15])
+    ref.to_csv(tmp_path / "d.csv")  # writes the index as a first column with an empty name
+    df = load_table(tmp_path / "d.csv")
+    assert list(df.columns) == ["a", "b"]
+    np.testing.assert_array_equal(df.to_numpy(), X)
+    assert df.index.tolist() == ref.index.tolist()
+    assert df.attrs["notes"] == [
+        "used column 'Unnamed: 0' as row ids, not as a feature (named like an id)"
+    ]
+
+
+@pytest.mark.parametrize("name", ["id", "ID", "patient_id", "subjectId", "row"])
+def test_id_named_columns_are_not_features(tmp_path, name):
+    (tmp_path / "d.csv").write_text(f"{name},x\n7,1.5\n3,2.5\n9,3.5\n")
+    df = load_table(tmp_path / "d.csv")
+    assert list(df.columns) == ["x"]
+    assert df.index.tolist() == [7, 3, 9]
+    # repeated values: not row ids, but still not a feature
+    (tmp_path / "r.csv").write_text(f"{name},x\n1,1.5\n1,2.5\n2,3.5\n")
+    df = load_table(tmp_path / "r.csv")
+    assert list(df.columns) == ["x"]
+    assert df.index.equals(pd.RangeIndex(3))
+    assert df.attrs["notes"][0].startswith(f"left out column '{name}' (named like an id")
+    # listed explicitly, it is a feature
+    assert list(load_table(tmp_path / "r.csv", [name, "x"]).columns) == [name, "x"]
+
+
+def test_row_number_column_under_another_name_gets_a_note(tmp_path):
+    (tmp_path / "d.csv").write_text("n,x\n1,1.5\n2,2.5\n3,3.5\n")
+    df = load_table(tmp_path / "d.csv")
+    assert list(df.columns) == ["n", "x"]
+    assert df.attrs["notes"] == [
+        "column 'n' holds the row numbers 1..3 and is fitted as a feature; if it is a row id, "
+        "pass id_column='n'"
+    ]
+    # not a note for an ordinary integer feature
+    (tmp_path / "e.csv").write_text("n,x\n1,1.5\n5,2.5\n3,3.5\n")
+    assert load_table(tmp_path / "e.csv").attrs["notes"] == []
+
+
+def test_dropna(tmp_path):
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame(rng.normal(size=(50, 3)).round(3), columns=["age", "bmi", "w"])
+    ref.loc[[3, 10, 11], "age"] = np.nan
+    ref.loc[[10, 20], "bmi"] = np.nan
+    ref["name"] = [f"p{i}" for i in range(50)]
+    ref.to_csv(tmp_path / "d.csv", index=False)
+    df = load_table(tmp_path / "d.csv", dropna=True)
+    expected = ref[["age", "bmi", "w"]].dropna()
+    pd.testing.assert_frame_equal(df, expected)  # values and the original row numbers
+    assert df.index.tolist() == [i for i in range(50) if i not in (3, 10, 11, 20)]
+    assert "dropped 4 of 50 rows with missing values (columns 'age', 'bmi')" in df.attrs["notes"]
+    # only the selected columns count
+    df = load_table(tmp_path / "d.csv", ["bmi", "w"], dropna=True)
+    assert df.attrs["notes"] == ["dropped 2 of 50 rows with missing values (column 'bmi')"]
+    # nothing to drop: no note, the default index
+    df = load_table(tmp_path / "d.csv", ["w"], dropna=True)
+    assert df.attrs["notes"] == [] and df.index.equals(pd.RangeIndex(50))
+
+
+def test_dropna_keeps_ids_and_refuses_an_empty_table(tmp_path):
+    (tmp_path / "d.csv").write_text("pid,x,y\nP1,1.5,2\nP2,2.5,\nP3,3,4\n")
+    df = load_table(tmp_path / "d.csv", id_column="pid", dropna=True)
+    assert df.index.tolist() == ["P1", "P3"]
+    assert df.attrs["notes"] == [
+        "used column 'pid' as row ids, not as a feature",
+        "dropped 1 of 3 rows with missing values (column 'y')",
+    ]
+    (tmp_path / "e.csv").write_text("x,y\n1,\n,2\n")
+    with pytest.raises(DataError, match=r"missing values in every row"):
+        load_table(tmp_path / "e.csv", dropna=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Simulators: reproducibility and argument checks
 # --------------------------------------------------------------------------------------------
