@@ -10,6 +10,10 @@ A run is described by four frozen dataclasses: :class:`DataSpec` (where the data
     [data]
     path = "builtin:old_faithful"   # or a CSV path, relative to this file
     columns = ["eruptions", "waiting"]
+    # id = "patient"                # optional: row ids (index, obs_id), not a feature
+    # dropna = true                 # optional: drop incomplete rows instead of failing
+    # sep = ";"                     # optional: separator; detected when left out
+    # decimal = ","                 # optional: decimal mark; detected when left out
 
     [model]
     family = "gaussian"             # gaussian | bernoulli
@@ -70,6 +74,8 @@ COVARIANCES = ("full", "diag", "spherical")
 METHODS = ("em", "map", "nuts", "advi")
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 BUILTIN_DATA = ("old_faithful", "low_dim_gauss_mix", "digits")
+#: Separator names accepted in ``[data] sep`` (as in ``bayesmix.data.SEPARATOR_NAMES``).
+DATA_SEPARATORS = ("comma", "semicolon", "tab", "pipe", "whitespace")
 
 Number = float | tuple[float, ...]
 
@@ -177,25 +183,55 @@ class DataSpec:
         :func:`load_spec` resolves relative paths against the folder of the spec file and stores
         the absolute path.
     columns : tuple of str or None
-        Columns to use; ``None`` means all.
+        Columns to use; ``None`` means every numeric column (text and id-named columns are
+        left out, see :func:`bayesmix.data.load_table`).
+    id : str or None
+        Column of unique row labels: the index of the table and the ``obs_id`` of a fit.
+    dropna : bool
+        Drop the rows with missing values instead of refusing the table.
+    sep : str or None
+        Field separator (one character, or ``comma``, ``semicolon``, ``tab``, ``pipe``,
+        ``whitespace``); ``None``: detected.
+    decimal : str or None
+        Decimal mark, ``"."`` or ``","``; ``None``: detected.
     """
 
     path: str = "builtin:old_faithful"
     columns: tuple[str, ...] | None = None
+    id: str | None = None
+    dropna: bool = False
+    sep: str | None = None
+    decimal: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``[data]`` table."""
+        """The ``[data]`` table (options at their defaults are left out)."""
         out: dict[str, Any] = {"path": self.path}
         if self.columns is not None:
             out["columns"] = list(self.columns)
+        for key in ("id", "sep", "decimal"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.dropna:
+            out["dropna"] = True
         return out
 
     def load(self):
-        """Load the table with :func:`bayesmix.data.load_table` -> ``pandas.DataFrame``."""
+        """Load the table with :func:`bayesmix.data.load_table` -> ``pandas.DataFrame``.
+
+        ``df.attrs["notes"]`` lists what the loader decided (separator detected, columns and
+        rows left out).
+        """
         from bayesmix.data import load_table
 
         cols = list(self.columns) if self.columns is not None else None
-        return load_table(self.path, cols)
+        return load_table(
+            self.path,
+            cols,
+            id_column=self.id,
+            dropna=self.dropna,
+            sep=self.sep,
+            decimal=self.decimal,
+        )
 
 
 @dataclass(frozen=True)
@@ -270,7 +306,7 @@ class RunSpec:
 
 
 _SECTIONS = {
-    "data": {"path", "columns"},
+    "data": {"path", "columns", "id", "dropna", "sep", "decimal"},
     "model": {"family", "components", "covariance", "ordered"},
     "priors": {f.name for f in dataclasses.fields(PriorSpec)},
     "fit": {f.name for f in dataclasses.fields(FitSpec)},
@@ -450,6 +486,37 @@ def spec_from_dict(
             columns = None
         else:
             columns = tuple(columns)
+    data_id = data_t.get("id")
+    if data_id is not None and (not isinstance(data_id, str) or not data_id):
+        col.add(f"[data] id: expected a column name, got {data_id!r}")
+        data_id = None
+    elif data_id is not None and columns is not None and data_id in columns:
+        col.add(
+            f"[data] id: expected a column apart from the features, got {data_id!r}, which is "
+            "also in [data] columns; remove it from columns"
+        )
+    dropna = col.boolean("[data] dropna", data_t.get("dropna", False))
+    sep = data_t.get("sep")
+    if sep is not None and not (
+        isinstance(sep, str)
+        and (
+            sep in DATA_SEPARATORS
+            or (len(sep) == 1 and sep not in "\"'\r\n" and not sep.isalnum())
+        )
+    ):
+        col.add(
+            f"[data] sep: expected one character such as ';' or '\\t', or one of "
+            f"{', '.join(DATA_SEPARATORS)}; got {sep!r}"
+        )
+        sep = None
+    decimal = data_t.get("decimal")
+    if decimal is not None and decimal not in (".", ","):
+        col.add(f"[data] decimal: expected '.' or ',', got {decimal!r}")
+        decimal = None
+    elif decimal is not None and decimal == {"comma": ","}.get(sep, sep):
+        col.add(
+            f"[data] decimal: expected a mark other than the separator, got {decimal!r} for both"
+        )
 
     # [model]
     mt = tables["model"]
@@ -519,7 +586,14 @@ def spec_from_dict(
 
     return RunSpec(
         name=run_name,
-        data=DataSpec(path=path, columns=columns),
+        data=DataSpec(
+            path=path,
+            columns=columns,
+            id=data_id,
+            dropna=bool(dropna),
+            sep=sep,
+            decimal=decimal,
+        ),
         model=ModelSpec(
             family=family,
             n_components=k,

@@ -79,6 +79,51 @@ def test_round_trip_dict_and_json(tmp_path):
     assert hash(s)  # frozen and hashable: usable as a cache key
 
 
+def test_data_options_round_trip_and_reach_the_loader(tmp_path):
+    (tmp_path / "d.csv").write_text("pid;x;y;name\nP1;1,5;2;a\nP2;2,5;;b\nP3;3,5;4;c\n")
+    (tmp_path / "a.toml").write_text(
+        '[data]\npath = "d.csv"\nid = "pid"\ndropna = true\nsep = ";"\ndecimal = ","\n'
+    )
+    s = load_spec(tmp_path / "a.toml")
+    assert s.data == DataSpec(
+        str((tmp_path / "d.csv").resolve()), None, id="pid", dropna=True, sep=";", decimal=","
+    )
+    assert spec_from_dict(s.to_dict()) == s
+    assert RunSpec.from_json(s.to_json()) == s
+    df = s.data.load()
+    assert df.index.tolist() == ["P1", "P3"]
+    np.testing.assert_array_equal(df.to_numpy(), [[1.5, 2.0], [3.5, 4.0]])
+    assert df.attrs["notes"][-1] == "dropped 1 of 3 rows with missing values (column 'y')"
+    # defaults are left out of the table, so older specs and results read the same
+    assert DataSpec("d.csv").to_dict() == {"path": "d.csv"}
+    assert spec_from_dict({"data": {"path": "d.csv", "sep": "tab"}}).data.sep == "tab"
+
+
+def test_data_option_problems_reported_at_once():
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(
+            {
+                "data": {
+                    "path": "d.csv",
+                    "columns": ["a", "pid"],
+                    "id": "pid",
+                    "dropna": "yes",
+                    "sep": "ab",
+                    "decimal": ";",
+                },
+                "model": {"components": 0},
+            }
+        )
+    text = " | ".join(info.value.problems)
+    assert len(info.value.problems) == 5, text
+    for key in ("id", "dropna", "sep", "decimal"):
+        assert f"[data] {key}:" in text
+    with pytest.raises(SpecError, match=r"\[data\] decimal: expected a mark other than"):
+        spec_from_dict({"data": {"sep": "comma", "decimal": ","}})
+    with pytest.raises(SpecError, match=r"\[data\] id: expected a column name, got 3"):
+        spec_from_dict({"data": {"id": 3}})
+
+
 def test_every_problem_reported_at_once(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text(
