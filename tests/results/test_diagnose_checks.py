@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -366,3 +367,29 @@ def test_advi_problems(clean_tree):
     flat.attrs["final_loss"] = 900.0
     flat["mu"] = (advi["mu"].dims, np.where(np.isfinite(mu), mu, 0.0))
     assert diagnose(xr.DataTree.from_dict({"advi": flat})).ok
+
+
+@pytest.mark.slow
+def test_real_nuts_run_of_an_ordered_model_with_too_many_components():
+    """Old Faithful waiting times, K = 3 with ordered means (two groups in the data)."""
+    import dataclasses
+
+    from bayesmix.config import load_spec
+    from bayesmix.inference import fit_em, sample_nuts
+
+    run = load_spec(Path(__file__).resolve().parents[2] / "models" / "old_faithful_1d.toml")
+    assert run.model.ordered
+    spec = dataclasses.replace(run.model, n_components=3)
+    X = run.data.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = fit_em(spec, X, random_state=0)
+        tree = sample_nuts(
+            spec, X, draws=300, tune=300, chains=4, random_seed=0, result=tree, progressbar=False
+        )
+    mu = tree["posterior"]["mu"].transpose(..., "component").values
+    assert np.all(np.diff(mu, axis=-1) > 0)  # ordered in every draw
+    diag = diagnose(tree)
+    text = "\n".join(diag.warnings)
+    assert "label switching detected" not in text and "relabel first" not in text
+    assert "poorly identified" in text and "use fewer components" in text
