@@ -13,9 +13,8 @@ they are averaged or coloured, so that label switching does not blur the picture
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,13 @@ from matplotlib.patches import Ellipse, Patch
 from scipy.stats import gaussian_kde
 
 from bayesmix import _math
+from bayesmix._files import atomic_path
 from bayesmix._validation import DataError, ParameterError
 
 __all__ = [
     "FEATURE_UNITS",
+    "MAX_DIAGNOSTIC_FEATURES",
+    "MAX_MATRIX_FEATURES",
     "component_colors",
     "plot_clusters_2d",
     "plot_component_images",
@@ -41,10 +43,12 @@ __all__ = [
     "plot_generated_images",
     "plot_k_selection",
     "plot_membership_uncertainty",
+    "plot_plan",
     "plot_ppc",
     "plot_rank",
     "plot_trace",
     "save_figure",
+    "write_plots",
 ]
 
 # Okabe & Ito (2008): distinguishable with the common colour-vision deficiencies. The yellow
@@ -252,6 +256,156 @@ def _method_label(result: xr.DataTree, group: str) -> str:
     return group.upper()
 
 
+def _resolve_features(features: list, chosen: Sequence[Any], what: str) -> list[int]:
+    """Indices of the features named (or indexed) in ``chosen``, without repeats."""
+    if isinstance(chosen, str) or not isinstance(chosen, Sequence | np.ndarray):
+        chosen = [chosen]
+    idx = [_resolve_feature(features, f, what) for f in chosen]
+    if len(set(idx)) != len(idx):
+        raise ParameterError(
+            f"repeated feature in {what}: expected distinct features, got "
+            f"{[str(features[i]) for i in idx]}; name each feature once"
+        )
+    return idx
+
+
+# --------------------------------------------------------------------------------------------
+# robust axes: limits follow the bulk of the data, far outliers are drawn at the edge
+# --------------------------------------------------------------------------------------------
+
+#: The bulk of the data lies between these quantiles ...
+_BULK_QUANTILES = (0.005, 0.995)
+#: ... and a point further than this many bulk ranges beyond them is drawn at the axis edge.
+#: Half a range keeps every point of Gaussian-like data (a point 5 sd out is still inside)
+#: and any cluster holding more than 0.5% of the points.
+_FENCE = 0.5
+_BEYOND_GID = "beyond-axes"
+
+
+def _bulk_range(values: np.ndarray) -> tuple[float, float, float, float]:
+    """(lowest, highest) finite value inside the fence, and the fence (low, high)."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0, -np.inf, np.inf
+    q_lo, q_hi = np.quantile(v, _BULK_QUANTILES)
+    span = q_hi - q_lo
+    if span <= 0:  # most values tied: no bulk to speak of, keep every point
+        return float(v.min()), float(v.max()), -np.inf, np.inf
+    f_lo, f_hi = q_lo - _FENCE * span, q_hi + _FENCE * span
+    inside = v[(v >= f_lo) & (v <= f_hi)]
+    return float(inside.min()), float(inside.max()), float(f_lo), float(f_hi)
+
+
+def _axis_limits(
+    values: np.ndarray, *, pad: float = 0.05, include: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """Axis limits that hold the bulk of ``values`` (every value when none is far out).
+
+    ``include`` (low, high) widens the limits (e.g. to show whole ellipses), but never past
+    the fence, so a component stretched over an outlier cannot squash the picture.
+    """
+    lo, hi, f_lo, f_hi = _bulk_range(values)
+    if include is not None:
+        lo = min(lo, max(include[0], f_lo))
+        hi = max(hi, min(include[1], f_hi))
+    span = hi - lo
+    if span <= 0:
+        span = abs(hi) or 1.0
+    return lo - pad * span, hi + pad * span
+
+
+def _beyond_handle(n: int) -> Line2D:
+    return Line2D(
+        [],
+        [],
+        marker=">",
+        ls="none",
+        mfc="white",
+        mec="black",
+        mew=1.2,
+        ms=7,
+        label=f"{n} point{'s' if n != 1 else ''} beyond the axes (drawn at the edge)",
+    )
+
+
+def _mark_beyond_1d(ax, x: np.ndarray, xlim: tuple[float, float], y: float = 0.03) -> int:
+    """Draw the values of ``x`` outside ``xlim`` as edge markers (at axes height ``y``)."""
+    x = np.asarray(x, dtype=float)
+    n = 0
+    for side, marker, inset in ((x < xlim[0], "<", 0.01), (x > xlim[1], ">", 0.99)):
+        if side.any():
+            edge = xlim[0] + inset * (xlim[1] - xlim[0])
+            ax.scatter(
+                np.full(side.sum(), edge),
+                np.full(side.sum(), y),
+                marker=marker,
+                s=45,
+                c="white",
+                edgecolors="black",
+                linewidths=1.2,
+                transform=ax.get_xaxis_transform(),
+                zorder=6,
+                clip_on=False,
+                gid=_BEYOND_GID,
+            )
+            n += int(side.sum())
+    return n
+
+
+def _mark_beyond_2d(ax, xy: np.ndarray, xlim, ylim, colors: np.ndarray | None = None) -> int:
+    """Draw points of ``xy`` (M, 2) outside the limits at the nearest edge, as triangles."""
+    xy = np.asarray(xy, dtype=float)
+    out = (xy[:, 0] < xlim[0]) | (xy[:, 0] > xlim[1]) | (xy[:, 1] < ylim[0]) | (xy[:, 1] > ylim[1])
+    if not out.any():
+        return 0
+    inset_x = 0.012 * (xlim[1] - xlim[0])
+    inset_y = 0.012 * (ylim[1] - ylim[0])
+    px = np.clip(xy[out, 0], xlim[0] + inset_x, xlim[1] - inset_x)
+    py = np.clip(xy[out, 1], ylim[0] + inset_y, ylim[1] - inset_y)
+    # the triangle points the way the point lies: sideways when x is out, else up or down
+    dirs = np.where(
+        xy[out, 0] > xlim[1],
+        ">",
+        np.where(xy[out, 0] < xlim[0], "<", np.where(xy[out, 1] > ylim[1], "^", "v")),
+    )
+    fill = np.broadcast_to(np.array([1.0, 1.0, 1.0]), (out.sum(), 3))
+    if colors is not None:
+        fill = np.asarray(colors)[out]
+    for marker in "<>^v":
+        sel = dirs == marker
+        if sel.any():
+            ax.scatter(
+                px[sel],
+                py[sel],
+                marker=marker,
+                s=60,
+                c=fill[sel],
+                edgecolors="black",
+                linewidths=1.2,
+                zorder=6,
+                clip_on=False,
+                gid=_BEYOND_GID,
+            )
+    return int(out.sum())
+
+
+def _hist_in_range(ax, x: np.ndarray, lim: tuple[float, float], bins: Any = "auto", **kw):
+    """Density histogram of the values inside ``lim``, scaled by all N values.
+
+    Without far values this is ``ax.hist(x, bins, density=True)``; with them, the bars keep
+    the height they would have on the full axis (their area is the share of points shown).
+    """
+    x = np.asarray(x, dtype=float)
+    inside = x[(x >= lim[0]) & (x <= lim[1])]
+    if inside.size == 0:
+        return
+    edges = np.histogram_bin_edges(inside, bins=bins)
+    widths = np.diff(edges)
+    counts, _ = np.histogram(inside, bins=edges)
+    ax.hist(edges[:-1], bins=edges, weights=counts / (x.size * widths), **kw)
+
+
 # --------------------------------------------------------------------------------------------
 # densities and clusters
 # --------------------------------------------------------------------------------------------
@@ -273,6 +427,8 @@ def plot_density_1d(
     mean density with a band of posterior densities (``band`` quantiles over ``n_draws``
     draws), and dashed component curves ``w_k N(x | mu_k, sigma_k)`` of the point estimate
     (else of the aligned posterior mean). For D > 1 the marginal of ``feature`` is shown.
+    The axis spans the bulk of the data (every point unless some lie far out); far points
+    are drawn as triangles at the edge and counted in the legend.
 
     Parameters
     ----------
@@ -305,9 +461,10 @@ def plot_density_1d(
     j = _resolve_feature(features, feature, "plot_density_1d")
     x = X[:, j]
     fig, ax = _new_axes(ax)
-    ax.hist(x, bins=bins, density=True, color=_HIST_COLOR, edgecolor="white", label="data")
-    pad = 0.1 * (x.max() - x.min() + 1e-12)
-    grid = np.linspace(x.min() - pad, x.max() + pad, 400)
+    # the grid spans the bulk of the data padded by 10% (all of it when nothing is far out)
+    lim = _axis_limits(x, pad=0.1)
+    _hist_in_range(ax, x, lim, bins, color=_HIST_COLOR, edgecolor="white", label="data")
+    grid = np.linspace(lim[0], lim[1], 400)
 
     ref_group, ref = _reference_params(result)
     comp_params, comp_source = None, None
@@ -360,12 +517,17 @@ def plot_density_1d(
                 label=f"component {k} ({comp_source})",
                 gid=f"component-{k}",
             )
+    ax.set_xlim(lim)
+    n_out = _mark_beyond_1d(ax, x, lim)
     ax.set_xlabel(_feature_label(result, features[j]))
     unit = _units(result).get(str(features[j]))
     ax.set_ylabel(f"density (per {unit})" if unit else "density")
     ax.set_title(f"Mixture density of {features[j]} (N = {len(x)})")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize="small", frameon=False)
+    handles, _ = ax.get_legend_handles_labels()
+    if n_out:
+        handles.append(_beyond_handle(n_out))
+    ax.legend(handles=handles, fontsize="small", frameon=False)
     return fig
 
 
@@ -404,6 +566,53 @@ def _membership_draws(
     return point, draws
 
 
+#: plot_clusters_2d draws a scatter matrix of at most this many features.
+MAX_MATRIX_FEATURES = 4
+
+
+def _fitted_params(
+    result: xr.DataTree, n_draws: int, seed: int
+) -> tuple[str | None, dict[str, np.ndarray] | None]:
+    """The EM (else MAP) estimate, else the mean of aligned posterior draws: (source, params)."""
+    group, ref = _reference_params(result)
+    if ref is not None:
+        return _method_label(result, group), ref
+    if "posterior" in result.children:
+        draws = _draw_params(_relabelled(result, "pivot"), "posterior", n_draws, seed)
+        return "posterior mean", {n: v.mean(0) for n, v in draws.items()}
+    return None, None
+
+
+def _separating_pair(params: dict[str, np.ndarray], n_features: int) -> tuple[int, int]:
+    """The pair of features whose 2-D marginals of the components overlap least.
+
+    Overlap of a pair: ``sum_{k<l} w_k w_l BC_kl``, with ``BC`` the Bhattacharyya coefficient
+    ``exp(-D_B)`` of the two components' 2-D Gaussian marginals (1 for identical components,
+    near 0 for separated ones). Ties (e.g. K = 1) go to the first pair.
+    """
+    w = params["w"]
+    k = w.shape[0]
+    best, best_score = (0, 1), np.inf
+    iu = np.triu_indices(k, 1)
+    for i in range(n_features):
+        for j in range(i + 1, n_features):
+            mu = params["mu"][:, [i, j]]  # (K, 2)
+            cov = _cov2(params, i, j)  # (K, 2, 2)
+            avg = 0.5 * (cov[:, None] + cov[None, :])  # (K, K, 2, 2)
+            diff = mu[:, None] - mu[None, :]  # (K, K, 2)
+            sol = np.linalg.solve(avg, diff[..., None])[..., 0]
+            maha = np.einsum("abi,abi->ab", diff, sol)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logdet = np.linalg.slogdet(cov)[1]
+                d_b = 0.125 * maha + 0.5 * (
+                    np.linalg.slogdet(avg)[1] - 0.5 * (logdet[:, None] + logdet[None, :])
+                )
+            score = float(np.sum((w[:, None] * w[None, :] * np.exp(-d_b))[iu]))
+            if score < best_score - 1e-12:
+                best, best_score = (i, j), score
+    return best
+
+
 def plot_clusters_2d(
     result: xr.DataTree,
     *,
@@ -417,27 +626,37 @@ def plot_clusters_2d(
 
     Each point's colour mixes the component colours by its membership probabilities (a point
     shared 50/50 between two components gets the mid colour). Membership is the posterior mean
-    over ``n_draws`` aligned draws when a posterior exists, else the point estimate. Solid
-    ellipses are the EM (else MAP) 1- and 2-sd contours; thin transparent ellipses are the 2-sd
-    contours of ``n_ellipses`` posterior draws; crosses mark the MAP means when present.
+    over ``n_draws`` aligned draws when a posterior exists, else the point estimate; it uses
+    every feature, not just the ones shown. Solid ellipses are the EM (else MAP) 1- and 2-sd
+    contours; thin transparent ellipses are the 2-sd contours of ``n_ellipses`` posterior
+    draws; crosses mark the MAP means when present.
+
+    Axis limits follow the bulk of the data: points far out (beyond the 0.5%..99.5% quantiles
+    by more than half their range) are drawn as triangles at the edge and counted in the legend.
 
     Parameters
     ----------
     result : xarray.DataTree
         Gaussian result with at least two features.
-    features : pair of str or int, optional
-        Features on the x and y axes (default: the first two).
+    features : sequence of str or int, optional
+        Two features: one panel (x, y). Three or four: a scatter matrix (pairs below the
+        diagonal, each feature's histogram and component densities on it). Default: the two
+        features of 2-D data; for D > 2 the pair whose components overlap least (smallest
+        weighted Bhattacharyya coefficient of the 2-D marginals of the EM, else MAP, else
+        posterior-mean components), named in the title.
     n_ellipses : int
-        Posterior draws shown as ellipses (each draws K ellipses).
+        Posterior draws shown as ellipses (each draws K ellipses per panel).
     n_draws : int
         Posterior draws used for the membership colours.
     ax : matplotlib.axes.Axes, optional
+        Axes for a single pair (not for a scatter matrix).
     seed : int
 
     Returns
     -------
     matplotlib.figure.Figure
-        Ellipse patches carry ``gid`` "point-ellipse" or "posterior-ellipse".
+        Ellipse patches carry ``gid`` "point-ellipse" or "posterior-ellipse"; edge markers of
+        far points carry ``gid`` "beyond-axes".
     """
     if _family(result) != "gaussian":
         raise ParameterError(
@@ -445,20 +664,42 @@ def plot_clusters_2d(
             f"{_family(result)!r}; use plot_component_images for Bernoulli results"
         )
     X, names = _observed(result)
-    if X.shape[1] < 2:
+    n_features = X.shape[1]
+    if n_features < 2:
         raise DataError(
-            f"plot_clusters_2d needs two features: expected D >= 2, got D = {X.shape[1]}; "
+            f"plot_clusters_2d needs two features: expected D >= 2, got D = {n_features}; "
             "use plot_density_1d for 1-D data"
         )
+    chosen_note = ""
     if features is None:
-        features = (0, 1)
-    if len(features) != 2:
+        idx = [0, 1]
+        if n_features > 2:
+            source, params = _fitted_params(result, n_draws, seed)
+            if params is not None:
+                idx = list(_separating_pair(params, n_features))
+                chosen_note = (
+                    f"{names[idx[0]]} and {names[idx[1]]}: of the {n_features} features, the "
+                    f"pair whose {source} components overlap least\n"
+                    "(choose others with features=[...])"
+                )
+            else:
+                chosen_note = (
+                    f"the first 2 of {n_features} features (choose others with features=[...])"
+                )
+    else:
+        features = list(features) if not isinstance(features, str) else [features]
+        if not 2 <= len(features) <= MAX_MATRIX_FEATURES:
+            raise ParameterError(
+                f"plot_clusters_2d shows 2 to {MAX_MATRIX_FEATURES} features: expected that "
+                f"many, got {len(features)}; pass features=(name_x, name_y) or up to "
+                f"{MAX_MATRIX_FEATURES} names for a scatter matrix"
+            )
+        idx = _resolve_features(names, features, "plot_clusters_2d")
+    if len(idx) > 2 and ax is not None:
         raise ParameterError(
-            f"plot_clusters_2d shows a pair of features: expected 2, got {len(features)}; "
-            "pass features=(name_x, name_y)"
+            f"plot_clusters_2d draws a scatter matrix for {len(idx)} features: expected no ax, "
+            "got one; pass two features to draw into an axes"
         )
-    i = _resolve_feature(names, features[0], "plot_clusters_2d")
-    j = _resolve_feature(names, features[1], "plot_clusters_2d")
 
     ref_group, ref = _reference_params(result)
     point_r, draw_r = _membership_draws(result, n_draws, seed)
@@ -466,95 +707,175 @@ def plot_clusters_2d(
     k = member.shape[1]
     colors = component_colors(k)
     rgb = np.array([mpl.colors.to_rgb(c) for c in colors])
-    fig, ax = _new_axes(ax, figsize=(7.5, 6.0))
-    ax.scatter(
-        X[:, i],
-        X[:, j],
-        c=np.clip(member @ rgb, 0, 1),
-        s=18,
-        edgecolors="none",
-        alpha=0.85,
-        zorder=2,
-    )
-
-    handles = [Patch(color=colors[c], label=f"component {c}") for c in range(k)]
-    if ref is not None:
-        covs = _cov2(ref, i, j)
-        for c in range(k):
-            for n_sd, ls in ((1, "-"), (2, "--")):
-                ax.add_patch(
-                    _ellipse(
-                        ref["mu"][c, [i, j]],
-                        covs[c],
-                        n_sd,
-                        fill=False,
-                        ec=colors[c],
-                        lw=2,
-                        ls=ls,
-                        zorder=4,
-                        gid="point-ellipse",
-                    )
-                )
-        label = _method_label(result, ref_group)
-        handles += [
-            Line2D([], [], color="0.2", lw=2, label=f"{label} 1 sd"),
-            Line2D([], [], color="0.2", lw=2, ls="--", label=f"{label} 2 sd"),
-        ]
+    point_rgb = np.clip(member @ rgb, 0, 1)
+    draws = None
     if "posterior" in result.children and n_ellipses > 0:
         draws = _draw_params(_relabelled(result, "pivot"), "posterior", n_ellipses, seed + 1)
-        covs = _cov2(draws, i, j)
-        for s in range(draws["mu"].shape[0]):
+    mp = _point_params(result, "map") if "map" in result.children else None
+    limits = {}
+    for f in idx:
+        include = None
+        if ref is not None:  # whole 2-sd ellipses of the point estimate, within the fence
+            sd = np.sqrt(_cov2(ref, f, f)[:, 0, 0])
+            include = (
+                float(np.min(ref["mu"][:, f] - 2 * sd)),
+                float(np.max(ref["mu"][:, f] + 2 * sd)),
+            )
+        limits[f] = _axis_limits(X[:, f], include=include)
+
+    def pair_panel(ax, i: int, j: int) -> int:
+        ax.scatter(X[:, i], X[:, j], c=point_rgb, s=18, edgecolors="none", alpha=0.85, zorder=2)
+        if ref is not None:
+            covs = _cov2(ref, i, j)
             for c in range(k):
-                ax.add_patch(
-                    _ellipse(
-                        draws["mu"][s, c, [i, j]],
-                        covs[s, c],
-                        2,
-                        fill=False,
-                        ec=colors[c],
-                        lw=0.6,
-                        alpha=0.15,
-                        zorder=3,
-                        gid="posterior-ellipse",
+                for n_sd, ls in ((1, "-"), (2, "--")):
+                    ax.add_patch(
+                        _ellipse(
+                            ref["mu"][c, [i, j]],
+                            covs[c],
+                            n_sd,
+                            fill=False,
+                            ec=colors[c],
+                            lw=2,
+                            ls=ls,
+                            zorder=4,
+                            gid="point-ellipse",
+                        )
                     )
+        if draws is not None:
+            covs = _cov2(draws, i, j)
+            for s in range(draws["mu"].shape[0]):
+                for c in range(k):
+                    ax.add_patch(
+                        _ellipse(
+                            draws["mu"][s, c, [i, j]],
+                            covs[s, c],
+                            2,
+                            fill=False,
+                            ec=colors[c],
+                            lw=0.6,
+                            alpha=0.15,
+                            zorder=3,
+                            gid="posterior-ellipse",
+                        )
+                    )
+        if mp is not None:
+            ax.scatter(
+                mp["mu"][:, i],
+                mp["mu"][:, j],
+                marker="X",
+                s=110,
+                c=colors,
+                ec="white",
+                lw=1.2,
+                zorder=5,
+                gid="map-means",
+            )
+        ax.set_xlim(limits[i])
+        ax.set_ylim(limits[j])
+        return _mark_beyond_2d(ax, X[:, [i, j]], limits[i], limits[j], point_rgb)
+
+    def legend_handles(n_out: int) -> list:
+        handles = [Patch(color=colors[c], label=f"component {c}") for c in range(k)]
+        if ref is not None:
+            label = _method_label(result, ref_group)
+            handles += [
+                Line2D([], [], color="0.2", lw=2, label=f"{label} 1 sd"),
+                Line2D([], [], color="0.2", lw=2, ls="--", label=f"{label} 2 sd"),
+            ]
+        if draws is not None:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.2",
+                    lw=0.8,
+                    alpha=0.5,
+                    label=f"posterior draws, 2 sd (n = {draws['mu'].shape[0]})",
                 )
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="0.2",
-                lw=0.8,
-                alpha=0.5,
-                label=f"posterior draws, 2 sd (n = {draws['mu'].shape[0]})",
             )
-        )
-    if "map" in result.children:
-        mp = _point_params(result, "map")
-        ax.scatter(
-            mp["mu"][:, i],
-            mp["mu"][:, j],
-            marker="X",
-            s=110,
-            c=colors,
-            ec="white",
-            lw=1.2,
-            zorder=5,
-            gid="map-means",
-        )
-        handles.append(
-            Line2D(
-                [], [], marker="X", ls="none", color="0.2", mec="white", ms=10, label="MAP mean"
+        if mp is not None:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="X",
+                    ls="none",
+                    color="0.2",
+                    mec="white",
+                    ms=10,
+                    label="MAP mean",
+                )
             )
-        )
-    ax.set_xlabel(_feature_label(result, names[i]))
-    ax.set_ylabel(_feature_label(result, names[j]))
+        if n_out:
+            handles.append(_beyond_handle(n_out))
+        return handles
+
     source = "posterior mean" if draw_r is not None else _method_label(result, ref_group)
-    ax.set_title(
-        f"Clusters: {names[i]} vs {names[j]} (K = {k})\n"
-        f"point colour = component colours mixed by {source} membership"
+    colour_note = f"point colour = component colours mixed by {source} membership"
+    if len(idx) == 2:
+        i, j = idx
+        fig, ax = _new_axes(ax, figsize=(7.5, 6.0))
+        n_out = pair_panel(ax, i, j)
+        ax.set_xlabel(_feature_label(result, names[i]))
+        ax.set_ylabel(_feature_label(result, names[j]))
+        title = f"Clusters: {names[i]} vs {names[j]} (K = {k})\n{colour_note}"
+        if chosen_note:
+            title += f"\n{chosen_note}"
+        ax.set_title(title, fontsize="medium" if chosen_note else None)
+        ax.legend(handles=legend_handles(n_out), fontsize="small", loc="best", framealpha=0.85)
+        return fig
+
+    # scatter matrix: pairs below the diagonal, each feature's marginal on it
+    m = len(idx)
+    fig = Figure(figsize=(2.8 * m + 2.2, 2.8 * m + 0.6), layout="constrained")
+    axs = fig.subplots(m, m, squeeze=False)
+    for r, j in enumerate(idx):
+        for c_, i in enumerate(idx):
+            a = axs[r, c_]
+            if c_ > r:
+                a.axis("off")  # kept (not hidden) so that the legend can sit in one of them
+                continue
+            if c_ == r:
+                lim = limits[i]
+                _hist_in_range(a, X[:, i], lim, color=_HIST_COLOR, edgecolor="white")
+                if ref is not None:
+                    grid = np.linspace(lim[0], lim[1], 300)
+                    dens = _weighted_component_densities(grid, _marginal_params(ref, i))
+                    for c in range(k):
+                        a.plot(grid, dens[:, c], color=colors[c], lw=1.3, ls="--")
+                    a.plot(grid, dens.sum(-1), color=_EM_COLOR, lw=1.5)
+                a.set_xlim(lim)
+                a.set_ylim(bottom=0)
+                a.set_yticks([])
+                a.set_title(str(names[i]), fontsize="small")
+                _mark_beyond_1d(a, X[:, i], lim)
+            else:
+                pair_panel(a, i, j)
+            if r == m - 1:
+                a.set_xlabel(_feature_label(result, names[i]), fontsize="small")
+            if c_ == 0 and r > 0:
+                a.set_ylabel(_feature_label(result, names[j]), fontsize="small")
+    lo = np.array([limits[f][0] for f in idx])
+    hi = np.array([limits[f][1] for f in idx])
+    n_out = int(np.any((X[:, idx] < lo) | (X[:, idx] > hi), axis=1).sum())
+    handles = legend_handles(n_out)
+    if ref is not None:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=_EM_COLOR,
+                lw=1.5,
+                label=f"{_method_label(result, ref_group)} marginal density (diagonal)",
+            )
+        )
+    axs[0, m - 1].legend(handles=handles, loc="upper right", fontsize="small", frameon=False)
+    title = (
+        f"Clusters: scatter matrix of {', '.join(str(names[f]) for f in idx)} (K = {k})\n"
+        f"{colour_note}"
     )
-    ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.85)
-    ax.autoscale_view()
+    fig.suptitle(title, fontsize="medium")
     return fig
 
 
@@ -569,7 +890,8 @@ def plot_membership_uncertainty(
     """Membership probability of every observation, with its posterior interval.
 
     D = 1: against the observed value, one line per component shows
-    ``P(z_n = k | x_n)``; where the lines cross, clusters overlap. D > 1: observations are
+    ``P(z_n = k | x_n)``; where the lines cross, clusters overlap. The axis follows the bulk of
+    the data; far values are marked at the edge. D > 1: observations are
     grouped by their most likely component (most certain first) and the line shows the
     probability of that component, falling towards ``1/K`` where clusters overlap. Lines are
     posterior means over ``n_draws`` aligned draws (the EM/MAP estimate when no posterior
@@ -620,6 +942,9 @@ def plot_membership_uncertainty(
                 gid=f"membership-{c}",
             )
         ax.plot(xs, np.full(n, -0.01), "|", color="0.3", ms=6, label="observations")
+        xlim = _axis_limits(xs, pad=0.03)
+        ax.set_xlim(xlim)
+        n_out = _mark_beyond_1d(ax, xs, xlim, y=0.06)
         ax.set_xlabel(_feature_label(result, names[0]))
         ax.set_ylabel("membership probability P(z = k | x)")
     else:
@@ -660,11 +985,20 @@ def plot_membership_uncertainty(
         else ""
     )
     ax.set_title(f"Membership uncertainty (N = {n}); line: {what}{band}")
+    handles, _ = ax.get_legend_handles_labels()
+    if X.shape[1] == 1 and n_out:
+        handles.append(_beyond_handle(n_out))
     if k > 3:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.legend(
+            handles=handles,
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )
     else:
         loc = "center left" if X.shape[1] == 1 else "lower left"
-        ax.legend(fontsize="small", loc=loc, framealpha=0.85)
+        ax.legend(handles=handles, fontsize="small", loc=loc, framealpha=0.85)
     return fig
 
 
@@ -702,7 +1036,99 @@ def _pc_figure(pc) -> Figure:
     return pc.viz["figure"].item()
 
 
-def _arviz_diagnostic(result, var_names, relabel, fn_name: str, title: str, **kw) -> Figure:
+#: Trace and rank plots show ``mu``/``sigma``/``p`` of at most this many features by default.
+MAX_DIAGNOSTIC_FEATURES = 3
+
+
+def _diagnostic_blocks(
+    post: xr.Dataset, var_names: Sequence[str], feats: Sequence[Any]
+) -> dict[str, xr.DataArray]:
+    """One variable per chosen feature (``mu[waiting]``), so each gets its own row or panels.
+
+    Features on very different scales share no axis this way; a feature dim of length one is
+    dropped; matrices (``cov``, ``corr``) give their lower-triangle entries among ``feats``.
+    """
+    out = {}
+    for name in var_names:
+        da = post[name]
+        if "feature" not in da.dims:
+            out[name] = da
+        elif "feature_bis" in da.dims:
+            for a, fa in enumerate(feats):
+                for fb in feats[: a + 1]:
+                    if name == "corr" and fa == fb:
+                        continue  # the diagonal of a correlation matrix is 1
+                    out[f"{name}[{fa}, {fb}]"] = da.sel(feature=fa, feature_bis=fb, drop=True)
+        elif da.sizes["feature"] == 1:
+            out[name] = da.isel(feature=0, drop=True)
+        else:
+            for f in feats:
+                out[f"{name}[{f}]"] = da.sel(feature=f, drop=True)
+    return out
+
+
+def _n_panels(blocks: dict[str, xr.DataArray], fn_name: str) -> int:
+    """Panels arviz-plots makes: rank, one per scalar; compact trace, two per variable."""
+    if fn_name == "plot_trace_dist":
+        return 2 * len(blocks)
+    sample = ("chain", "draw")
+    return sum(
+        int(np.prod([n for d, n in da.sizes.items() if d not in sample])) for da in blocks.values()
+    )
+
+
+def _choose_blocks(
+    post: xr.Dataset,
+    var_names: list[str],
+    features: Sequence[Any] | None,
+    fn_name: str,
+    budget: int,
+) -> tuple[dict[str, xr.DataArray], str]:
+    """The variables to draw within ``budget`` panels, and a note on what was left out."""
+    all_feats = list(post["feature"].values) if "feature" in post.dims else []
+    per_feature = [v for v in var_names if "feature" in post[v].dims]
+    wide = bool(per_feature) and len(all_feats) > 1
+    if features is not None and wide:
+        feats = [all_feats[i] for i in _resolve_features(all_feats, features, fn_name)]
+    else:
+        feats = all_feats[:MAX_DIAGNOSTIC_FEATURES] if wide else all_feats
+    notes = []
+    k = post.sizes.get("component", 1)
+    if fn_name == "plot_rank" and k > budget:
+        post = post.isel(component=slice(0, budget))
+        notes.append(f"components 0-{budget - 1} of {k}")
+    n_feats = len(feats)
+    blocks = _diagnostic_blocks(post, var_names, feats)
+    while wide and n_feats > 1 and _n_panels(blocks, fn_name) > budget:
+        n_feats -= 1
+        blocks = _diagnostic_blocks(post, var_names, feats[:n_feats])
+    if _n_panels(blocks, fn_name) > budget:  # still too many: drop whole variables from the end
+        kept: dict[str, xr.DataArray] = {}
+        for name, da in blocks.items():
+            if _n_panels({**kept, name: da}, fn_name) > budget:
+                break
+            kept[name] = da
+        notes.append(f"the first {len(kept)} of {len(blocks)} variables")
+        blocks = kept
+    if wide and n_feats < len(all_feats):
+        shown = ", ".join(str(f) for f in feats[:n_feats])
+        notes.insert(
+            0,
+            f"{'/'.join(per_feature)} of feature{'s' if n_feats > 1 else ''} {shown} "
+            f"({n_feats} of {len(all_feats)})",
+        )
+    note = ""
+    if notes:
+        note = (
+            f"showing {'; '.join(notes)}; choose with var_names=[...] and features=[...]"
+            f" (at most {budget} panels)"
+        )
+    return blocks, note
+
+
+def _arviz_diagnostic(
+    result, var_names, features, relabel, fn_name: str, title: str, **kw
+) -> Figure:
     import arviz as az  # heavy import, only when asked
 
     _require_group(result, "posterior", fn_name)
@@ -710,12 +1136,16 @@ def _arviz_diagnostic(result, var_names, relabel, fn_name: str, title: str, **kw
         result = _relabelled(result)
     var_names = list(var_names) if var_names is not None else _default_var_names(result)
     missing = [v for v in var_names if v not in result["posterior"].data_vars]
-    if missing:
+    if missing or not var_names:
         raise ParameterError(
             f"unknown variables in {fn_name}: expected some of "
-            f"{sorted(result['posterior'].data_vars)}, got {missing}; fix var_names"
+            f"{sorted(result['posterior'].data_vars)}, got {missing or 'none'}; fix var_names"
         )
-    post = _split_features(result["posterior"].to_dataset(), var_names)
+    budget = int(az.rcParams["plot.max_subplots"])
+    blocks, note = _choose_blocks(
+        result["posterior"].to_dataset(), var_names, features, fn_name, budget
+    )
+    post = xr.Dataset(blocks)
     # arviz-plots needs index coordinates on the sample dims to tell chains apart
     post = post.assign_coords(
         {d: np.arange(post.sizes[d]) for d in ("chain", "draw") if d not in post.coords}
@@ -748,11 +1178,15 @@ def _arviz_diagnostic(result, var_names, relabel, fn_name: str, title: str, **kw
         ]
     else:
         handles = _chain_handles(pc, "ecdf_lines")
+    title += " (labels aligned)" if relabel else ""
+    if note:
+        title += "\n" + note
     _arrange_arviz_figure(
         fig,
-        title + (" (labels aligned)" if relabel else ""),
+        title,
         handles,
-        hspace=0.9 if fn_name == "plot_rank" else None,
+        hspace=1.0 if fn_name == "plot_rank" else None,
+        stretch=1.3 if fn_name == "plot_rank" else 1.0,
     )
     return fig
 
@@ -773,14 +1207,18 @@ def _chain_handles(pc, visual: str) -> list[Line2D]:
     ]
 
 
-def _arrange_arviz_figure(fig: Figure, title: str, handles, hspace=None) -> None:
-    """Room for a title on top and a legend column on the right; panel sizes are kept."""
+def _arrange_arviz_figure(fig: Figure, title: str, handles, hspace=None, stretch=1.0) -> None:
+    """Room for a title on top and a legend column on the right; panel sizes are kept.
+
+    ``stretch`` > 1 makes the panel area taller (room between rows for titles and labels).
+    """
     width, height = fig.get_size_inches()
     sp = fig.subplotpars
     ncols = 1 if len(handles) <= 8 else 2
     extra_w = 1.6 * ncols if handles else 0.0
-    top_in = 0.7  # fixed room for the title, whatever arviz-plots left there
-    bottom_in, panels_in = sp.bottom * height, (sp.top - sp.bottom) * height
+    # fixed room for the title (per line), whatever arviz-plots left there
+    top_in = 0.45 + 0.25 * (title.count("\n") + 1)
+    bottom_in, panels_in = sp.bottom * height, (sp.top - sp.bottom) * height * stretch
     new_w, new_h = width + extra_w, bottom_in + panels_in + top_in
     left, right = sp.left * width / new_w, sp.right * width / new_w
     top = 1.0 - top_in / new_h
@@ -804,29 +1242,18 @@ def _arrange_arviz_figure(fig: Figure, title: str, handles, hspace=None) -> None
         )
 
 
-def _split_features(post: xr.Dataset, var_names: Sequence[str]) -> xr.Dataset:
-    """Posterior variables with one variable per feature (``mu[waiting]``), for one row each.
-
-    Features on very different scales share no axis this way; a feature dim of length one is
-    dropped.
-    """
-    out = {}
-    for name in var_names:
-        da = post[name]
-        if "feature" in da.dims and da.sizes["feature"] > 1:
-            for f in da["feature"].values:
-                out[f"{name}[{f}]"] = da.sel(feature=f, drop=True)
-        elif "feature" in da.dims:
-            out[name] = da.isel(feature=0, drop=True)
-        else:
-            out[name] = da
-    return xr.Dataset(out)
-
-
 def plot_trace(
-    result: xr.DataTree, var_names: Sequence[str] | None = None, *, relabel: bool = False
+    result: xr.DataTree,
+    var_names: Sequence[str] | None = None,
+    *,
+    features: Sequence[Any] | None = None,
+    relabel: bool = False,
 ) -> Figure:
     """Trace and marginal density of posterior draws (``arviz.plot_trace_dist``).
+
+    One row per variable and feature (``mu[waiting]``), components in their colours. With many
+    features only some are shown (the title says which and how to choose others), so the
+    figure stays readable and within ArviZ's ``plot.max_subplots``.
 
     Parameters
     ----------
@@ -834,6 +1261,10 @@ def plot_trace(
         Result with a ``posterior`` group.
     var_names : sequence of str, optional
         Variables to show (default: ``w``, ``mu``, ``sigma``; ``w`` for Bernoulli).
+    features : sequence of str or int, optional
+        Features whose ``mu``/``sigma``/``p`` (and ``cov``/``corr`` entries) are shown.
+        Default: the first :data:`MAX_DIAGNOSTIC_FEATURES`. Fewer are shown when they would
+        need more than ``arviz.rcParams["plot.max_subplots"]`` panels.
     relabel : bool
         Align component labels across draws first (``bayesmix.results.relabel``, else an
         internal alignment to the EM/MAP labels).
@@ -842,19 +1273,30 @@ def plot_trace(
     -------
     matplotlib.figure.Figure
     """
-    return _arviz_diagnostic(result, var_names, relabel, "plot_trace_dist", "Trace plots")
+    return _arviz_diagnostic(
+        result, var_names, features, relabel, "plot_trace_dist", "Trace plots"
+    )
 
 
 def plot_rank(
-    result: xr.DataTree, var_names: Sequence[str] | None = None, *, relabel: bool = False
+    result: xr.DataTree,
+    var_names: Sequence[str] | None = None,
+    *,
+    features: Sequence[Any] | None = None,
+    relabel: bool = False,
 ) -> Figure:
     """Rank (fractional ECDF) plots of posterior draws per chain (``arviz.plot_rank``).
+
+    One panel per scalar (component and feature); as in :func:`plot_trace`, with many
+    features or components only some are shown, within ArviZ's ``plot.max_subplots``.
 
     Parameters
     ----------
     result : xarray.DataTree
         Result with a ``posterior`` group (two or more chains to be informative).
     var_names : sequence of str, optional
+        As in :func:`plot_trace`.
+    features : sequence of str or int, optional
         As in :func:`plot_trace`.
     relabel : bool
         As in :func:`plot_trace`.
@@ -863,7 +1305,7 @@ def plot_rank(
     -------
     matplotlib.figure.Figure
     """
-    return _arviz_diagnostic(result, var_names, relabel, "plot_rank", "Rank plots")
+    return _arviz_diagnostic(result, var_names, features, relabel, "plot_rank", "Rank plots")
 
 
 def _grid_axes(n_panels: int, ncols: int, panel_size=(4.2, 3.2), axes=None):
@@ -888,14 +1330,18 @@ def plot_ppc(
     *,
     n_draws: int = 50,
     max_features: int = 6,
+    features: Sequence[Any] | None = None,
     axes=None,
     seed: int = 0,
 ) -> Figure:
     """Posterior predictive check, per feature.
 
     Gaussian: for each feature, the observed histogram and KDE against the KDEs of ``n_draws``
-    replicated data sets from ``posterior_predictive``. Bernoulli: per feature (pixel), the
-    observed frequency of ones against the 5-95% range of replicated frequencies.
+    replicated data sets from ``posterior_predictive``. The axis follows the bulk of the
+    observed data; far values are marked at the edge, and the curves are the KDEs of the
+    values on the axis scaled by their share, so one far point cannot flatten them.
+    Bernoulli: per feature (pixel), the observed frequency of ones against the 5-95% range of
+    replicated frequencies.
 
     Parameters
     ----------
@@ -904,7 +1350,10 @@ def plot_ppc(
     n_draws : int
         Replicated data sets drawn.
     max_features : int
-        Gaussian: at most this many features (the first ones) get a panel.
+        Gaussian: at most this many features get a panel (the first ones, or the first of
+        ``features``); the title says when some are left out.
+    features : sequence of str or int, optional
+        Gaussian: the features to show (default: all, up to ``max_features``).
     axes : array of matplotlib.axes.Axes, optional
     seed : int
 
@@ -920,9 +1369,9 @@ def plot_ppc(
     rng = np.random.default_rng(seed)
     n_total = stacked.sizes["sample"]
     idx = np.sort(rng.choice(n_total, size=min(n_draws, n_total), replace=False))
-    rep = np.asarray(stacked.isel(sample=idx).values, dtype=float)  # (S, N, D)
 
     if _family(result) == "bernoulli":
+        rep = np.asarray(stacked.isel(sample=idx).values, dtype=float)  # (S, N, D)
         fig, ax = _new_axes(axes[0] if axes is not None else None, figsize=(10, 4))
         freq = rep.mean(1)  # (S, D)
         lo, hi = np.quantile(freq, [0.05, 0.95], axis=0)
@@ -935,18 +1384,34 @@ def plot_ppc(
         ax.legend(fontsize="small")
         return fig
 
-    d = min(X.shape[1], max_features)
-    fig, axs = _grid_axes(d, 3, (4.8, 3.6), axes)
-    for j in range(d):
-        ax = axs[j]
+    if max_features < 1:
+        raise ParameterError(
+            f"plot_ppc max_features: expected an integer >= 1, got {max_features!r}; "
+            "pass how many feature panels to draw"
+        )
+    cols = (
+        list(range(X.shape[1]))
+        if features is None
+        else _resolve_features(names, features, "plot_ppc")
+    )
+    shown = cols[:max_features]
+    # only the replicated values of the features shown (a wide data set has many)
+    rep = np.asarray(
+        stacked.isel(sample=idx, feature=shown).values, dtype=float
+    )  # (S, N, len(shown))
+    fig, axs = _grid_axes(len(shown), 3, (4.8, 3.6), axes)
+    for p, j in enumerate(shown):
+        ax = axs[p]
         x = X[:, j]
-        lo_x = min(x.min(), np.quantile(rep[:, :, j], 0.005))
-        hi_x = max(x.max(), np.quantile(rep[:, :, j], 0.995))
-        grid = np.linspace(lo_x, hi_x, 300)
-        ax.hist(
+        _, _, f_lo, f_hi = _bulk_range(x)
+        # widen to the replicates' bulk, but never past the observed data's fence
+        r_lo, r_hi = np.quantile(rep[:, :, p], _BULK_QUANTILES)
+        lim = _axis_limits(x, pad=0.03, include=(max(r_lo, f_lo), min(r_hi, f_hi)))
+        grid = np.linspace(lim[0], lim[1], 300)
+        _hist_in_range(
+            ax,
             x,
-            bins="auto",
-            density=True,
+            lim,
             color=_HIST_COLOR,
             edgecolor="white",
             label="observed (histogram)",
@@ -954,21 +1419,52 @@ def plot_ppc(
         for s in range(rep.shape[0]):
             ax.plot(
                 grid,
-                gaussian_kde(rep[s, :, j])(grid),
+                _kde_in_range(rep[s, :, p], lim, grid),
                 color=_POSTERIOR_COLOR,
                 lw=0.6,
                 alpha=0.25,
                 label="replicated (KDE)" if s == 0 else None,
                 gid="ppc-draw",
             )
-        ax.plot(grid, gaussian_kde(x)(grid), color=_EM_COLOR, lw=2, label="observed (KDE)")
+        ax.plot(
+            grid,
+            _kde_in_range(x, lim, grid),
+            color=_EM_COLOR,
+            lw=2,
+            label="observed (KDE)",
+            gid="ppc-observed",
+        )
+        ax.set_xlim(lim)
+        n_out = _mark_beyond_1d(ax, x, lim)
         ax.set_xlabel(_feature_label(result, names[j]))
         ax.set_ylabel("density")
         ax.set_ylim(bottom=0)
-        if j == 0:
-            ax.legend(fontsize="small", frameon=False)
-    fig.suptitle(f"Posterior predictive check ({len(idx)} replicated data sets)")
+        handles, _ = ax.get_legend_handles_labels()
+        if n_out:
+            handles.append(_beyond_handle(n_out))
+        if p == 0 or n_out:
+            ax.legend(handles=handles if p == 0 else handles[-1:], fontsize="small", frameon=False)
+    title = f"Posterior predictive check ({len(idx)} replicated data sets)"
+    if len(shown) < X.shape[1]:
+        title += (
+            f"\nfeatures {', '.join(str(names[j]) for j in shown)} ({len(shown)} of "
+            f"{X.shape[1]}); choose others with features=[...]"
+        )
+    fig.suptitle(title)
     return fig
+
+
+def _kde_in_range(values: np.ndarray, lim: tuple[float, float], grid: np.ndarray) -> np.ndarray:
+    """KDE of the values inside ``lim``, scaled by their share of all values.
+
+    Without far values this is the plain KDE; a far value would otherwise widen the
+    bandwidth (Scott's rule uses the standard deviation) and flatten the curve.
+    """
+    values = np.asarray(values, dtype=float)
+    inside = values[(values >= lim[0]) & (values <= lim[1])]
+    if inside.size < 2 or np.ptp(inside) == 0:
+        return np.zeros_like(grid)
+    return gaussian_kde(inside)(grid) * (inside.size / values.size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1352,6 +1848,9 @@ def plot_generated_images(
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = _DEFAULT_DPI) -> Path:
     """Write ``fig`` as a PNG atomically (temporary file in the same folder, then rename).
 
+    The file gets the usual permissions (``0o666`` less the umask), see
+    :func:`bayesmix._files.atomic_path`.
+
     Parameters
     ----------
     fig : matplotlib.figure.Figure
@@ -1367,12 +1866,157 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = _DEFAULT_DPI
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# the plots of one result, as the command line writes them
+# --------------------------------------------------------------------------------------------
+
+
+def _estimate_group(result: xr.DataTree) -> str:
+    for group in ("posterior", "map", "em"):
+        if group in result.children:
+            return group
+    raise DataError(
+        "result has no fitted parameters: expected a posterior, map or em group, got "
+        f"{', '.join(sorted(result.children)) or 'none'}; fit it first"
+    )
+
+
+def plot_plan(
+    result: xr.DataTree, *, features: Sequence[Any] | None = None
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """The plots that apply to a result: (file stem, function returning the Figure).
+
+    The family and covariance come from the result's root attrs (see :func:`write_plots`).
+    Bernoulli with square images (D = side**2 >= 4): ``component_images``,
+    ``generated_images``. Gaussian: ``density_1d`` (D = 1, or one feature chosen) or
+    ``clusters_2d`` (a pair, or a scatter matrix of up to :data:`MAX_MATRIX_FEATURES` chosen
+    features), then ``membership_uncertainty``. Then ``em_history`` (with an ``em`` group),
+    ``trace`` and ``rank`` (with a ``posterior``), ``ppc`` (with a ``posterior_predictive``).
+    Nothing is drawn until a function is called.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+    features : sequence of str or int, optional
+        Features the figures concentrate on (clusters, trace, rank, PPC); checked here, so an
+        unknown name fails at once. Default: each figure's own choice.
+
+    Returns
+    -------
+    list of (str, callable)
+
+    Raises
+    ------
+    ParameterError
+        For an unknown or repeated feature.
+    """
+    X, names = _observed(result)
+    if features is not None:
+        idx = _resolve_features(names, features, "plot_plan")
+        if not idx:
+            raise ParameterError(
+                "plot_plan features: expected at least one feature, got none; pass names "
+                f"among {names} or leave features out"
+            )
+        features = [names[i] for i in idx]
+    groups = set(result.children)
+    family = _family(result)
+    d = X.shape[1]
+    plan: list[tuple[str, Callable[[], Figure]]] = []
+    if family == "bernoulli":
+        side = int(round(d**0.5))
+        if side * side == d and d >= 4:  # square images (digits: 8x8)
+            from bayesmix.inference import generate
+
+            shape = (side, side)
+            grp = "em" if "em" in groups else _estimate_group(result)
+            plan.append(
+                (
+                    "component_images",
+                    lambda: plot_component_images(result, group=grp, shape=shape),
+                )
+            )
+            plan.append(
+                (
+                    "generated_images",
+                    lambda: plot_generated_images(
+                        generate(result, 25, group=_estimate_group(result), random_seed=0),
+                        shape=shape,
+                    ),
+                )
+            )
+    elif d == 1 or (features is not None and len(features) == 1):
+        first = None if features is None else features[0]
+        plan.append(("density_1d", lambda: plot_density_1d(result, feature=first)))
+    else:
+        pair = None if features is None else features[:MAX_MATRIX_FEATURES]
+        plan.append(("clusters_2d", lambda: plot_clusters_2d(result, features=pair)))
+    if family == "gaussian":
+        plan.append(("membership_uncertainty", lambda: plot_membership_uncertainty(result)))
+    if "em" in groups:
+        plan.append(("em_history", lambda: plot_em_history(result)))
+    if "posterior" in groups:
+        # Bernoulli: K x D probabilities are too many to draw; the weights tell the story
+        plan.append(("trace", lambda: plot_trace(result, features=features)))
+        plan.append(("rank", lambda: plot_rank(result, features=features)))
+    if "posterior_predictive" in groups:
+        plan.append(("ppc", lambda: plot_ppc(result, features=features)))
+    return plan
+
+
+def write_plots(
+    result: xr.DataTree,
+    folder: str | os.PathLike,
+    *,
+    features: Sequence[Any] | None = None,
+    raise_errors: bool = False,
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Write every plot of :func:`plot_plan` as ``folder/<name>.png``.
+
+    A plot that fails does not stop the others: it is returned with a one-line reason (for
+    the report), unless ``raise_errors``.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+    folder : path-like
+        Created when missing.
+    features : sequence of str or int, optional
+        As in :func:`plot_plan`.
+    raise_errors : bool
+        Raise the first plot error instead of recording it (for debugging).
+
+    Returns
+    -------
+    written : dict of str to pathlib.Path
+        Plot name -> PNG file, in the order of the plan.
+    failed : dict of str to str
+        Plot name -> ``"<ExceptionType>: <message on one line>"``.
+    """
+    import matplotlib.pyplot as plt  # arviz-plots draws through pyplot: its figures need closing
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    for name, make in plot_plan(result, features=features):
+        path = folder / f"{name}.png"
+        fig = None
+        try:
+            fig = make()
+            save_figure(fig, path)
+        except Exception as exc:  # one bad plot must not throw away the others
+            if raise_errors:
+                raise
+            failed[name] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        else:
+            written[name] = path
+        finally:
+            if fig is not None:
+                plt.close(fig)
+    return written, failed
