@@ -14,13 +14,14 @@ import base64
 import html
 import json
 import os
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from bayesmix._files import atomic_path
 
 __all__ = ["CAPTIONS", "write_report"]
 
@@ -30,17 +31,21 @@ CAPTIONS: dict[str, str] = {
     "components. Solid: posterior mean or MAP; dashed: EM.",
     "clusters_2d": "The data, each point coloured by its membership probabilities (a mix of the "
     "component colours), with 1 and 2 standard-deviation ellipses of the point estimate and "
-    "thin ellipses from posterior draws when NUTS ran.",
+    "thin ellipses from posterior draws when NUTS ran. With more than two features the title "
+    "names the pair shown (by default the one whose components overlap least), or a scatter "
+    "matrix of the features chosen. Points far outside the bulk of the data are drawn as "
+    "triangles at the edge.",
     "membership_uncertainty": "Each point's probability of belonging to its most likely "
     "component, points grouped by that component (most certain first): near 1 is sure, near "
     "1/K means the point sits between clusters. The band is a 90% posterior interval.",
     "em_history": "EM objective per iteration (left; it must never decrease) and its change per "
     "iteration on a log scale (right).",
     "trace": "NUTS draws of each parameter per chain (left: density, right: draws in order). "
-    "Chains should overlap and look like stationary noise.",
+    "Chains should overlap and look like stationary noise. With many features only some are "
+    "shown; the title says which.",
     "rank": "Rank plot: if the chains sample the same distribution, every histogram is flat.",
     "ppc": "Posterior predictive check: data sets simulated from the fitted model (thin lines) "
-    "against the observed data (thick line).",
+    "against the observed data (thick line), one panel per feature shown.",
     "k_selection": "Model selection across the number of components K.",
     "component_images": "Each component's pixel probabilities, drawn as an image, with its "
     "weight.",
@@ -66,6 +71,7 @@ pre { background: #f4f6f8; padding: 0.7em; overflow-x: auto; font-size: 0.85em; 
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e3e7eb; }
 figcaption { color: #3b4550; font-size: 0.92em; margin-top: 0.3em; }
+.failed { border-left: 4px solid #d55e00; background: #fdf3ec; padding: 0.3em 0.9em; }
 """
 
 
@@ -165,16 +171,72 @@ def _figure_html(name: str, path: Path) -> str:
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+#: What each column of the estimates table means (columns absent or empty are not explained).
+_COLUMN_TEXT = {
+    "feature_bis": "<b>feature_bis</b> is the second feature of a matrix entry (cov, corr; "
+    "their lower triangle is listed)",
+    "em": "<b>em</b> is the EM point estimate",
+    "map": "<b>map</b> the MAP point estimate",
+    "mean": "<b>mean</b> and <b>sd</b> the mean and standard deviation of the posterior draws",
+    "lower": "<b>lower</b> and <b>upper</b> a {ci}% central credible interval",
+    "r_hat": "<b>r_hat</b> (want at most 1.01) and <b>ess_bulk</b> / <b>ess_tail</b> (want at "
+    "least 400) say whether the chains can be trusted",
+    "em_z": "<b>em_z</b> is (em - mean) / sd, how many posterior sds EM lies from the "
+    "posterior mean",
+    "em_quantile": "<b>em_quantile</b> is the share of posterior draws below the EM estimate: "
+    "about 0.5 when EM sits in the middle of the posterior, near 0 or 1 when it lies in a tail",
+}
+
+
+def _estimates_html(table: pd.DataFrame) -> str:
+    """The paragraph explaining the columns shown, and the table without its empty columns."""
+    shown = table.loc[:, [c for c in table.columns if table[c].notna().any()]]
+    shown.attrs = dict(getattr(table, "attrs", {}) or {})
+    ci = shown.attrs.get("ci_prob", 0.94)
+    ci_text = f"{100 * float(ci):.0f}" if isinstance(ci, float | int) else "94"
+    parts = [text.format(ci=ci_text) for col, text in _COLUMN_TEXT.items() if col in shown.columns]
+    approx = [c for c in shown.columns if str(c).startswith("advi_")]
+    if approx:
+        parts.append(
+            "columns starting with <b>advi_</b> ("
+            + ", ".join(_esc(c) for c in approx)
+            + ") summarise the ADVI draws, an approximation to the posterior that is often "
+            "too narrow: trust the NUTS columns where both exist"
+        )
+    known = {"parameter", "component", "feature", "sd", "upper", "ess_bulk", "ess_tail"}
+    known |= set(_COLUMN_TEXT) | set(approx)
+    other = [c for c in shown.columns if c not in known]
+    if other:
+        parts.append("other columns: " + ", ".join(f"<b>{_esc(c)}</b>" for c in other))
+    intro = (
+        "<p>The same parameters estimated by each method, components aligned across methods"
+        + (": " + "; ".join(parts) + "." if parts else ".")
+        + " Empty columns are left out.</p>"
+    )
+    return intro + _table_html(shown)
+
+
+def _notes_html(result: Any, notes: Sequence[str]) -> str:
+    items = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        x = result["observed_data"]["x"]
+        feats = [str(f) for f in x["feature"].values]
+        shown = ", ".join(feats[:12]) + (f", ... ({len(feats)} in all)" if len(feats) > 12 else "")
+        items.append(f"{x.sizes['obs_id']} observations x {x.sizes['feature']} features: {shown}")
+    except (KeyError, AttributeError, TypeError):
+        pass
+    items += [" ".join(str(n).split()) for n in notes if str(n).strip()]
+    if not items:
+        return "<p>(no data information)</p>"
+    return '<ul class="notes">' + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
+
+
+def _failed_html(failed: Mapping[str, str]) -> str:
+    items = "".join(
+        f"<li><b>{_esc(name.replace('_', ' '))}</b>: {_esc(' '.join(str(why).split()))}</li>"
+        for name, why in failed.items()
+    )
+    return f'<div class="failed"><p>Plots that could not be drawn:</p><ul>{items}</ul></div>'
 
 
 def write_report(
@@ -185,6 +247,8 @@ def write_report(
     diagnostics: Any,
     figures: Mapping[str, str | os.PathLike],
     title: str,
+    failed_plots: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write a self-contained HTML report of a fitted run.
 
@@ -196,9 +260,11 @@ def write_report(
         ``observed_data["x"]`` (obs_id, feature) are shown.
     path : path-like
         The ``.html`` file to write (atomically: written to a temporary file in the same folder
-        and renamed).
+        and renamed, with the usual permissions, see :func:`bayesmix._files.atomic_path`).
     table : pandas.DataFrame
-        The comparison of estimates (:func:`bayesmix.results.compare_estimates`).
+        The comparison of estimates (:func:`bayesmix.results.compare_estimates`). Columns
+        with no value are left out; the paragraph above it explains the columns shown (any
+        ``advi_*`` column as the ADVI approximation).
     diagnostics : object
         Anything whose ``str()`` is readable text, one finding per line
         (:func:`bayesmix.results.diagnose`).
@@ -207,6 +273,12 @@ def write_report(
         file, embedded in the page as a base64 data URI, in the given order.
     title : str
         Page title.
+    failed_plots : mapping of str to str, optional
+        Plot name -> one-line reason, for plots that could not be drawn
+        (:func:`bayesmix.plotting.write_plots`); each is named in the Plots section.
+    notes : sequence of str
+        Plain lines about the data (e.g. "dropped 12 rows with missing values"), listed under
+        "Data" near the top.
 
     Returns
     -------
@@ -237,24 +309,23 @@ def write_report(
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
         f'<p class="meta">{" &middot; ".join(_esc(m) for m in meta)}</p>',
+        '<h2 id="data">Data</h2>',
+        _notes_html(result, notes),
         "<h2>Spec</h2>",
         _spec_html(attrs.get("spec")),
         "<h2>Estimates</h2>",
-        "<p>The same parameters estimated by each method, components aligned across methods: "
-        "<b>em</b> and <b>map</b> are point estimates; <b>mean</b>, <b>sd</b>, <b>lower</b> and "
-        "<b>upper</b> (a 94% central credible interval) summarise the posterior draws; "
-        "<b>r_hat</b> (want at most 1.01) and <b>ess_bulk</b> / <b>ess_tail</b> (want at least "
-        "400) say whether the chains can be trusted; <b>em_z</b> is (em - mean) / sd. "
-        "Symmetric matrices (cov, corr) list their lower triangle only.</p>",
-        _table_html(table),
+        _estimates_html(table),
         "<h2>Diagnostics</h2>",
         _diagnostics_html(diagnostics),
         "<h2>Plots</h2>",
     ]
+    if failed_plots:
+        parts.append(_failed_html(failed_plots))
     if figures:
         parts.extend(_figure_html(name, Path(p)) for name, p in figures.items())
-    else:
+    elif not failed_plots:
         parts.append("<p>(no plots)</p>")
     parts.append("</body></html>\n")
-    _atomic_write_text(path, "\n".join(parts))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
     return path

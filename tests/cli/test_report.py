@@ -187,3 +187,161 @@ def test_broken_image_is_detected(tmp_path):
     )
     loaded, total = _loaded_images(_chromium(), out, tmp_path)
     assert (loaded, total) == (1, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# failed plots, data notes, the columns of the estimates table, file permissions
+# --------------------------------------------------------------------------------------------
+
+
+def _small_tree() -> xr.DataTree:
+    tree = xr.DataTree(
+        children={
+            "observed_data": xr.DataTree(
+                xr.Dataset(
+                    {"x": (("obs_id", "feature"), np.zeros((7, 3)))},
+                    coords={"obs_id": np.arange(7), "feature": ["a", "b", "c"]},
+                )
+            )
+        }
+    )
+    tree.attrs = {"family": "gaussian", "n_components": 2}
+    return tree
+
+
+def _section(text: str, heading: str) -> str:
+    """The HTML between ``<h2 ...>heading</h2>`` and the next ``<h2``."""
+    m = re.search(rf"<h2[^>]*>{heading}</h2>(.*?)(?=<h2|</body>)", text, flags=re.S)
+    assert m, heading
+    return m.group(1)
+
+
+def test_failed_plots_are_named_with_their_reason(tmp_path):
+    out = tmp_path / "r.html"
+    write_report(
+        _small_tree(),
+        out,
+        table=pd.DataFrame({"parameter": ["w"], "em": [1.0]}),
+        diagnostics="",
+        figures={"trace": _png(tmp_path / "trace.png", "red")},
+        title="t",
+        failed_plots={"rank": "ValueError: Requested 52 subplots <b>", "ppc": "KeyError: 'x'"},
+    )
+    plots = _section(out.read_text(encoding="utf-8"), "Plots")
+    assert "could not be drawn" in plots
+    assert "<b>rank</b>: ValueError: Requested 52 subplots &lt;b&gt;" in plots
+    assert "<b>ppc</b>: KeyError: &#x27;x&#x27;" in plots
+    assert plots.count("<img ") == 1
+
+
+def test_data_notes_are_listed_near_the_top(tmp_path):
+    out = tmp_path / "r.html"
+    notes = ["dropped 12 rows with missing values", "read as semicolon-separated <csv>"]
+    write_report(
+        _small_tree(),
+        out,
+        table=pd.DataFrame({"parameter": ["w"], "em": [1.0]}),
+        diagnostics="",
+        figures={},
+        title="t",
+        notes=notes,
+    )
+    text = out.read_text(encoding="utf-8")
+    data = _section(text, "Data")
+    assert "7 observations x 3 features: a, b, c" in data
+    assert "<li>dropped 12 rows with missing values</li>" in data
+    assert "read as semicolon-separated &lt;csv&gt;" in data
+    assert text.index('id="data"') < text.index("<h2>Spec</h2>") < text.index("<h2>Estimates")
+
+
+def _estimates_table() -> pd.DataFrame:
+    """A table as compare_estimates makes it for a NUTS run (no MAP), plus ADVI columns."""
+    table = pd.DataFrame(
+        {
+            "parameter": ["w", "w"],
+            "component": [0, 1],
+            "feature": [None, None],
+            "em": [0.3, 0.7],
+            "map": [np.nan, np.nan],
+            "mean": [0.31, 0.69],
+            "sd": [0.02, 0.02],
+            "lower": [0.27, 0.65],
+            "upper": [0.35, 0.73],
+            "r_hat": [1.0, 1.0],
+            "ess_bulk": [800.0, 810.0],
+            "ess_tail": [700.0, 690.0],
+            "em_z": [-0.5, 0.5],
+            "em_quantile": [0.31, 0.69],
+            "advi_mean": [0.3, 0.7],
+            "advi_sd": [0.01, 0.01],
+        }
+    )
+    table.attrs["ci_prob"] = 0.9
+    return table
+
+
+def test_estimates_show_only_filled_columns_and_explain_them(tmp_path):
+    out = tmp_path / "r.html"
+    write_report(
+        _small_tree(),
+        out,
+        table=_estimates_table(),
+        diagnostics="",
+        figures={},
+        title="t",
+    )
+    est = _section(out.read_text(encoding="utf-8"), "Estimates")
+    head = re.findall(r"<th[^>]*>([^<]*)</th>", est)
+    assert head == [
+        "parameter",
+        "component",
+        "em",
+        "mean",
+        "sd",
+        "lower",
+        "upper",
+        "r_hat",
+        "ess_bulk",
+        "ess_tail",
+        "em_z",
+        "em_quantile",
+        "advi_mean",
+        "advi_sd",
+    ]  # map and feature are empty in every row
+    assert "<b>em_quantile</b> is the share of posterior draws below the EM estimate" in est
+    assert "90% central credible interval" in est  # from table.attrs["ci_prob"]
+    assert "advi_mean, advi_sd" in est and "approximation" in est
+    assert "<b>map</b>" not in est  # no explanation of a column that is not shown
+    # every column shown is explained
+    explained = set(re.findall(r"<b>([a-z_]+)</b>", est.split("<table>")[0]))
+    assert set(head) - {"parameter", "component", "advi_mean", "advi_sd"} <= explained
+
+
+def test_estimates_paragraph_for_an_em_only_table(tmp_path):
+    out = tmp_path / "r.html"
+    table = _estimates_table()
+    for col in table.columns[4:]:
+        table[col] = np.nan
+    write_report(_small_tree(), out, table=table, diagnostics="", figures={}, title="t")
+    est = _section(out.read_text(encoding="utf-8"), "Estimates")
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", est) == ["parameter", "component", "em"]
+    assert "em_quantile" not in est and "r_hat" not in est
+
+
+def test_report_file_gets_the_usual_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = write_report(
+            _small_tree(),
+            tmp_path / "r.html",
+            table=pd.DataFrame({"a": [1.0]}),
+            diagnostics="",
+            figures={},
+            title="t",
+        )
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
