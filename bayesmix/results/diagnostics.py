@@ -326,8 +326,9 @@ def _weak_components(post: xr.Dataset, table: pd.DataFrame, data_sd) -> list[str
     """Components whose posterior is poorly identified, one description each.
 
     Signs: the weight below ``1 / (10 K)`` in more than 10% of the draws; a posterior sd
-    of ``mu`` above a quarter of the data's sd (for some feature); R-hat above
-    ``RHAT_MAX`` for the component's parameters.
+    of ``mu`` above a quarter of the data's sd (for some feature). R-hat above ``RHAT_MAX``
+    for the component's parameters is added to the description of such a component (alone
+    it is no sign: short chains of a good model have it too).
     """
     k = post.sizes["component"]
     small = 1.0 / (10 * k)
@@ -354,7 +355,8 @@ def _weak_components(post: xr.Dataset, table: pd.DataFrame, data_sd) -> list[str
                 reasons.append(
                     f"posterior sd of mu {mu_sd[c, d]:.3g} against a data sd of {data_sd[d]:.3g}"
                 )
-        if "component" in table and table["r_hat"].notna().any():
+        if reasons and "component" in table and table["r_hat"].notna().any():
+            # high R-hat alone is reported on its own; here it only adds to the evidence
             r = table.loc[table["component"] == c, "r_hat"]
             if (r > RHAT_MAX).any():
                 reasons.append(f"R-hat up to {float(r.max()):.3f}")
@@ -477,11 +479,12 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
 
     if max_rhat > RHAT_MAX:
         n_bad = int((table["r_hat"] > RHAT_MAX).sum())
-        todo = (
-            "run longer chains or use fewer components"
-            if ordered
-            else ("relabel, or run longer chains")
-        )
+        if ordered:
+            todo = "run longer chains or use fewer components"
+        elif "relabel" in result.children:
+            todo = "run longer chains"
+        else:
+            todo = "relabel, or run longer chains"
         messages.append(
             f"R-hat up to {max_rhat:.3f} > {RHAT_MAX} for {n_bad} parameters (worst "
             f"{_worst('r_hat', True)}): the chains disagree; {todo}"

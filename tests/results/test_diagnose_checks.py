@@ -393,3 +393,20 @@ def test_real_nuts_run_of_an_ordered_model_with_too_many_components():
     text = "\n".join(diag.warnings)
     assert "label switching detected" not in text and "relabel first" not in text
     assert "poorly identified" in text and "use fewer components" in text
+
+
+def test_high_rhat_alone_marks_no_component_as_poorly_identified(clean_tree):
+    """Short chains of a good model: R-hat a bit high, nothing to say about K."""
+    from bayesmix.results import relabel
+
+    tree = relabel(clean_tree[0], method="pivot", reference="em")
+    post = tree["posterior"].to_dataset()
+    mu = post["mu"].values.copy()
+    mu[0, :, 1, 0] += 0.05  # chain 0 sits a little off for mu[1, a]
+    post["mu"] = (post["mu"].dims, mu)
+    tree["posterior"] = xr.DataTree(post)
+    diag = diagnose(tree)
+    rhat = [w for w in diag.warnings if w.startswith("R-hat")]
+    assert diag.max_rhat > 1.01 and len(rhat) == 1
+    assert rhat[0].endswith("the chains disagree; run longer chains")  # relabelled already
+    assert not any("poorly identified" in w for w in diag.warnings)
