@@ -7,6 +7,7 @@ Each notebook is executed with nbclient in a kernel of this virtual environment,
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -55,6 +56,52 @@ def test_notebook_structure(path):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
+# a call or attribute of a private name (obj._e_step(...), bm.x._helper): the course uses the
+# public API only
+PRIVATE_ACCESS = re.compile(r"[\w\])]\._[A-Za-z]\w*")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_uses_public_api_only(path):
+    nb = _read(path)
+    private = [
+        f"cell {i}: {m.group(0)}"
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code"
+        for m in PRIVATE_ACCESS.finditer(_text(cell["source"]))
+    ]
+    assert not private, f"{path.name} uses private names: {private}"
+
+
+def _figures_shown_twice(cells) -> list[int]:
+    """Cells that show a figure both as their value and as a pyplot display (the same image)."""
+    twice = []
+    for index, cell in enumerate(cells):
+        kinds = {
+            out["output_type"]
+            for out in cell.get("outputs", [])
+            if "image/png" in out.get("data", {})
+        }
+        if {"execute_result", "display_data"} <= kinds:
+            twice.append(index)
+    return twice
+
+
+def test_figures_shown_twice_detects_the_pattern():
+    png = {"data": {"image/png": "iVBOR"}}
+    cells = [
+        {"outputs": [{"output_type": "display_data", **png}]},
+        {"outputs": [{"output_type": "execute_result", **png}]},
+        {
+            "outputs": [
+                {"output_type": "execute_result", **png},
+                {"output_type": "display_data", **png},
+            ]
+        },
+    ]
+    assert _figures_shown_twice(cells) == [2]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_fast_mode(path, monkeypatch):
@@ -89,6 +136,11 @@ def test_notebook_runs_in_fast_mode(path, monkeypatch):
                 elif PREFIX_TAG in text:
                     prefix = text.split(PREFIX_TAG, 1)[1].strip()
     assert not errors, errors
+    twice = _figures_shown_twice(nb.cells)
+    assert not twice, (
+        f"cells {twice} show their figure twice (returned and drawn by pyplot); close the "
+        "pyplot figure (plt.close(fig)) or end the cell with ';'"
+    )
     noisy = [s for s in stderr if "warning" in s.lower()]
     assert not noisy, "warnings on stderr:\n" + "\n".join(noisy)
     assert prefix is not None and Path(prefix).resolve() == Path(sys.prefix).resolve(), (
