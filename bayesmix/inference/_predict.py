@@ -18,6 +18,7 @@ from bayesmix.inference._tree import (
     feature_names_of,
     model_spec_of,
     new_tree,
+    obs_id_coord,
     observed_X,
     point_from_group,
     resolve_seed,
@@ -93,7 +94,10 @@ def membership(result: xr.DataTree, X: Any = None, *, group: str = "posterior") 
             s2 += (r**2).sum(axis=0)
         mean = s1 / n_draws
         sd = np.sqrt(np.maximum(s2 / n_draws - mean**2, 0.0))
-    coords = {"obs_id": np.arange(Xc.shape[0]), "component": np.arange(w.shape[-1])}
+    coords = {
+        "obs_id": obs_id_coord(None if X is not None else result, Xc.shape[0]),
+        "component": np.arange(w.shape[-1]),
+    }
     return xr.Dataset(
         {"mean": (("obs_id", "component"), mean), "sd": (("obs_id", "component"), sd)},
         coords=coords,
@@ -184,7 +188,7 @@ def sample_posterior_predictive(
         coords={
             "chain": ds["chain"].values,
             "draw": ds["draw"].values,
-            "obs_id": np.arange(X.shape[0]),
+            "obs_id": obs_id_coord(result, X.shape[0]),
             "feature": names,
         },
     )

@@ -14,7 +14,7 @@ from bayesmix.config import METHODS, RunSpec
 from bayesmix.graphs import feature_labels, validate_data
 from bayesmix.inference._fit import fit_advi, fit_em, fit_map, sample_nuts
 from bayesmix.inference._predict import sample_posterior_predictive
-from bayesmix.inference._tree import new_tree, resolve_seed
+from bayesmix.inference._tree import new_tree, resolve_seed, row_labels
 
 __all__ = ["run"]
 
@@ -86,7 +86,7 @@ def run(
     Xc = validate_data(model, X)
     names = feature_labels(X, None, Xc.shape[1])
     seed = resolve_seed(fit.seed)
-    tree = new_tree(run_spec, Xc, names, seed)
+    tree = new_tree(run_spec, Xc, names, seed, row_labels(X))
     recorded: list[str] = []
 
     @contextlib.contextmanager

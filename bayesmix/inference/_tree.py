@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from bayesmix._validation import ParameterError
@@ -148,10 +149,64 @@ def feature_names_of(result: xr.DataTree) -> list[str]:
     raise ParameterError("result has no feature coordinate: expected a bayesmix result")
 
 
+def row_labels(X: Any) -> np.ndarray | None:
+    """The ``obs_id`` labels that ``X`` carries, or None (then positions 0..N-1 are used).
+
+    A pandas DataFrame or Series whose index is not the default 0..N-1 (an id column of
+    :func:`bayesmix.data.load_table`, or rows kept by ``dropna``) gives its index values:
+    int64 for an integer index, else str. A repeated or multi-level index gives None.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, D), or a DataFrame/Series with N rows
+
+    Returns
+    -------
+    ndarray of shape (N,) or None
+    """
+    index = getattr(X, "index", None)
+    if not isinstance(index, pd.Index) or isinstance(index, pd.MultiIndex):
+        return None
+    if index.equals(pd.RangeIndex(len(index))) or not index.is_unique:
+        return None
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return index.to_numpy(dtype=np.int64)
+    return np.asarray([str(v) for v in index], dtype=str)
+
+
+def obs_id_coord(result: xr.DataTree | None, n: int) -> np.ndarray:
+    """The ``obs_id`` coordinate for the ``n`` observed rows of ``result``.
+
+    The labels of ``observed_data`` when it has ``n`` rows (so every group of a result
+    agrees), else positions 0..n-1 (no result, or new points that are not the observed ones).
+
+    Parameters
+    ----------
+    result : xarray.DataTree or None
+    n : int
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    if result is not None and "observed_data" in result.children:
+        obs = result["observed_data"]
+        if "obs_id" in obs.coords and obs.coords["obs_id"].size == n:
+            return obs.coords["obs_id"].values
+    return np.arange(n)
+
+
 def new_tree(
-    spec: ModelSpec | RunSpec, X: np.ndarray, feature_names: list[str], seed: int | None
+    spec: ModelSpec | RunSpec,
+    X: np.ndarray,
+    feature_names: list[str],
+    seed: int | None,
+    obs_ids: np.ndarray | None = None,
 ) -> xr.DataTree:
-    """A result tree with root attrs and the ``observed_data`` group."""
+    """A result tree with root attrs and the ``observed_data`` group.
+
+    ``obs_ids`` (N,) labels the rows (see :func:`row_labels`); default 0..N-1.
+    """
     from bayesmix import __version__
 
     run = spec if isinstance(spec, RunSpec) else RunSpec(model=spec)
@@ -174,10 +229,16 @@ def new_tree(
     root["observed_data"] = xr.DataTree(
         xr.Dataset(
             {"x": (("obs_id", "feature"), xdata)},
-            coords={"obs_id": np.arange(X.shape[0]), "feature": list(feature_names)},
+            coords={"obs_id": _obs_ids(obs_ids, X.shape[0]), "feature": list(feature_names)},
         )
     )
     return root
+
+
+def _obs_ids(obs_ids: np.ndarray | None, n: int) -> np.ndarray:
+    if obs_ids is None or len(obs_ids) != n:
+        return np.arange(n)
+    return np.asarray(obs_ids)
 
 
 def ensure_tree(
@@ -186,10 +247,11 @@ def ensure_tree(
     X: np.ndarray,
     feature_names: list[str],
     seed: int | None,
+    obs_ids: np.ndarray | None = None,
 ) -> xr.DataTree:
-    """``result`` (checked to be a DataTree) or a fresh tree."""
+    """``result`` (checked to be a DataTree) or a fresh tree (rows labelled by ``obs_ids``)."""
     if result is None:
-        return new_tree(spec, X, feature_names, seed)
+        return new_tree(spec, X, feature_names, seed, obs_ids)
     if not isinstance(result, xr.DataTree):
         raise ParameterError(
             f"result must be an xarray.DataTree or None, got {type(result).__name__}; pass the "
