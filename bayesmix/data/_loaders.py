@@ -546,8 +546,8 @@ def _handle_missing(df: pd.DataFrame, where: str, dropna: bool, notes: list[str]
     raise DataError(
         f"{where} has {n_bad} row{'s' if n_bad != 1 else ''} with missing values (NaN): "
         f"expected complete rows, got the first in row {i} (line {i + 2} of the file, "
-        f"column {', '.join(repr(c) for c in row_cols)}); drop them first with dropna=True "
-        "(or df.dropna()), or impute them"
+        f"column {', '.join(repr(c) for c in row_cols)}); drop them first with dropna=True, "
+        "or impute them"
     )
 
 
