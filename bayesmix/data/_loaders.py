@@ -489,8 +489,8 @@ def _check_numeric(
     With ``text_ok`` a column of mostly non-numbers is left out as text; a column with a few
     non-numbers among numbers is an error naming the first.
     """
-    df = df.copy()
     text: list[str] = []
+    original = df
     for col in df.columns:
         series = df[col]
         if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
@@ -498,6 +498,8 @@ def _check_numeric(
         coerced = pd.to_numeric(series, errors="coerce")
         bad = (coerced.isna() & series.notna()).to_numpy()
         if not bad.any():
+            if df is original:
+                df = df.copy()  # only when a column changes: the caller's frame stays as it is
             df[col] = coerced  # e.g. an all-empty object column: handled by the NaN check
             continue
         i = int(np.flatnonzero(bad)[0])
