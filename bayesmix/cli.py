@@ -413,6 +413,21 @@ def _load_data(spec: RunSpec, log: Callable[[str], None] | None = None):
     return df
 
 
+def _check_features(args: argparse.Namespace, X) -> None:
+    """--features must name columns of the data (checked before anything is fitted)."""
+    features = _flatten(getattr(args, "features", None))
+    if not features:
+        return
+    columns = [str(c) for c in X.columns]
+    bad = [f for f in features if f not in columns]
+    if bad:
+        import difflib
+
+        close = difflib.get_close_matches(bad[0], columns, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use some of {', '.join(columns)}"
+        raise ParameterError(f"--features: {bad[0]!r} is not a column of the data; {hint}")
+
+
 def _notes(df) -> list[str]:
     """What the loader decided about the table (dropped rows, columns left out, dialect)."""
     notes = getattr(df, "attrs", {}).get("notes", [])
@@ -570,58 +585,8 @@ def _point_group(result) -> str:
     )
 
 
-def _plot_plan(result, spec: RunSpec) -> list[tuple[str, Callable[[], Any]]]:
-    """The plots that apply to this result: (file stem, function returning a Figure)."""
-    from bayesmix import plotting
-
-    groups = set(result.children)
-    has_post = "posterior" in groups
-    d = _n_features(result)
-    plan: list[tuple[str, Callable[[], Any]]] = []
-    side = int(round(d**0.5))
-    if spec.model.family == "bernoulli":
-        if side * side == d and d >= 4:  # square images (digits: 8x8)
-            from bayesmix.inference import generate
-
-            shape = (side, side)
-            grp = "em" if "em" in groups else _point_group(result)
-            plan.append(
-                (
-                    "component_images",
-                    lambda: plotting.plot_component_images(result, group=grp, shape=shape),
-                )
-            )
-            plan.append(
-                (
-                    "generated_images",
-                    lambda: plotting.plot_generated_images(
-                        generate(result, 25, group=_point_group(result), random_seed=0),
-                        shape=shape,
-                    ),
-                )
-            )
-    elif d == 1:
-        plan.append(("density_1d", lambda: plotting.plot_density_1d(result)))
-    else:
-        plan.append(("clusters_2d", lambda: plotting.plot_clusters_2d(result)))
-    if spec.model.family == "gaussian":
-        plan.append(
-            ("membership_uncertainty", lambda: plotting.plot_membership_uncertainty(result))
-        )
-    if "em" in groups:
-        plan.append(("em_history", lambda: plotting.plot_em_history(result)))
-    if has_post:
-        # Bernoulli: K x D probabilities are too many to draw; the weights tell the story
-        names = ["w"] if spec.model.family == "bernoulli" else None
-        plan.append(("trace", lambda: plotting.plot_trace(result, names)))
-        plan.append(("rank", lambda: plotting.plot_rank(result, names)))
-    if "posterior_predictive" in groups:
-        plan.append(("ppc", lambda: plotting.plot_ppc(result)))
-    return plan
-
-
 def _write_plots(
-    result, spec: RunSpec, folder: Path, args: argparse.Namespace
+    result, folder: Path, args: argparse.Namespace
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Write every applicable plot as PNG -> (written, failed: name -> one-line reason)."""
     import matplotlib
@@ -630,40 +595,15 @@ def _write_plots(
     from bayesmix import plotting
 
     features = _flatten(getattr(args, "features", None))
-    if hasattr(plotting, "write_plots"):
-        written, failed = plotting.write_plots(
-            result, folder, features=features, raise_errors=args.debug
-        )
-    else:  # pragma: no cover - older plotting module
-        written, failed = _write_plots_here(result, spec, folder, args.debug)
+    written, failed = plotting.write_plots(
+        result, folder, features=features, raise_errors=args.debug
+    )
     for name, reason in failed.items():
         print(
             f"{PROG}: warning: plot {name} could not be drawn ({cli_words(reason)}); "
             "the report names it and the other files are written",
             file=sys.stderr,
         )
-    return written, failed
-
-
-def _write_plots_here(result, spec, folder, debug):
-    import matplotlib.pyplot as plt
-
-    from bayesmix import plotting
-
-    written: dict[str, Path] = {}
-    failed: dict[str, str] = {}
-    for name, make in _plot_plan(result, spec):
-        path = folder / f"{name}.png"
-        try:
-            fig = make()
-            plotting.save_figure(fig, path)
-            plt.close(fig)
-        except Exception as exc:  # one bad plot must not throw away a finished fit
-            if debug:
-                raise
-            failed[name] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-            continue
-        written[name] = path
     return written, failed
 
 
@@ -711,6 +651,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / spec.name
     _check_out_dir(out, args.force)
     X = _load_data(spec, log)
+    _check_features(args, X)
 
     log("importing PyMC")
     from bayesmix import inference  # imports PyMC, which resets its logger: before quieting
@@ -732,7 +673,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         member = _membership_frame(result, X, spec)
         _write_csv(member, tmp / "membership.csv", index=False)
         log("plots")
-        figures, failed = _write_plots(result, spec, tmp, args)
+        figures, failed = _write_plots(result, tmp, args)
         log("report.html")
         write_report(
             result,
@@ -741,7 +682,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             diagnostics=diagnostics,
             figures=figures,
             title=f"bayesmix: {spec.name}",
-            **_report_extras(failed, _notes(X)),
+            failed_plots=failed,
+            notes=_notes(X),
         )
         names = [
             "result.nc",
@@ -765,19 +707,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     log("done")
     return 0
-
-
-def _report_extras(failed: dict[str, str], notes: list[str]) -> dict[str, Any]:
-    """Keyword arguments of write_report that this version of it accepts."""
-    from bayesmix.report import write_report
-
-    params = inspect.signature(write_report).parameters
-    extras: dict[str, Any] = {}
-    if "failed_plots" in params:
-        extras["failed_plots"] = failed
-    if "notes" in params:
-        extras["notes"] = notes
-    return extras
 
 
 def _select_covariances(args: argparse.Namespace, spec: RunSpec) -> tuple[str, ...]:
