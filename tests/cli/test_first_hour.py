@@ -21,7 +21,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.em import GaussianMixtureEM
 
-from .conftest import error_lines, run_cli
+from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,9 @@ def test_run_is_named_after_its_data(csvs, tmp_path):
     assert stdout.startswith("three: gaussian mixture, K=3")
     assert "<title>bayesmix: three</title>" in (out / "report.html").read_text()
     # a second fit of the same data says the folder exists: runs/three, not the main job's
-    code, _, stderr = run_cli(["fit", "--data", csvs / "three.csv", "--methods", "em"], cwd=tmp_path)
+    code, _, stderr = run_cli(
+        ["fit", "--data", csvs / "three.csv", "--methods", "em"], cwd=tmp_path
+    )
     assert code == 2 and "'runs/three' already exists" in stderr
 
 
