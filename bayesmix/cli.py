@@ -260,9 +260,6 @@ def _show_progress(args: argparse.Namespace) -> bool:
 _CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"leave the column out with columns=\[\.\.\.\]", "choose the columns with --columns"),
     (r"columns=\[\.\.\.\]", "--columns"),
-    (r"drop them first, e\.g\. df\.dropna\(\)(, or impute them)?", "pass --dropna to drop them"),
-    (r"pass dropna=True( to drop them)?", "pass --dropna to drop them"),
-    (r"df\.dropna\(\)", "--dropna"),
     (r"\bdropna=True\b", "--dropna"),
     (r"\bid_column=", "--id-column "),
     (r"\bsep=", "--sep "),
@@ -271,7 +268,17 @@ _CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"(look at )?bayesmix\.results\.diagnose", "read the diagnostics below"),
     (r"bayesmix\.results\.save", "'bayesmix fit'"),
     (r"\bselect_k\b", "'bayesmix select'"),
-    (r"\bn_components\b", "-k"),
+    (
+        r"expected n_samples >= n_components, got n_samples=(\d+) and n_components=(\d+)",
+        r"expected at least as many rows as components, got \1 rows and -k \2",
+    ),
+    (r"but n_components=(\d+):", r"but -k \1:"),
+    (
+        r"use covariance_type='diag' or 'spherical', a larger reg_covar, or drop the column\(s\)",
+        "use --covariance diag or spherical, or leave the column(s) out with --columns",
+    ),
+    (r"covariance_type='(\w+)'", r"--covariance \1"),
+    (r"binarise first, e\.g\. \(X >= threshold\)\.astype\(int\)", "binarise the columns first"),
     (r"\braise max_rows\b", "subsample the file"),
     (r"\btarget_accept\b", "[fit] target_accept in a spec"),
     (r"inspect result\['map'\]", "compare the map and em columns"),
@@ -622,8 +629,10 @@ def _membership_frame(result, X, spec: RunSpec):
     m = membership(result, group=group)
     mean = np.asarray(m["mean"].transpose("obs_id", "component").values)
     sd = np.asarray(m["sd"].transpose("obs_id", "component").values)
-    id_name = spec.data.id if getattr(spec.data, "id", None) else "row"
     index = getattr(X, "index", None)
+    id_name = getattr(index, "name", None) or spec.data.id or "row"
+    if str(id_name).startswith("Unnamed:"):  # the index pandas wrote without a name
+        id_name = "row"
     same = index is not None and len(index) == len(mean)
     ids = np.asarray(index) if same else np.arange(len(mean))
     df = pd.DataFrame({id_name: ids, "component": mean.argmax(axis=1)})

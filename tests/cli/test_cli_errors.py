@@ -18,6 +18,10 @@ from bayesmix.cli import main, parse_k_range
 
 from .conftest import error_lines, run_cli
 
+PYTHON_WORDS = (
+    r"df\.\w+\(|\w+=\[|\bselect_k\b|\bn_components\b|covariance_type=|\bdropna=|"
+    r"\bid_column=|\.astype\(|bayesmix\.results\."
+)
 GOOD_ROWS = "a,b\n1,2\n3,4\n5,6\n7,9\n2,2\n4,1\n"
 
 
@@ -31,6 +35,7 @@ def files(tmp_path: Path) -> Path:
     (d / "text.csv").write_text("a,b\n1,2\n2,y\n3,4\n4,6\n")  # one bad value in a number column
     (d / "nan.csv").write_text("a,b\n1,2\n,3\n4,5\n6,7\n")
     (d / "good.csv").write_text(GOOD_ROWS)
+    (d / "constant.csv").write_text("a,b\n1,2\n3,2\n5,2\n7,2\n")
     (d / "tiny.csv").write_text("a\n1\n2\n")
     (d / "blocker").write_text("a regular file, not a folder\n")
     (d / "typo.toml").write_text("[model]\ncomponets = 2\n")
@@ -118,6 +123,21 @@ BAD = [
         ["fit", "--methods", "em", "--out", "{out}"],
         r"already exists.*--force.*--out",
     ),
+    (
+        "constant_column",
+        ["fit", "--data", "{d}/constant.csv", "--out", "{out}"],
+        r"constant column.*--covariance diag or spherical.*--columns",
+    ),
+    (
+        "select_components",
+        ["select", "-k", "3", "--out", "{out}"],
+        r"'bayesmix select' compares several K, given by --k",
+    ),
+    (
+        "unknown_feature",
+        ["fit", "--features", "eruptionz", "--out", "{out}"],
+        r"--features: 'eruptionz' is not a column.*did you mean 'eruptions'",
+    ),
     ("select_k_reversed", ["select", "--k", "5..2", "--out", "{out}"], r"start is <= its end"),
     ("select_k_zero", ["select", "--k", "0..3", "--out", "{out}"], r"every K >= 1"),
     ("select_k_text", ["select", "--k", "a,b", "--out", "{out}"], r"expected integers"),
@@ -162,6 +182,8 @@ def test_bad_invocation(files, tmp_path, argv, phrase):
     assert lines[0].startswith("bayesmix: error: "), stderr
     assert re.search(phrase, lines[0]), lines[0]
     assert ";" in lines[0]  # "<what is wrong>; <what to do>"
+    # advice in the command line's words, not the Python API's (issue 12, item 10)
+    assert not re.search(PYTHON_WORDS, lines[0]), lines[0]
     # nothing written: no output, no half-written sibling, blocker still a file
     after = sorted(p.name for p in tmp_path.iterdir())
     assert after == before
@@ -175,6 +197,7 @@ def test_bad_invocation(files, tmp_path, argv, phrase):
             "text.csv",
             "nan.csv",
             "good.csv",
+            "constant.csv",
             "tiny.csv",
             "blocker",
             "typo.toml",
