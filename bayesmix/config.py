@@ -249,6 +249,14 @@ class FitSpec:
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
     target_accept : float
         NUTS target acceptance rate in (0, 1).
+    ppc_draws : int
+        Posterior draws (in all, spread over the chains) that get a replicate data set in
+        ``posterior_predictive``; 0 adds no such group. The group has ppc_draws x N x D
+        values, whatever the number of draws.
+    store_log_likelihood : bool
+        Keep the pointwise ``log_likelihood`` group (chains x draws x N values) in the
+        result, for ``az.loo(result)``; otherwise LOO computes it on demand
+        (:func:`bayesmix.inference.log_likelihood`).
     """
 
     methods: tuple[str, ...] = ("em", "map", "nuts")
@@ -258,6 +266,8 @@ class FitSpec:
     seed: int = 0
     sampler: str = "nutpie"
     target_accept: float = 0.9
+    ppc_draws: int = 100
+    store_log_likelihood: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The ``[fit]`` table."""
@@ -580,6 +590,13 @@ def spec_from_dict(
         col.add(f"[fit] target_accept: expected a number in (0, 1), got {ta!r}")
     else:
         fit_kw["target_accept"] = float(ta)
+    fit_kw["ppc_draws"] = col.integer(
+        "[fit] ppc_draws", ft.get("ppc_draws", FitSpec.ppc_draws), minimum=0
+    )
+    fit_kw["store_log_likelihood"] = col.boolean(
+        "[fit] store_log_likelihood",
+        ft.get("store_log_likelihood", FitSpec.store_log_likelihood),
+    )
 
     if col.problems:
         raise _spec_error(col.problems, run_name)

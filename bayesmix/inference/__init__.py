@@ -4,7 +4,14 @@ See ``docs/architecture.md`` for the groups and names of the result.
 """
 
 from bayesmix.inference._compiled import CompiledMixture, clear_cache, get_compiled
-from bayesmix.inference._fit import em_prior, fit_advi, fit_em, fit_map, sample_nuts
+from bayesmix.inference._fit import (
+    em_prior,
+    fit_advi,
+    fit_em,
+    fit_map,
+    log_likelihood,
+    sample_nuts,
+)
 from bayesmix.inference._predict import (
     as_images,
     generate,
@@ -27,6 +34,7 @@ __all__ = [
     "fit_map",
     "generate",
     "get_compiled",
+    "log_likelihood",
     "membership",
     "run",
     "sample_nuts",

@@ -123,12 +123,26 @@ def _draw_x(params: dict[str, np.ndarray], n: int, family: str, rng: np.random.G
     return mu + params["sigma"][rows, z] * eps, z
 
 
+def _replicate_dtype(X: np.ndarray, family: str) -> type:
+    """int8 for Bernoulli; float32 for Gaussian data unless its offset needs float64.
+
+    float32 resolves ``max|x| * 1.2e-7``: kept when that is below 1e-4 of the smallest
+    feature spread (a replicate is a random draw; only a spread-relative precision matters).
+    """
+    if family == "bernoulli":
+        return np.int8
+    spread = float(np.min(np.std(X, axis=0))) if X.shape[0] > 1 else 0.0
+    resolution = float(np.max(np.abs(X))) * np.finfo(np.float32).eps
+    return np.float32 if spread > 0 and resolution <= 1e-4 * spread else np.float64
+
+
 def sample_posterior_predictive(
     result: xr.DataTree,
     *,
     group: str = "posterior",
     random_seed: int | None = None,
     num_draws: int | None = None,
+    max_draws: int | None = None,
 ) -> xr.DataTree:
     """Add ``posterior_predictive`` with ``x`` (chain, draw, obs_id, feature).
 
@@ -146,12 +160,18 @@ def sample_posterior_predictive(
     num_draws : int, optional
         Draws per chain to use, evenly spaced. Default: all of them, unless the replicates
         would exceed ``MAX_PREDICTIVE_ELEMENTS`` (5e7) values; then as many as fit.
+    max_draws : int, optional
+        At most this many draws in all, spread over the chains (``max_draws // chains`` per
+        chain, at least one, evenly spaced); combined with ``num_draws``, the smaller wins.
+        :func:`bayesmix.inference.run` passes ``[fit] ppc_draws`` (default 100): enough for
+        the posterior predictive plots, and the group no longer grows with the draws.
 
     Returns
     -------
     xarray.DataTree
-        ``result`` with the new group (modified in place and returned). Bernoulli replicates
-        are int8.
+        ``result`` with the new group (modified in place and returned). Gaussian replicates
+        are float32 (float64 when the data's offset is too large for float32 to resolve a
+        1e-4 of the spread), Bernoulli replicates int8.
     """
     result = _check_result(result)
     spec = model_spec_of(result)
@@ -168,6 +188,8 @@ def sample_posterior_predictive(
     if num_draws is None:
         num_draws = max(1, min(nd, MAX_PREDICTIVE_ELEMENTS // (nc * X.size)))
     num_draws = min(check_int(num_draws, "num_draws", 1), nd)
+    if max_draws is not None:
+        num_draws = min(num_draws, max(1, check_int(max_draws, "max_draws", 1) // nc))
     keep = np.unique(np.linspace(0, nd - 1, num_draws).round().astype(int))
     ds = ds.isel(draw=keep)
     nd = keep.size
@@ -176,9 +198,7 @@ def sample_posterior_predictive(
         for k in ("w", "mu", "sigma", "cov", "p")
         if k in ds
     }
-    x = np.empty(
-        (nc * nd, X.shape[0], X.shape[1]), np.int8 if spec.family == "bernoulli" else float
-    )
+    x = np.empty((nc * nd, X.shape[0], X.shape[1]), _replicate_dtype(X, spec.family))
     for start in range(0, nc * nd, 64):  # blocks of draws bound the temporaries
         blk = _params_for_math({k: v[start : start + 64] for k, v in params.items()})
         x[start : start + 64] = _draw_x(blk, X.shape[0], spec.family, rng)[0]

@@ -47,8 +47,10 @@ def run(
     """Fit ``run_spec.fit.methods`` in the order em -> map -> nuts -> advi into one tree.
 
     All methods share one compiled model. MAP starts from the EM solution and NUTS from the
-    MAP solution when those ran. After NUTS (or else ADVI) a posterior predictive group is
-    added; NUTS also adds the pointwise ``log_likelihood``.
+    MAP solution when those ran. After NUTS (or else ADVI) a posterior predictive group of
+    ``[fit] ppc_draws`` replicates is added. The pointwise ``log_likelihood`` group is stored
+    only with ``[fit] store_log_likelihood``; :func:`bayesmix.inference.log_likelihood`
+    computes it on demand.
 
     Parameters
     ----------
@@ -124,6 +126,7 @@ def run(
                 progressbar=progressbar,
                 feature_names=names,
                 result=tree,
+                log_likelihood=fit.store_log_likelihood,
             )
     if "advi" in fit.methods:
         with stage("ADVI", f"variational approximation, {fit.draws} draws"):
@@ -135,8 +138,10 @@ def run(
         if "posterior" in tree.children
         else ("advi" if "advi" in tree.children else None)
     )
-    if pp_group is not None:
+    if pp_group is not None and fit.ppc_draws > 0:
         with stage("posterior predictive", f"new data sets from the {pp_group} draws"):
-            sample_posterior_predictive(tree, group=pp_group, random_seed=seed)
+            sample_posterior_predictive(
+                tree, group=pp_group, random_seed=seed, max_draws=fit.ppc_draws
+            )
     tree.attrs["warnings"] = recorded
     return tree

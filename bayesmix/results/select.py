@@ -13,7 +13,7 @@ import pandas as pd
 
 from bayesmix._validation import ParameterError
 
-__all__ = ["select_k", "recommend", "CRITERIA"]
+__all__ = ["select_k", "recommend", "loo", "CRITERIA"]
 
 CRITERIA = ("bic", "aic", "icl", "loo")
 _GAUSSIAN_COVARIANCES = ("full", "tied", "diag", "spherical")
@@ -51,18 +51,116 @@ def _em_row(X, family, cov, k, n_init, seed) -> dict[str, Any]:
     }
 
 
-def _loo_row(X, model_spec, draws, tune, chains, seed) -> tuple[dict[str, Any], np.ndarray]:
-    import arviz as az
+_LOO_BLOCK_VALUES = 4_000_000  # draws x observations of log-likelihood per block (32 MB)
 
+
+def loo(result: Any, *, group: str = "posterior", obs_block: int | None = None):
+    """PSIS-LOO of a result, a block of observations at a time: ``az.loo`` without the group.
+
+    Gives the numbers of ``az.loo(result, pointwise=True)`` on a result that stores the
+    pointwise ``log_likelihood`` (same relative efficiency from the draws, same Pareto
+    smoothing per observation, same sums), but never holds more than one block of the
+    (draws x N) log-likelihood: each block comes from
+    :func:`bayesmix.inference.log_likelihood` (the stored group when there is one). Results
+    of ``bayesmix fit`` do not store it, so ``az.loo(result)`` alone fails on them.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+        With ``group`` (draws), ``observed_data`` and the spec attrs.
+    group : str
+        ``"posterior"`` or ``"advi"``.
+    obs_block : int, optional
+        Observations per block; default: as many as fit in 4e6 log-likelihood values.
+
+    Returns
+    -------
+    arviz_stats.utils.ELPDDataLOO
+        ``elpd``, ``se``, ``p``, ``warning``, ``good_k``, ``elpd_i`` and ``pareto_k``
+        (obs_id); ``log_weights`` is None (it would be draws x N again).
+    """
+    import xarray as xr
+    from arviz_stats.utils import ELPDDataLOO
+
+    from bayesmix.inference import log_likelihood
+
+    if not isinstance(result, xr.DataTree):
+        raise ParameterError(
+            f"loo needs a result: expected an xarray.DataTree, got {type(result).__name__}; "
+            "pass the tree from bayesmix.inference or bayesmix.results.load"
+        )
+    if group not in result.children or "chain" not in result[group].dims:
+        raise ParameterError(
+            f"loo needs draws: expected a group {group!r} with (chain, draw), got groups "
+            f"{sorted(result.children)}; run NUTS (or ADVI) first"
+        )
+    if "observed_data" not in result.children:
+        raise ParameterError(
+            "loo needs the observed data: expected an observed_data group, got groups "
+            f"{sorted(result.children)}; use a result made by bayesmix.inference"
+        )
+    sizes = result[group].sizes
+    n_samples = sizes["chain"] * sizes["draw"]
+    n_obs = result["observed_data"].sizes["obs_id"]
+    if obs_block is None:
+        obs_block = max(1, _LOO_BLOCK_VALUES // n_samples)
+    elif isinstance(obs_block, bool) or not isinstance(obs_block, int) or obs_block < 1:
+        raise ParameterError(
+            f"obs_block must be a positive integer: expected e.g. 500, got {obs_block!r}"
+        )
+    # relative efficiency exactly as arviz's loo computes it: mean ESS of every posterior
+    # value over the number of draws (1 for a single chain)
+    if sizes["chain"] == 1:
+        reff = 1.0
+    else:
+        ess = result[group].azstats.ess(method="mean")
+        reff = np.hstack([ess[v].values.ravel() for v in ess.data_vars]).mean() / n_samples
+    sample_dims = ["chain", "draw"]
+    elpd_parts, k_parts, p_parts = [], [], []
+    for start in range(0, n_obs, obs_block):
+        ll = log_likelihood(result, group=group, obs=slice(start, start + obs_block))["x"]
+        elpd_i, k_i, p_i = ll.azstats.loo(sample_dims=sample_dims, r_eff=reff)
+        elpd_parts.append(elpd_i)
+        k_parts.append(k_i)
+        p_parts.append(p_i)
+    elpd_i = xr.concat(elpd_parts, dim="obs_id")
+    pareto_k = xr.concat(k_parts, dim="obs_id")
+    p_loo_i = xr.concat(p_parts, dim="obs_id")
+    elpd, se, p_loo, _ = elpd_i.azstats.loo_summary(p_loo_i)
+    good_k = min(1 - 1 / np.log10(n_samples), 0.7) if n_samples > 1 else 0.7
+    return ELPDDataLOO(
+        elpd=elpd,
+        se=se,
+        p=p_loo,
+        n_samples=n_samples,
+        n_data_points=n_obs,
+        scale="log",
+        warning=bool(np.any(pareto_k.values > good_k)),
+        good_k=good_k,
+        elpd_i=elpd_i,
+        pareto_k=pareto_k,
+        approx_posterior=False,
+        log_weights=None,
+    )
+
+
+def _loo_row(X, model_spec, draws, tune, chains, seed) -> tuple[dict[str, Any], np.ndarray]:
     from bayesmix.inference import sample_nuts
 
     tree = sample_nuts(
-        model_spec, X, draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False
+        model_spec,
+        X,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=seed,
+        progressbar=False,
+        log_likelihood=False,  # loo computes it a block of observations at a time
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loo = az.loo(tree, pointwise=True)
-    pareto_k = np.asarray(loo.pareto_k).ravel()
+        result = loo(tree)
+    pareto_k = np.asarray(result.pareto_k).ravel()
     n_bad = int((~(pareto_k <= 0.7)).sum())
     if n_bad:
         warnings.warn(
@@ -73,12 +171,12 @@ def _loo_row(X, model_spec, draws, tune, chains, seed) -> tuple[dict[str, Any], 
             stacklevel=3,
         )
     row = {
-        "elpd_loo": float(loo.elpd),
-        "se": float(loo.se),
-        "p_loo": float(loo.p),
+        "elpd_loo": float(result.elpd),
+        "se": float(result.se),
+        "p_loo": float(result.p),
         "n_high_pareto_k": n_bad,
     }
-    return row, np.asarray(loo.elpd_i).ravel()
+    return row, np.asarray(result.elpd_i).ravel()
 
 
 def _best_loo(sub: pd.DataFrame, pointwise: dict[int, np.ndarray]) -> pd.DataFrame:

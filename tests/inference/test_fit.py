@@ -19,6 +19,7 @@ from bayesmix.inference import (
     fit_map,
     generate,
     get_compiled,
+    log_likelihood,
     membership,
     sample_nuts,
     sample_posterior_predictive,
@@ -45,9 +46,10 @@ def test_root_attrs_and_observed_data(faithful_run, faithful):
         "map",
         "posterior",
         "sample_stats",
-        "log_likelihood",
         "posterior_predictive",
     } <= set(faithful_run.children)
+    # run() leaves the (chain, draw, obs_id) log-likelihood out unless asked ([fit])
+    assert "log_likelihood" not in faithful_run.children
 
 
 def test_em_group(faithful_run):
@@ -84,8 +86,9 @@ def test_posterior_groups_and_log_likelihood(faithful_run, faithful):
     assert set(post.data_vars) == {"w", "mu", "sigma", "cov", "corr"}
     assert post["mu"].dims == ("chain", "draw", "component", "feature")
     assert faithful_run["sample_stats"]["diverging"].dims == ("chain", "draw")
-    ll = faithful_run["log_likelihood"]["x"]
+    ll = log_likelihood(faithful_run)["x"]  # computed on demand
     assert ll.dims == ("chain", "draw", "obs_id")
+    assert "log_likelihood" not in faithful_run.children
     X = faithful[FEATURES].to_numpy()
     for c, d in [(0, 0), (1, 123), (1, 299)]:
         p = post.to_dataset().isel(chain=c, draw=d)
@@ -113,7 +116,7 @@ def test_compiled_model_reused_for_same_shape_data(faithful_run, faithful):
     np.testing.assert_array_equal(r["observed_data"]["x"].values, X2)
     # the swapped data are what the sampler saw: its log_likelihood is computed on X2
     assert not np.allclose(
-        r["log_likelihood"]["x"].values[0, 0], faithful_run["log_likelihood"]["x"].values[0, 0]
+        r["log_likelihood"]["x"].values[0, 0], log_likelihood(faithful_run)["x"].values[0, 0]
     )
 
 
@@ -156,7 +159,10 @@ def test_generate_and_posterior_predictive(faithful_run):
     np.testing.assert_array_equal(a, b)
     pp = faithful_run["posterior_predictive"]["x"]
     assert pp.dims == ("chain", "draw", "obs_id", "feature")
-    assert pp.shape == (2, 300, 272, 2)
+    # [fit] ppc_draws = 100 in all: 50 evenly spaced draws of each of the 2 chains
+    assert pp.shape == (2, 50, 272, 2)
+    np.testing.assert_array_equal(pp["draw"].values, np.linspace(0, 299, 50).round())
+    assert pp.dtype == np.float32
 
 
 def test_prior_predictive(faithful_run):
