@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import inspect
 import logging
 import os
 import shutil
@@ -34,7 +33,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from bayesmix import __version__
 from bayesmix._validation import BayesmixError, DataError, ParameterError, SpecError
@@ -329,6 +327,24 @@ def _warnings_as_lines(prefix: str = "") -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _em_start_bar(enabled: bool) -> Iterator[None]:
+    """On a terminal, a bar over EM's starts (``bayesmix: EM starts [####      ] 2/5``)."""
+    if not enabled:
+        yield
+        return
+    from bayesmix.em import on_each_start
+
+    def draw(done: int, total: int) -> None:
+        filled = round(20 * done / total)
+        end = "\n" if done == total else ""
+        bar = "#" * filled + " " * (20 - filled)
+        print(f"\r{PROG}: EM starts [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    with on_each_start(draw):
+        yield
+
+
 def _run_name(args: argparse.Namespace, spec_name: str) -> str:
     """The run's name: --name, else a name the spec file sets, else the data file's stem."""
     if getattr(args, "name", None):
@@ -497,17 +513,6 @@ def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _call(func: Callable, *args: Any, **maybe: Any) -> Any:
-    """Call ``func`` passing only the keyword arguments its signature accepts."""
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return func(*args)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return func(*args, **maybe)
-    return func(*args, **{k: v for k, v in maybe.items() if k in params})
-
-
 @contextlib.contextmanager
 def _quiet_libraries(quiet_logs: bool, quiet_warnings: bool = False) -> Iterator[None]:
     """Silence PyMC's log lines (and warnings, if asked) for the block; restore afterwards."""
@@ -672,7 +677,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _quiet_libraries(not progress, args.quiet),
         _staged_dir(out, args.force) as tmp,
     ):
-        result = _call(inference.run, spec, X, progressbar=progress, on_stage=log)
+        with _em_start_bar(progress):
+            result = inference.run(spec, X, progressbar=progress, on_stage=log)
         result = _maybe_relabel(result, spec)
         log("saving result.nc")
         results.save(result, tmp / "result.nc")
@@ -761,8 +767,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         _quiet_libraries(not progress, args.quiet),
         _staged_dir(out, args.force) as tmp,
     ):
-        table = _call(
-            results.select_k,
+        table = results.select_k(
             X,
             ks,
             family=spec.model.family,

@@ -6,7 +6,7 @@ helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask
 jax are imported only when such an array is given.
 """
 
-from bayesmix.em._base import BaseMixtureEM, DegenerateComponentWarning
+from bayesmix.em._base import BaseMixtureEM, DegenerateComponentWarning, on_each_start
 from bayesmix.em.bernoulli import BernoulliMixtureEM
 from bayesmix.em.gaussian import GaussianMixtureEM
 from bayesmix.em.kmeans import KMeans, kmeans_plusplus
@@ -18,4 +18,5 @@ __all__ = [
     "GaussianMixtureEM",
     "KMeans",
     "kmeans_plusplus",
+    "on_each_start",
 ]

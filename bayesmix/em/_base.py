@@ -31,9 +31,12 @@ block length is ``chunk_size`` when the family has that setting, else chosen fro
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
 from abc import abstractmethod
+from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import Any
 
@@ -55,6 +58,7 @@ __all__ = [
     "BaseMixtureEM",
     "DegenerateComponentWarning",
     "normalize_log_prob_inplace",
+    "on_each_start",
     "reject_complex",
     "row_blocks",
 ]
@@ -63,6 +67,33 @@ __all__ = [
 _BLOCK_ELEMENTS = 1 << 18
 # A component whose expected number of points n w_k is below this is reported as empty.
 _EMPTY_COUNT = 1e-3
+
+#: Called as ``callback(done, total)`` after each EM start of any ``fit`` in this context.
+_START_CALLBACK: contextvars.ContextVar[Callable[[int, int], None] | None] = (
+    contextvars.ContextVar("bayesmix_em_start_callback", default=None)
+)
+
+
+@contextlib.contextmanager
+def on_each_start(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """Call ``callback(done, total)`` after each of the ``n_init`` starts of EM fits in the block.
+
+    For progress bars: the estimators' parameters (and so their results) are unchanged.
+
+    Examples
+    --------
+    >>> from bayesmix.em import GaussianMixtureEM, on_each_start
+    >>> with on_each_start(lambda done, total: print(f"start {done}/{total}")):
+    ...     GaussianMixtureEM(2, n_init=2, random_state=0).fit([[0.0], [0.1], [5.0], [5.2]])
+    start 1/2
+    start 2/2
+    GaussianMixtureEM(n_components=2, n_init=2, random_state=0)
+    """
+    token = _START_CALLBACK.set(callback)
+    try:
+        yield
+    finally:
+        _START_CALLBACK.reset(token)
 
 
 class DegenerateComponentWarning(UserWarning):
@@ -396,6 +427,9 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
                     f"Initialization {init} converged: {converged}\t"
                     f"time {perf_counter() - start:.3f}s\t objective {objective:.10g}"
                 )
+            callback = _START_CALLBACK.get()
+            if callback is not None:
+                callback(init + 1, n_init)
             if best_params is None or objective > best_objective:
                 best_objective = objective
                 best_params = self._get_parameters()

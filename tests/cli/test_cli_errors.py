@@ -232,7 +232,7 @@ class _FakeInference:
         self.exc = exc
         self.calls = 0
 
-    def run(self, spec, X, progressbar=None):
+    def run(self, spec, X, progressbar=None, on_stage=None):
         self.calls += 1
         self.exc_spec = spec
         raise self.exc
