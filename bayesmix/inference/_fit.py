@@ -31,10 +31,12 @@ from bayesmix.inference._tree import (
     check_int,
     ensure_tree,
     model_spec_of,
+    obs_id_coord,
     observed_X,
     point_dataset,
     point_from_group,
     resolve_seed,
+    row_labels,
 )
 
 __all__ = ["fit_advi", "fit_em", "fit_map", "log_likelihood", "sample_nuts"]
@@ -199,7 +201,7 @@ def fit_em(
         },
     )
     ds["lower_bounds"] = ("iteration", np.asarray(est.lower_bounds_, float))
-    tree = ensure_tree(result, spec, Xc, names, seed)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
     tree["em"] = xr.DataTree(ds)
     return tree
 
@@ -333,7 +335,7 @@ def fit_map(
             "logps": np.asarray(logps),
         },
     )
-    tree = ensure_tree(result, spec, Xc, names, seed)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
     tree["map"] = xr.DataTree(ds)
     return tree
 
@@ -466,7 +468,7 @@ def log_likelihood(
     X = observed_X(result)
     ids = np.arange(X.shape[0]) if obs is None else np.arange(X.shape[0])[obs]
     ds = _log_likelihood(result[group].to_dataset(), X[ids], model_spec_of(result).family)
-    ds = ds.assign_coords(obs_id=ids)
+    ds = ds.assign_coords(obs_id=obs_id_coord(result, X.shape[0])[ids])
     if store:
         result["log_likelihood"] = xr.DataTree(ds)
     return ds
@@ -625,7 +627,7 @@ def sample_nuts(
         post = trace["posterior"].to_dataset()
         stats = trace["sample_stats"].to_dataset()
     post = _posterior_dataset(post, names)
-    tree = ensure_tree(result, spec, Xc, names, seed)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
     tree["posterior"] = xr.DataTree(post.assign_attrs(sampler=sampler, seed=seed))
     tree["sample_stats"] = xr.DataTree(stats)
     n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
@@ -638,7 +640,9 @@ def sample_nuts(
             stacklevel=2,
         )
     if log_likelihood:
-        tree["log_likelihood"] = xr.DataTree(_log_likelihood(post, Xc, m.family))
+        ll = _log_likelihood(post, Xc, m.family)
+        ll = ll.assign_coords(obs_id=obs_id_coord(tree, Xc.shape[0]))
+        tree["log_likelihood"] = xr.DataTree(ll)
     return tree
 
 
@@ -719,6 +723,6 @@ def fit_advi(
         "seed": seed,
         "minibatch": 0 if minibatch is None else int(minibatch),
     }
-    tree = ensure_tree(result, spec, Xc, names, seed)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
     tree["advi"] = xr.DataTree(post)
     return tree

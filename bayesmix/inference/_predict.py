@@ -22,6 +22,7 @@ from bayesmix.inference._tree import (
     observed_X,
     point_from_group,
     resolve_seed,
+    row_labels,
 )
 
 __all__ = [
@@ -261,7 +262,7 @@ def sample_prior_predictive(
     cm = get_compiled(spec, Xc, feature_names=names)
     names = cm.feature_names
     if tree is None:
-        tree = new_tree(result_or_spec, Xc, names, seed)
+        tree = new_tree(result_or_spec, Xc, names, seed, row_labels(X))
     # a forward-sampling graph, evaluated once: the Python linker avoids a Numba compile
     pr = pm.sample_prior_predictive(
         draws=draws, model=cm.model, random_seed=seed, compile_kwargs={"mode": "FAST_COMPILE"}
@@ -275,7 +276,8 @@ def sample_prior_predictive(
     if "feature_bis" in prior.dims:
         prior = prior.assign_coords(feature_bis=names)
     tree["prior"] = xr.DataTree(prior)
-    tree["prior_predictive"] = xr.DataTree(ppx.assign_coords(feature=names))
+    ppx = ppx.assign_coords(feature=names, obs_id=obs_id_coord(tree, Xc.shape[0]))
+    tree["prior_predictive"] = xr.DataTree(ppx)
     return tree
 
 

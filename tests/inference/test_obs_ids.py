@@ -85,11 +85,6 @@ def test_obs_id_coord_without_observed_data():
     assert obs_id_coord(xr.DataTree(), 2).tolist() == [0, 1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fit_em/fit_map/sample_nuts/fit_advi to pass obs_ids=row_labels(X) to "
-    "ensure_tree (bayesmix/inference/_fit.py, being reworked by another engineer)",
-)
 def test_fit_em_puts_the_index_into_observed_data(labelled):
     tree = fit_em(SPEC, labelled, random_state=0)
     assert tree["observed_data"]["obs_id"].values.tolist() == labelled.index.tolist()
