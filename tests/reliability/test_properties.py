@@ -95,16 +95,24 @@ def test_gaussian_em_extreme_finite_data(examples, data, cov, seed):
             _check_fit(est, X, covariances=False)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_overflowing_covariance_is_an_error(covariance_type):
-    # found by hypothesis ("long"); diag/spherical give 1.67e307 here, full/tied inf
+    # found by hypothesis ("long"): full/tied once gave an inf covariance here. Every type now
+    # gives the exact ML variance (8/81) * 1.3e154^2 = 1.67e307, which is finite; the squares
+    # of the data overflow, so it must come from residuals about the mean
     X = np.array([[0.0]] + [[1.3e154]] * 8)
     with np.errstate(all="ignore"):
-        try:
-            est = GaussianMixtureEM(1, covariance_type=covariance_type, random_state=0).fit(X)
-        except DataError:
-            return
-    assert np.all(np.isfinite(est.covariances_)), est.covariances_
+        est = GaussianMixtureEM(1, covariance_type=covariance_type, random_state=0).fit(X)
+    expected = (1.3e154 * np.sqrt(8.0) / 9.0) ** 2
+    cov = np.asarray(est.covariances_, dtype=float).ravel()
+    assert np.all(np.isfinite(cov)), cov
+    np.testing.assert_allclose(cov, expected, rtol=1e-6)
+    np.testing.assert_allclose(est.means_.ravel(), 1.3e154 * 8 / 9, rtol=1e-12)
+    # and a variance that does overflow float64 is refused with a DataError, not inf
+    with np.errstate(all="ignore"), pytest.raises(DataError, match="overflows"):
+        GaussianMixtureEM(1, covariance_type=covariance_type, random_state=0).fit(
+            np.array([[-1.5e308]] + [[1.5e308]] * 8)
+        )
 
 
 @property_settings()
