@@ -22,12 +22,17 @@ _STAGE_NAMES = {"em": "EM", "map": "MAP", "nuts": "NUTS", "advi": "ADVI"}
 
 
 def _recorded(category: type[Warning]) -> bool:
-    """Whether a warning of this category is kept in the result (ours and EM's convergence)."""
-    from sklearn.exceptions import ConvergenceWarning
+    """Whether a warning of this category is kept in the result's ``warnings`` attr.
 
-    return category.__module__.startswith("bayesmix") or issubclass(
-        category, ConvergenceWarning
-    )
+    Every warning class of bayesmix is, except the three that ``results.diagnose`` finds
+    again from the result itself (divergences in ``sample_stats``, ``starts_agree`` of the
+    map group, ``converged`` of the em group): keeping those would report them twice.
+    """
+    from bayesmix.inference._tree import DivergenceWarning, StartsDisagreeWarning
+
+    if issubclass(category, DivergenceWarning | StartsDisagreeWarning):
+        return False
+    return category.__module__.startswith("bayesmix")
 
 
 def _warning_line(stage: str, message: Warning | str) -> str:
