@@ -93,19 +93,26 @@ def test_verbose_prints(X, capsys):
 def test_sample_moments(covariance_type):
     X = three_blobs(np.random.default_rng(2), 2, n=900)
     gm = GaussianMixtureEM(3, covariance_type=covariance_type, random_state=0).fit(X)
-    draws, labels = gm.sample(30_000)
-    assert draws.shape == (30_000, 2) and labels.shape == (30_000,)
-    np.testing.assert_allclose(np.bincount(labels) / 30_000, gm.weights_, atol=0.015)
-    for k in range(3):
-        np.testing.assert_allclose(draws[labels == k].mean(0), gm.means_[k], atol=0.1)
-    full_cov = np.cov(draws[labels == 0].T)
-    expected = {
-        "full": lambda c: c[0],
-        "tied": lambda c: c,
-        "diag": lambda c: np.diag(c[0]),
-        "spherical": lambda c: c[0] * np.eye(2),
+    n = 30_000
+    draws, labels = gm.sample(n)
+    assert draws.shape == (n, 2) and labels.shape == (n,)
+    # weights, means and covariances of the draws within 4.5 standard errors
+    freq = np.bincount(labels, minlength=3) / n
+    assert np.all(np.abs(freq - gm.weights_) < 4.5 * np.sqrt(gm.weights_ * (1 - gm.weights_) / n))
+    cov = {
+        "full": lambda c: c,
+        "tied": lambda c: np.broadcast_to(c, (3, 2, 2)),
+        "diag": lambda c: np.stack([np.diag(v) for v in c]),
+        "spherical": lambda c: c[:, None, None] * np.eye(2),
     }[covariance_type](gm.covariances_)
-    np.testing.assert_allclose(full_cov, expected, atol=0.1 * np.abs(expected).max())
+    for k in range(3):
+        xk = draws[labels == k]
+        se = np.sqrt(np.diag(cov[k]) / len(xk))
+        assert np.all(np.abs(xk.mean(0) - gm.means_[k]) < 4.5 * se), k
+        r = xk - gm.means_[k]
+        prod = r[:, :, None] * r[:, None, :]
+        se_cov = prod.std(axis=0, ddof=1) / np.sqrt(len(xk))
+        assert np.all(np.abs(prod.mean(0) - cov[k]) < 4.5 * se_cov), k
 
 
 def test_icl_is_bic_plus_twice_the_entropy(X):
