@@ -694,7 +694,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             result,
             tmp / "report.html",
             table=table,
-            diagnostics=diagnostics,
+            diagnostics=cli_words(diagnostics),
             figures=figures,
             title=f"bayesmix: {spec.name}",
             failed_plots=failed,

@@ -148,7 +148,9 @@ def test_library_warnings_reach_stderr_diagnostics_and_report(csvs, tmp_path, mo
         "select_k"
     ]
     assert "collapsed onto repeated points" in stdout and "No problems found" not in stdout
-    assert "collapsed onto repeated points" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "collapsed onto repeated points" in report
+    assert "select_k" not in report and "&#x27;bayesmix select&#x27;" in report  # CLI words
 
 
 def test_membership_csv_with_ids_and_dropna(csvs, tmp_path):
