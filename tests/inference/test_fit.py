@@ -146,12 +146,27 @@ def test_membership_point_and_draws(faithful_run):
 
 
 def test_generate_and_posterior_predictive(faithful_run):
-    Xn, z = generate(faithful_run, 500, random_seed=0)
-    assert Xn.shape == (500, 2) and z.shape == (500,)
-    # each component's points sit around its posterior mean
-    mu = faithful_run["posterior"]["mu"].mean(("chain", "draw")).values
+    Xn, z = generate(faithful_run, 4000, random_seed=0)
+    assert Xn.shape == (4000, 2) and z.shape == (4000,)
+    # each new point comes from a random posterior draw s, so given z = k it follows the
+    # draws' components weighted by w_k(s): mean E[mu_k], covariance E[cov_k] + Cov[mu_k]
+    post = faithful_run["posterior"].to_dataset().stack(s=("chain", "draw"))
+    w = post["w"].transpose("s", "component").values
+    mu = post["mu"].transpose("s", "component", "feature").values
+    cov = post["cov"].transpose("s", "component", "feature", "feature_bis").values
     for k in range(2):
-        np.testing.assert_allclose(Xn[z == k].mean(0), mu[k], rtol=0.05)
+        p = w[:, k] / w[:, k].sum()
+        m = p @ mu[:, k]
+        dev = mu[:, k] - m
+        c = np.einsum("s,sij->ij", p, cov[:, k]) + np.einsum("s,si,sj->ij", p, dev, dev)
+        xk = Xn[z == k] - m
+        assert np.all(np.abs(xk.mean(0)) < 4.5 * np.sqrt(np.diag(c) / len(xk))), k
+        prod = xk[:, :, None] * xk[:, None, :]
+        se = prod.std(axis=0, ddof=1) / np.sqrt(len(xk))
+        assert np.all(np.abs(prod.mean(0) - c) < 4.5 * se), (k, prod.mean(0), c)
+    freq = np.bincount(z, minlength=2) / len(z)
+    wm = w.mean(0)
+    assert np.all(np.abs(freq - wm) < 4.5 * np.sqrt(wm * (1 - wm) / len(z)))
     Xe, _ = generate(faithful_run, 10, group="em", random_seed=0)
     assert Xe.shape == (10, 2)
     a, _ = generate(faithful_run, 20, random_seed=5)
