@@ -1,9 +1,11 @@
 """Fixtures and hypothesis profiles for the EM engine tests.
 
-Hypothesis: the property tests here run 30 examples by default (fast). Two profiles are
-registered, "ci" (100 examples) and "long" (1000); choose one with the environment variable
-HYPOTHESIS_PROFILE (e.g. ``HYPOTHESIS_PROFILE=long uv run pytest tests/em``). The default
-profile of hypothesis itself is left alone, so that other test folders keep their settings.
+Hypothesis: without the environment variable HYPOTHESIS_PROFILE (as in CI, ``.ci/run``) the
+property tests here use the profile "em-fast" (30 examples, no deadline; registered in
+``em_helpers.hypothesis_settings``). Two more profiles are registered, "ci" (100 examples) and
+"long" (1000); choose one with HYPOTHESIS_PROFILE (e.g. ``HYPOTHESIS_PROFILE=long uv run pytest
+tests/em``). The default profile of hypothesis itself is left alone, so that other test folders
+keep their settings. (``tests/reliability`` uses "ci" when HYPOTHESIS_PROFILE is unset.)
 """
 
 import os
