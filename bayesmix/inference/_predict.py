@@ -33,7 +33,8 @@ __all__ = [
     "sample_prior_predictive",
 ]
 
-_BLOCK = 256  # draws per block in membership
+# draws x observations x components per block of membership: ~8 MB per temporary, whatever N
+_MEMBERSHIP_BLOCK_ELEMENTS = 1_000_000
 MAX_PREDICTIVE_ELEMENTS = 50_000_000
 
 
@@ -88,8 +89,9 @@ def membership(result: xr.DataTree, X: Any = None, *, group: str = "posterior") 
         n_draws = w.shape[0]
         s1 = np.zeros((Xc.shape[0], w.shape[-1]))
         s2 = np.zeros_like(s1)
-        for start in range(0, n_draws, _BLOCK):
-            blk = {k: v[start : start + _BLOCK] for k, v in params.items()}
+        step = max(1, _MEMBERSHIP_BLOCK_ELEMENTS // (Xc.shape[0] * w.shape[-1]))
+        for start in range(0, n_draws, step):
+            blk = {k: v[start : start + step] for k, v in params.items()}
             r = np.exp(_math.log_responsibilities(Xc, blk, spec.family))
             s1 += r.sum(axis=0)
             s2 += (r**2).sum(axis=0)

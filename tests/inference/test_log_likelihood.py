@@ -200,3 +200,21 @@ def test_saved_result_keeps_what_users_need(faithful_run, tmp_path):
     fig = plotting.plot_ppc(back)
     assert len([ln for ax in fig.axes for ln in ax.lines if ln.get_gid() == "ppc-draw"]) > 0
     matplotlib.pyplot.close(fig)
+
+
+def test_membership_blocks_follow_the_data_size(faithful_run, monkeypatch):
+    from bayesmix import _math
+    from bayesmix.inference import _predict
+    from bayesmix.inference._tree import point_from_group
+
+    params = point_from_group(faithful_run, "posterior")
+    params.pop("sigma")
+    X = faithful_run["observed_data"]["x"].values
+    r = np.exp(_math.log_responsibilities(X, params, "gaussian"))  # every draw at once
+    ref_mean, ref_sd = r.mean(0), r.std(0)
+    for elements in (272 * 2 * 3, 10**9):  # 3 draws per block; one block
+        monkeypatch.setattr(_predict, "_MEMBERSHIP_BLOCK_ELEMENTS", elements)
+        m = membership(faithful_run)
+        np.testing.assert_allclose(m["mean"].values, ref_mean, rtol=1e-10, atol=1e-12)
+        # sd from sums of r and r^2: cancellation leaves ~1e-8 absolute error near 0
+        np.testing.assert_allclose(m["sd"].values, ref_sd, atol=1e-6)
