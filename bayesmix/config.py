@@ -361,10 +361,9 @@ class _Collector:
             self.add(f"{where}: expected a string, one of {', '.join(choices)}; got {v!r}")
             return None
         if v not in choices:
-            self.add(
-                f"{where}: unknown value {v!r}, expected one of {', '.join(choices)}"
-                + _closest(v, choices).replace("; valid:", "; valid values:")
-            )
+            match = difflib.get_close_matches(v, sorted(choices), n=1, cutoff=0.5)
+            hint = f"; did you mean {match[0]!r}?" if match else ""
+            self.add(f"{where}: unknown value {v!r}, expected one of {', '.join(choices)}{hint}")
             return None
         return v
 
