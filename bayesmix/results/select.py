@@ -51,7 +51,7 @@ def _em_row(X, family, cov, k, n_init, seed) -> dict[str, Any]:
     }
 
 
-_LOO_BLOCK_VALUES = 4_000_000  # draws x observations of log-likelihood per block (32 MB)
+_LOO_BLOCK_VALUES = 1_000_000  # draws x observations of log-likelihood per block (8 MB)
 
 
 def loo(result: Any, *, group: str = "posterior", obs_block: int | None = None):
@@ -71,7 +71,7 @@ def loo(result: Any, *, group: str = "posterior", obs_block: int | None = None):
     group : str
         ``"posterior"`` or ``"advi"``.
     obs_block : int, optional
-        Observations per block; default: as many as fit in 4e6 log-likelihood values.
+        Observations per block; default: as many as fit in 1e6 log-likelihood values.
 
     Returns
     -------
