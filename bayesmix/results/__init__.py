@@ -9,7 +9,7 @@ from bayesmix.results.compare import EstimatesTable, compare_estimates
 from bayesmix.results.diagnostics import Diagnostics, diagnose
 from bayesmix.results.io import load, save
 from bayesmix.results.labels import label_switching_report, relabel
-from bayesmix.results.select import recommend, select_k
+from bayesmix.results.select import loo, recommend, select_k
 
 __all__ = [
     "Diagnostics",
@@ -18,6 +18,7 @@ __all__ = [
     "diagnose",
     "label_switching_report",
     "load",
+    "loo",
     "recommend",
     "relabel",
     "save",

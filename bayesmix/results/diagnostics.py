@@ -426,8 +426,6 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         many draws, a mean spread over the data, high R-hat), which is what such
         permutations mean there. Last, observations with Pareto k > 0.7 in PSIS-LOO.
     """
-    import arviz as az
-
     if not isinstance(result, xr.DataTree):
         _require_posterior(result, "diagnose")  # raises the usual DataError
     notes, messages = _point_checks(result)
@@ -525,11 +523,15 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
 
     n_high_k = None
     ll = _group(result, "log_likelihood")
-    if ll is not None and ll.data_vars:
+    can_compute = "observed_data" in result.children and "spec" in result.attrs
+    if (ll is not None and ll.data_vars) or can_compute:
         try:
+            from bayesmix.results.select import loo as blocked_loo
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                loo = az.loo(result, pointwise=True)
+                # the stored group when there is one, else computed a block at a time
+                loo = blocked_loo(result)
             pareto_k = np.asarray(loo.pareto_k).ravel()
             n_high_k = int((~(pareto_k <= PARETO_K_MAX)).sum())  # NaN k counts as bad
         except Exception as err:  # noqa: BLE001  (LOO is an extra, never fatal)

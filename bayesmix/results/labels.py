@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,9 @@ REFERENCES = ("em", "map", "pivot")
 _SAMPLE_DIMS = ("chain", "draw")
 _BRUTE_FORCE_MAX_K = 5
 _MAX_ITER = 50
+# Membership probabilities (draws x N x K values) kept whole by Stephens' method up to this;
+# above it they are recomputed a block of draws at a time (about 80 MB per block).
+_STEPHENS_VALUES = 10_000_000
 
 
 # --------------------------------------------------------------------------------------
@@ -225,28 +229,79 @@ def _pivot_perms(theta: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, int]:
     return perm, n_iter
 
 
-def _stephens_perms(log_p: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, int, list[float]]:
-    """Stephens' KL relabelling of membership probabilities ``exp(log_p)`` (M, N, K)."""
-    prob = np.exp(log_p, out=log_p)  # reuse the (M, N, K) buffer
-    m, n, k = prob.shape
+def _stephens_perms(
+    blocks: Callable[[], Iterator[tuple[slice, np.ndarray]]], perm: np.ndarray, n: int
+) -> tuple[np.ndarray, int, list[float]]:
+    """Stephens' KL relabelling of the membership probabilities P (M, N, K).
+
+    ``blocks()`` yields ``(draws, P[draws])`` over all M draws, a block at a time, so P is
+    never held whole for large results. Each iteration is one pass: the cost of every draw's
+    labellings against the current ``log Q`` gives the new permutations, and the next ``Q``
+    (``Q[n, j] = mean_m P[m, n, perm[m, j]]``) is summed with them in the same pass.
+    """
+    m, k = perm.shape
+
+    def q_sum(prob: np.ndarray, pm: np.ndarray) -> np.ndarray:
+        # sum over the block's draws of P[m, :, pm[m, j]], one distinct permutation at a time
+        uniq, which = np.unique(pm, axis=0, return_inverse=True)
+        out = np.zeros((prob.shape[1], k))
+        for u, row in enumerate(uniq):
+            out += prob[which.ravel() == u].sum(axis=0)[:, row]
+        return out
+
+    q = np.zeros((n, k))
+    for sl, prob in blocks():
+        q += q_sum(prob, perm[sl])
     history = []
     n_iter = 0
     for _ in range(_MAX_ITER):
         n_iter += 1
-        # Q[n, j] = mean_m P[m, n, perm[m, j]], summed per distinct permutation
-        uniq, which = np.unique(perm, axis=0, return_inverse=True)
+        log_q = np.log(np.clip(q / m, 1e-300, None))
+        new = np.empty_like(perm)
         q = np.zeros((n, k))
-        for u, row in enumerate(uniq):
-            q += prob[which.ravel() == u].sum(axis=0)[:, row]
-        q /= m
-        log_q = np.log(np.clip(q, 1e-300, None))
-        cost = -(np.swapaxes(prob, 1, 2) @ log_q)  # (M, K, K)
-        new = _assign(cost)
-        history.append(float(cost[np.arange(m)[:, None], new, np.arange(k)[None, :]].sum()))
+        total = 0.0
+        for sl, prob in blocks():
+            cost = -(np.swapaxes(prob, 1, 2) @ log_q)  # (B, K, K)
+            new[sl] = _assign(cost)
+            rows = np.arange(cost.shape[0])[:, None]
+            total += float(cost[rows, new[sl], np.arange(k)[None, :]].sum())
+            q += q_sum(prob, new[sl])
+        history.append(total)
         if np.array_equal(new, perm):
             break
         perm = new
     return perm, n_iter, history
+
+
+def _membership_blocks(
+    x: np.ndarray, params: dict[str, np.ndarray], family: str, m: int, k: int
+) -> Callable[[], Iterator[tuple[slice, np.ndarray]]]:
+    """``blocks()`` for :func:`_stephens_perms`: membership probabilities of the draws.
+
+    Up to ``_STEPHENS_VALUES`` values (M N K) they are computed once and kept; beyond that
+    they are recomputed a block of draws at a time in every pass (memory stays bounded).
+    """
+    n = x.shape[0]
+    per_block = max(1, _STEPHENS_VALUES // max(1, n * k))
+
+    def compute(sl: slice) -> np.ndarray:
+        log_p = _math.log_responsibilities(x, {key: v[sl] for key, v in params.items()}, family)
+        return np.exp(log_p, out=log_p)
+
+    if m * n * k <= _STEPHENS_VALUES:
+        everything = compute(slice(0, m))
+
+        def cached() -> Iterator[tuple[slice, np.ndarray]]:
+            yield slice(0, m), everything
+
+        return cached
+
+    def recomputed() -> Iterator[tuple[slice, np.ndarray]]:
+        for start in range(0, m, per_block):
+            sl = slice(start, min(m, start + per_block))
+            yield sl, compute(sl)
+
+    return recomputed
 
 
 def _match(est: np.ndarray, target: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -413,8 +468,8 @@ def relabel(
             key: val.reshape((n_chain * n_draw,) + val.shape[2:])
             for key, val in _params(post, lead).items()
         }
-        log_p = _math.log_responsibilities(x, params, family)
-        perm, n_iter, history = _stephens_perms(log_p, perm)
+        blocks = _membership_blocks(x, params, family, n_chain * n_draw, k)
+        perm, n_iter, history = _stephens_perms(blocks, perm, x.shape[0])
         # one global permutation so that the labels are those of the reference
         aligned = _apply(theta, perm)
         scale = aligned.std(axis=0) + 1e-6 * (theta.reshape(-1, theta.shape[-1]).std(0) + 1e-12)

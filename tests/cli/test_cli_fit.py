@@ -91,6 +91,7 @@ def test_em_run_outputs(em_run):
         [
             "result.nc",
             "summary.csv",
+            "membership.csv",
             "report.html",
             "clusters_2d.png",
             "membership_uncertainty.png",
@@ -210,7 +211,13 @@ def test_main_job_outputs(main_run):
     assert out.is_dir()
     expected = ["clusters_2d", "membership_uncertainty", "em_history", "trace", "rank", "ppc"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["result.nc", "summary.csv", "report.html", *(f"{n}.png" for n in expected)]
+        [
+            "result.nc",
+            "summary.csv",
+            "membership.csv",
+            "report.html",
+            *(f"{n}.png" for n in expected),
+        ]
     )
     _check_pngs(out, expected)
     _check_report(out)
@@ -226,9 +233,10 @@ def test_main_job_result(main_run):
         "em",
         "map",
         "observed_data",
-        "log_likelihood",
         "posterior_predictive",
     } <= set(result.children)
+    assert "log_likelihood" not in result.children  # computed on demand (select.loo)
+    assert "PSIS-LOO: " in (out / "report.html").read_text()
     post = result["posterior"]
     assert (post.sizes["chain"], post.sizes["draw"]) == (2, 100)
     table = pd.read_csv(out / "summary.csv")

@@ -410,3 +410,23 @@ def test_high_rhat_alone_marks_no_component_as_poorly_identified(clean_tree):
     assert diag.max_rhat > 1.01 and len(rhat) == 1
     assert rhat[0].endswith("the chains disagree; run longer chains")  # relabelled already
     assert not any("poorly identified" in w for w in diag.warnings)
+
+
+def test_pareto_k_check_without_a_stored_log_likelihood(clean_tree):
+    """Issue 12 item 17: results of 'bayesmix fit' keep no log_likelihood group; diagnose
+    still runs PSIS-LOO (computed a block at a time) and counts the same high Pareto k."""
+    from bayesmix.results import diagnose
+
+    tree = clean_tree[0]
+    with_group = diagnose(tree)
+    assert with_group.n_high_pareto_k is not None
+    without = tree.copy()
+    del without["log_likelihood"]
+    # a spec in the layout results carry (the fixture's is a flat dict)
+    without.attrs["spec"] = json.dumps(
+        {"model": {"family": "gaussian", "components": 3, "covariance": "full"}}
+    )
+    assert "log_likelihood" not in without.children
+    got = diagnose(without)
+    assert got.n_high_pareto_k == with_group.n_high_pareto_k
+    assert "PSIS-LOO" in str(got) and "could not be computed" not in str(got)
