@@ -608,7 +608,7 @@ def _write_plots(
 
     features = _flatten(getattr(args, "features", None))
     written, failed = plotting.write_plots(
-        result, folder, features=features, raise_errors=args.debug
+        result, folder, features=features, raise_errors=args.debug, hints="cli"
     )
     for name, reason in failed.items():
         print(

@@ -12,6 +12,7 @@ they are averaged or coloured, so that label switching does not blur the picture
 
 from __future__ import annotations
 
+import contextvars
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -680,11 +681,12 @@ def plot_clusters_2d(
                 chosen_note = (
                     f"{names[idx[0]]} and {names[idx[1]]}: of the {n_features} features, the "
                     f"pair whose {source} components overlap least\n"
-                    "(choose others with features=[...])"
+                    f"(choose others with {_how_to_choose('features')})"
                 )
             else:
                 chosen_note = (
-                    f"the first 2 of {n_features} features (choose others with features=[...])"
+                    f"the first 2 of {n_features} features (choose others with "
+                    f"{_how_to_choose('features')})"
                 )
     else:
         features = list(features) if not isinstance(features, str) else [features]
@@ -1120,7 +1122,7 @@ def _choose_blocks(
     note = ""
     if notes:
         note = (
-            f"showing {'; '.join(notes)}; choose with var_names=[...] and features=[...]"
+            f"showing {'; '.join(notes)}; choose with {_how_to_choose('var_names')}"
             f" (at most {budget} panels)"
         )
     return blocks, note
@@ -1448,7 +1450,7 @@ def plot_ppc(
     if len(shown) < X.shape[1]:
         title += (
             f"\nfeatures {', '.join(str(names[j]) for j in shown)} ({len(shown)} of "
-            f"{X.shape[1]}); choose others with features=[...]"
+            f"{X.shape[1]}); choose others with {_how_to_choose('features')}"
         )
     fig.suptitle(title)
     return fig
@@ -1969,12 +1971,27 @@ def plot_plan(
     return plan
 
 
+#: Whose words the figures use to say how to choose what they show: ``"python"`` (keyword
+#: arguments) or ``"cli"`` (the ``bayesmix`` command's ``--features``); set by write_plots.
+_HINT_STYLE: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "bayesmix_plot_hints", default="python"
+)
+
+
+def _how_to_choose(what: str) -> str:
+    """``features=[...]`` (or with ``var_names``) for Python users, ``--features`` in the CLI."""
+    if _HINT_STYLE.get() == "cli":
+        return "--features"
+    return "var_names=[...] and features=[...]" if what == "var_names" else "features=[...]"
+
+
 def write_plots(
     result: xr.DataTree,
     folder: str | os.PathLike,
     *,
     features: Sequence[Any] | None = None,
     raise_errors: bool = False,
+    hints: str = "python",
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Write every plot of :func:`plot_plan` as ``folder/<name>.png``.
 
@@ -1990,6 +2007,9 @@ def write_plots(
         As in :func:`plot_plan`.
     raise_errors : bool
         Raise the first plot error instead of recording it (for debugging).
+    hints : {"python", "cli"}
+        Whose words a figure uses to say how to choose what it shows: keyword arguments
+        (``features=[...]``) or the command line's ``--features``.
 
     Returns
     -------
@@ -1998,12 +2018,22 @@ def write_plots(
     failed : dict of str to str
         Plot name -> ``"<ExceptionType>: <message on one line>"``.
     """
-    import matplotlib.pyplot as plt  # arviz-plots draws through pyplot: its figures need closing
-
+    if hints not in ("python", "cli"):
+        raise ParameterError(f"hints must be 'python' or 'cli', got {hints!r}; pass one of them")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     failed: dict[str, str] = {}
+    token = _HINT_STYLE.set(hints)
+    try:
+        return _write_each(result, folder, features, raise_errors, written, failed)
+    finally:
+        _HINT_STYLE.reset(token)
+
+
+def _write_each(result, folder: Path, features, raise_errors: bool, written, failed):
+    import matplotlib.pyplot as plt  # arviz-plots draws through pyplot: its figures need closing
+
     for name, make in plot_plan(result, features=features):
         path = folder / f"{name}.png"
         fig = None

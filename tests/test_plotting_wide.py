@@ -2,6 +2,7 @@
 
 import os
 from itertools import permutations
+from pathlib import Path
 
 import matplotlib
 
@@ -337,3 +338,30 @@ def test_save_figure_gives_the_usual_permissions(result_6d, tmp_path):
         finally:
             os.umask(old)
         assert path.stat().st_mode & 0o777 == mode
+
+
+def test_figures_say_how_to_choose_in_the_callers_words(result_6d, tmp_path, monkeypatch):
+    """A CLI user is told '--features', a Python user 'features=[...]' (issue 12 item 10)."""
+    import bayesmix.plotting as plotting
+
+    titles: dict[str, str] = {}
+    real = plotting.save_figure
+
+    def keep_titles(fig, path, **kw):
+        texts = [fig._suptitle.get_text()] if fig._suptitle is not None else []
+        texts += [ax.get_title() for ax in fig.axes]
+        titles[Path(path).stem] = " ".join(texts)
+        return real(fig, path, **kw)
+
+    monkeypatch.setattr(plotting, "save_figure", keep_titles)
+    for hints, expected, absent in (
+        ("cli", "--features", "features=["),
+        ("python", "features=[", "--features"),
+    ):
+        titles.clear()
+        written, failed = plotting.write_plots(result_6d, tmp_path / hints, hints=hints)
+        assert not failed and set(titles) == set(written), (failed, sorted(titles))
+        said = " ".join(titles[n] for n in ("clusters_2d", "ppc", "rank"))
+        assert expected in said and absent not in said, said
+    with pytest.raises(ParameterError, match="hints must be"):
+        plotting.write_plots(result_6d, tmp_path / "x", hints="r")
