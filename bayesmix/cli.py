@@ -575,7 +575,7 @@ def _summaries(result):
     return results.compare_estimates(result), results.diagnose(result)
 
 
-def _maybe_relabel(result, spec: RunSpec):
+def _maybe_relabel(result, spec: RunSpec, log: Callable[[str], None] | None = None):
     """Align component labels of an unordered posterior to the EM (or MAP) labels."""
     import bayesmix.results as results
 
@@ -584,6 +584,8 @@ def _maybe_relabel(result, spec: RunSpec):
     if spec.model.n_components < 2:
         return result
     ref = "em" if "em" in result.children else ("map" if "map" in result.children else "pivot")
+    if log is not None:
+        log(f"relabelling the posterior draws to the {ref} labels (Stephens)")
     return results.relabel(result, reference=ref)
 
 
@@ -679,7 +681,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     ):
         with _em_start_bar(progress):
             result = inference.run(spec, X, progressbar=progress, on_stage=log)
-        result = _maybe_relabel(result, spec)
+        result = _maybe_relabel(result, spec, log)
         log("saving result.nc")
         results.save(result, tmp / "result.nc")
         log("summaries and diagnostics")

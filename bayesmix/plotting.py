@@ -563,7 +563,18 @@ def _membership_draws(
     draws = None
     if "posterior" in result.children:
         params = _draw_params(_relabelled(result, "pivot"), "posterior", n_draws, seed)
-        draws = np.exp(_math.log_responsibilities(X, params, family))
+        s = params["w"].shape[0]
+        step = max(1, 1_000_000 // max(1, X.shape[0] * params["w"].shape[-1]))
+        draws = np.concatenate(  # a block of draws at a time: the temporaries are (S, N, K, D)
+            [
+                np.exp(
+                    _math.log_responsibilities(
+                        X, {k: v[a : a + step] for k, v in params.items()}, family
+                    )
+                )
+                for a in range(0, s, step)
+            ]
+        )
     return point, draws
 
 

@@ -62,9 +62,11 @@ REFERENCES = ("em", "map", "pivot")
 _SAMPLE_DIMS = ("chain", "draw")
 _BRUTE_FORCE_MAX_K = 5
 _MAX_ITER = 50
-# Membership probabilities (draws x N x K values) kept whole by Stephens' method up to this;
-# above it they are recomputed a block of draws at a time (about 80 MB per block).
+# Membership probabilities (draws x N x K values) kept whole by Stephens' method up to this
+# (80 MB); above it they are recomputed a block of draws at a time in every pass.
 _STEPHENS_VALUES = 10_000_000
+# Values per block when they are computed (8 MB; the densities' temporaries are D times more).
+_BLOCK_VALUES = 1_000_000
 
 
 # --------------------------------------------------------------------------------------
@@ -278,18 +280,20 @@ def _membership_blocks(
 ) -> Callable[[], Iterator[tuple[slice, np.ndarray]]]:
     """``blocks()`` for :func:`_stephens_perms`: membership probabilities of the draws.
 
-    Up to ``_STEPHENS_VALUES`` values (M N K) they are computed once and kept; beyond that
-    they are recomputed a block of draws at a time in every pass (memory stays bounded).
+    Computed ``_BLOCK_VALUES`` (draw x observation x component) values at a time (the
+    density's temporaries are D times larger); up to ``_STEPHENS_VALUES`` values in all they
+    are kept after the first pass, beyond that recomputed in every pass (memory stays bounded).
     """
     n = x.shape[0]
-    per_block = max(1, _STEPHENS_VALUES // max(1, n * k))
+    per_block = max(1, _BLOCK_VALUES // max(1, n * k))
+    slices = [slice(a, min(m, a + per_block)) for a in range(0, m, per_block)]
 
     def compute(sl: slice) -> np.ndarray:
         log_p = _math.log_responsibilities(x, {key: v[sl] for key, v in params.items()}, family)
         return np.exp(log_p, out=log_p)
 
     if m * n * k <= _STEPHENS_VALUES:
-        everything = compute(slice(0, m))
+        everything = np.concatenate([compute(sl) for sl in slices])
 
         def cached() -> Iterator[tuple[slice, np.ndarray]]:
             yield slice(0, m), everything
@@ -297,8 +301,7 @@ def _membership_blocks(
         return cached
 
     def recomputed() -> Iterator[tuple[slice, np.ndarray]]:
-        for start in range(0, m, per_block):
-            sl = slice(start, min(m, start + per_block))
+        for sl in slices:
             yield sl, compute(sl)
 
     return recomputed

@@ -20,7 +20,8 @@ def test_blocks_give_the_same_permutations_and_costs(k, monkeypatch):
     tree, _, _, _ = _overlapping_tree(k, seed=3)
     whole = relabel(tree, method="stephens", reference="em")
     n, m = tree["observed_data"]["x"].shape[0], 4 * 300
-    # about 7 draws per block: many blocks, the last one short
+    # 7 draws per block: many blocks, the last one short; too many values to keep them
+    monkeypatch.setattr(labels, "_BLOCK_VALUES", 7 * n * k)
     monkeypatch.setattr(labels, "_STEPHENS_VALUES", 7 * n * k + 1)
     assert m * n * k > labels._STEPHENS_VALUES
     calls = []
