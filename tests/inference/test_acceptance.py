@@ -48,12 +48,20 @@ def test_map_em_and_fit_map_same_mode_gaussian(faithful, case):
         start = {"w": np.array([0.5, 0.5]), "mu": np.array([[2.5, 55.0], [4.0, 82.0]])}
         start["sigma"] = np.array([[0.5, 8.0], [0.5, 8.0]])
     em = _map_em_gaussian(spec, X, start)
-    r = fit_map(spec, X, starts=[start], random_seed=0)
+    # a second start away from the first (weights, every mean and scale moved): both must
+    # reach the MAP-EM mode, so fit_map's starts_agree is a real check (one start always agrees)
+    moved = {
+        "w": np.array([0.4, 0.6]),
+        "mu": start["mu"] * np.array([[0.95], [1.04]]),
+        "sigma": start["sigma"] * np.array([[1.3], [0.8]]),
+    }
+    r = fit_map(spec, X, starts=[start, moved], random_seed=0)
     for name in ("w", "mu", "sigma"):
         diff = np.abs(r["map"][name].values - em[name]).max()
         assert diff < 1e-4, (name, diff)
-    # and the EM objective is the MAP objective: fit_map's logp at the mode equals
-    # N * (mean log posterior) of MAP-EM up to the constant both leave out (none here)
+    logps = r["map"].attrs["logps"]
+    assert r["map"].attrs["n_starts"] == 2 and len(logps) == 2
+    assert np.all(np.isfinite(logps)) and abs(logps[0] - logps[1]) < 1e-6, logps
     assert r["map"].attrs["starts_agree"]
 
 
