@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -261,11 +262,33 @@ def test_unknown_method_in_spec_lists_choices():
         spec_from_dict({"fit": {"methods": ["em", "gibbs"]}})
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="jax is installed")
-@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
-def test_jax_sampler_without_jax_says_what_to_install(sampler):
-    with pytest.raises(ParameterError, match=r"pip install bayesmix\[jax\]"):
+@pytest.mark.parametrize(
+    ("sampler", "missing"),
+    [
+        ("numpyro", ("jax",)),
+        ("numpyro", ("numpyro",)),
+        ("numpyro", ("jax", "numpyro")),
+        ("blackjax", ("jax",)),
+        ("blackjax", ("blackjax",)),
+    ],
+)
+def test_jax_sampler_without_jax_says_what_to_install(sampler, missing, monkeypatch):
+    """Runs whether or not jax is installed: the missing packages are simulated.
+
+    ``sys.modules[name] = None`` is how Python marks a module as not importable: ``import``
+    raises ImportError and ``importlib.util.find_spec`` returns None for it.
+    """
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)
+        assert importlib.util.find_spec(name) is None
+    needs = {"numpyro": ("jax", "numpyro"), "blackjax": ("jax", "blackjax")}[sampler]
+    absent = [name for name in needs if name in missing]
+    with pytest.raises(ParameterError) as info:
         sample_nuts(FULL2, X_OK, sampler=sampler)
+    message = str(info.value)
+    assert f"sampler={sampler!r} needs {' and '.join(needs)}" in message
+    assert f"{', '.join(absent)} is not installed: pip install bayesmix[jax]" in message
+    assert "sampler='nutpie'" in message
 
 
 @pytest.mark.skipif(importlib.util.find_spec("blackjax") is None, reason="needs bayesmix[jax]")
