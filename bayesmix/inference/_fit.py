@@ -353,7 +353,7 @@ def _posterior_dataset(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
     return out.assign_coords(coords)
 
 
-_LL_BLOCK_ELEMENTS = 2_000_000  # (draws x observations x components) per block: ~16 MB
+_LL_BLOCK_ELEMENTS = 2_000_000  # (draws x observations x components x features) per block: ~16 MB
 
 
 def _ll_params(post: xr.Dataset) -> dict[str, np.ndarray]:
@@ -391,7 +391,8 @@ def pointwise_log_likelihood(
     flat = {name: np.reshape(v, (-1, *v.shape[len(lead) :])) for name, v in params.items()}
     n_draws = flat["w"].shape[0]
     out = np.empty((n_draws, n))
-    step = max(1, _LL_BLOCK_ELEMENTS // max(n * k, 1))
+    # the Gaussian densities' temporaries are (draws, N, K, D): count D too
+    step = max(1, _LL_BLOCK_ELEMENTS // max(n * k * X.shape[1], 1))
     for start in range(0, n_draws, step):
         blk = {name: v[start : start + step] for name, v in flat.items()}
         out[start : start + step] = _math.mixture_log_density(X, blk, family)
