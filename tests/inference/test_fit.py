@@ -265,18 +265,18 @@ def test_unknown_method_in_spec_lists_choices():
 @pytest.mark.parametrize(
     ("sampler", "missing"),
     [
-        ("numpyro", ("jax",)),
         ("numpyro", ("numpyro",)),
-        ("numpyro", ("jax", "numpyro")),
-        ("blackjax", ("jax",)),
+        ("numpyro", ("jax", "numpyro", "blackjax")),
         ("blackjax", ("blackjax",)),
+        ("blackjax", ("jax", "numpyro", "blackjax")),
     ],
 )
 def test_jax_sampler_without_jax_says_what_to_install(sampler, missing, monkeypatch):
     """Runs whether or not jax is installed: the missing packages are simulated.
 
     ``sys.modules[name] = None`` is how Python marks a module as not importable: ``import``
-    raises ImportError and ``importlib.util.find_spec`` returns None for it.
+    raises ImportError and ``importlib.util.find_spec`` returns None for it. Without jax,
+    numpyro and blackjax (which need it) are missing too.
     """
     for name in missing:
         monkeypatch.setitem(sys.modules, name, None)
