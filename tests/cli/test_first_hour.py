@@ -274,3 +274,56 @@ def test_em_start_bar_on_a_terminal(capsys):
     frames = err.split("\r")[1:]
     assert [f.split("] ")[1].strip() for f in frames] == [f"{i}/5" for i in range(1, 6)]
     assert frames[-1] == "bayesmix: EM starts [####################] 5/5\n"
+
+
+def test_semicolon_decimal_comma_csv_is_read_as_numbers(csvs, tmp_path):
+    """Item 2: a European export ('a;b', '3,572;7,333') is fitted as two numeric columns."""
+    X = pd.read_csv(csvs / "three.csv")
+    path = tmp_path / "euro.csv"
+    lines = ["a;b"] + [f"{a:.3f};{b:.3f}".replace(".", ",") for a, b in X.to_numpy()]
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "euro"
+    code, stdout, stderr = run_cli(
+        ["fit", "--data", path, "--methods", "em", "-k", "3", "--out", out]
+    )
+    assert code == 0, stderr
+    assert "read as semicolon-separated with decimal commas" in stderr
+    result = bm.results.load(out / "result.nc")
+    np.testing.assert_allclose(result["observed_data"]["x"].values, X.round(3).to_numpy())
+    assert "semicolon-separated" in (out / "report.html").read_text()
+
+
+def test_advi_results_are_shown(csvs, tmp_path):
+    """Item 5: --methods em,advi shows the ADVI draws, labelled as an approximation."""
+    out = tmp_path / "advi"
+    code, stdout, stderr = run_cli(
+        ["fit", "--data", csvs / "three.csv", "--methods", "em,advi", "-k", "3", "--out", out]
+    )
+    assert code == 0, stderr
+    table = pd.read_csv(out / "summary.csv")
+    assert {"advi_mean", "advi_sd"} <= set(table.columns)
+    assert table["advi_mean"].notna().all()
+    assert "No posterior draws" not in stdout and "approximation" in stdout
+    w = table[table["parameter"] == "w"]
+    np.testing.assert_allclose(w["advi_mean"], w["em"], atol=0.05)
+
+
+def test_a_plot_that_fails_is_named(csvs, tmp_path, monkeypatch):
+    """Item 7: a plot that cannot be drawn is named (with its reason) on stderr and in the
+    report; the other files are written."""
+    import bayesmix.plotting as plotting
+
+    def broken(*args, **kwargs):
+        raise ValueError("no room for 52 panels")
+
+    monkeypatch.setattr(plotting, "plot_em_history", broken)
+    out = tmp_path / "broken"
+    code, _, stderr = run_cli(
+        ["fit", "--data", csvs / "three.csv", "--methods", "em", "--out", out]
+    )
+    assert code == 0, stderr
+    assert "plot em_history could not be drawn (ValueError: no room for 52 panels)" in stderr
+    assert not (out / "em_history.png").exists() and (out / "clusters_2d.png").exists()
+    report = (out / "report.html").read_text()
+    assert "Plots that could not be drawn" in report
+    assert "<b>em history</b>: ValueError: no room for 52 panels" in report
