@@ -605,16 +605,6 @@ def _maybe_relabel(result, spec: RunSpec, log: Callable[[str], None] | None = No
     return results.relabel(result, reference=ref)
 
 
-def _point_group(result) -> str:
-    for group in ("posterior", "map", "em"):
-        if group in result.children:
-            return group
-    raise DataError(
-        "result has no fitted parameters: expected a posterior, map or em group, got "
-        f"{', '.join(sorted(result.children)) or 'none'}; fit it with 'bayesmix fit'"
-    )
-
-
 def _write_plots(
     result, folder: Path, args: argparse.Namespace
 ) -> tuple[dict[str, Path], dict[str, str]]:
@@ -850,11 +840,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             raise FileNotFoundError(2, "output folder does not exist", str(parent))
     result = _load_result(args.result)
     from bayesmix import inference
+    from bayesmix.inference._tree import estimate_group
 
     with _quiet_libraries(not _show_progress(args), args.quiet):
         df = _samples_frame(
             result,
-            inference.generate(result, args.n, group=_point_group(result), random_seed=args.seed),
+            inference.generate(
+                result, args.n, group=estimate_group(result), random_seed=args.seed
+            ),
         )
     if not args.out:
         df.to_csv(sys.stdout, index=False)

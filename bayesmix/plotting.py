@@ -1889,16 +1889,6 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = _DEFAULT_DPI
 # --------------------------------------------------------------------------------------------
 
 
-def _estimate_group(result: xr.DataTree) -> str:
-    for group in ("posterior", "map", "em"):
-        if group in result.children:
-            return group
-    raise DataError(
-        "result has no fitted parameters: expected a posterior, map or em group, got "
-        f"{', '.join(sorted(result.children)) or 'none'}; fit it first"
-    )
-
-
 def plot_plan(
     result: xr.DataTree, *, features: Sequence[Any] | None = None
 ) -> list[tuple[str, Callable[[], Figure]]]:
@@ -1945,9 +1935,10 @@ def plot_plan(
         side = int(round(d**0.5))
         if side * side == d and d >= 4:  # square images (digits: 8x8)
             from bayesmix.inference import generate
+            from bayesmix.inference._tree import estimate_group
 
             shape = (side, side)
-            grp = "em" if "em" in groups else _estimate_group(result)
+            grp = "em" if "em" in groups else estimate_group(result)
             plan.append(
                 (
                     "component_images",
@@ -1958,7 +1949,7 @@ def plot_plan(
                 (
                     "generated_images",
                     lambda: plot_generated_images(
-                        generate(result, 25, group=_estimate_group(result), random_seed=0),
+                        generate(result, 25, group=estimate_group(result), random_seed=0),
                         shape=shape,
                     ),
                 )

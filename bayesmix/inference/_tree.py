@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesmix._validation import ParameterError
+from bayesmix._validation import DataError, ParameterError
 from bayesmix.config import ModelSpec, RunSpec, spec_from_dict
 
 RESULT_FORMAT = "bayesmix-result/1"
@@ -172,6 +172,23 @@ def row_labels(X: Any) -> np.ndarray | None:
     if pd.api.types.is_integer_dtype(index.dtype):
         return index.to_numpy(dtype=np.int64)
     return np.asarray([str(v) for v in index], dtype=str)
+
+
+def estimate_group(result: xr.DataTree) -> str:
+    """The group whose parameters best stand for the fit: posterior, else map, else em.
+
+    Raises
+    ------
+    DataError
+        When the result has none of them.
+    """
+    for group in ("posterior", "map", "em"):
+        if group in result.children:
+            return group
+    raise DataError(
+        "result has no fitted parameters: expected a posterior, map or em group, got "
+        f"{', '.join(sorted(result.children)) or 'none'}; fit it first"
+    )
 
 
 def obs_id_coord(result: xr.DataTree | None, n: int) -> np.ndarray:
