@@ -6,6 +6,7 @@ correlations), not from the derived ``sigma``; and a 1-D ``observed_data`` must 
 one feature.
 """
 
+import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
@@ -115,3 +116,34 @@ def test_stephens_reads_a_one_dimensional_observed_x_as_one_feature():
     # relabelling)
     switched = perm_a[..., 0] == 1
     assert (switched == swap).all() or (switched == ~swap).all()
+
+
+@pytest.mark.parametrize("n_chain", [1, 2])
+def test_relabel_reports_arviz_rhat_and_bulk_ess_before_and_after(n_chain):
+    """max R-hat and min bulk ESS over the component variables, as ArviZ computes them.
+
+    With one chain ArviZ's R-hat is NaN everywhere: reported as NaN, the ESS still finite.
+    """
+    values = np.concatenate([np.linspace(-1, 1, 20), np.linspace(2, 4, 20)])
+    tree, _ = _tree_with_observed(xr.DataArray(values, dims=("obs_id",)))
+    post = tree["posterior"].to_dataset().isel(chain=slice(0, n_chain))
+    tree["posterior"] = xr.DataTree(post)
+    out = relabel(tree, method="pivot", reference="pivot")
+    attrs = out["relabel"].attrs
+
+    def arviz_numbers(ds):
+        sub = ds[["w", "mu", "sigma"]]
+        rhat = np.concatenate([az.rhat(sub)[v].values.ravel() for v in sub.data_vars])
+        ess = np.concatenate(
+            [az.ess(sub, method="bulk")[v].values.ravel() for v in sub.data_vars]
+        )
+        return rhat, ess
+
+    for when, ds in (("before", post), ("after", out["posterior"].to_dataset())):
+        rhat, ess = arviz_numbers(ds)
+        if n_chain == 1:
+            assert np.isnan(rhat).all() and np.isnan(attrs[f"max_rhat_{when}"])
+        else:
+            assert attrs[f"max_rhat_{when}"] == pytest.approx(np.nanmax(rhat), rel=1e-12)
+        assert np.isfinite(attrs[f"min_ess_bulk_{when}"])
+        assert attrs[f"min_ess_bulk_{when}"] == pytest.approx(np.nanmin(ess), rel=1e-12)
