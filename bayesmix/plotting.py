@@ -1967,7 +1967,8 @@ def plot_plan(
     if "posterior" in groups:
         # Bernoulli: K x D probabilities are too many to draw; the weights tell the story
         plan.append(("trace", lambda: plot_trace(result, features=features)))
-        plan.append(("rank", lambda: plot_rank(result, features=features)))
+        if result["posterior"].sizes.get("chain", 1) > 1:  # rank plots compare chains
+            plan.append(("rank", lambda: plot_rank(result, features=features)))
     if "posterior_predictive" in groups:
         plan.append(("ppc", lambda: plot_ppc(result, features=features)))
     return plan

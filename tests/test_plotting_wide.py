@@ -283,6 +283,11 @@ def test_plot_plan_names(result_6d, outlier_trees):
     assert names == ["clusters_2d", "membership_uncertainty", "em_history", "trace", "rank", "ppc"]
     one = [n for n, _ in plotting.plot_plan(outlier_trees[1, True])]
     assert one[0] == "density_1d"
+    # one chain: no rank plot (it compares chains; ArviZ refuses it), the trace stays
+    single = result_6d.copy()
+    single["posterior"] = result_6d["posterior"].to_dataset().isel(chain=[0])
+    names_1 = [n for n, _ in plotting.plot_plan(single)]
+    assert "trace" in names_1 and "rank" not in names_1
     # one chosen feature of wide data: its density instead of a pair
     assert plotting.plot_plan(result_6d, features=["age"])[0][0] == "density_1d"
     with pytest.raises(ParameterError, match="unknown feature"):
