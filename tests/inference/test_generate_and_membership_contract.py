@@ -71,3 +71,20 @@ def test_membership_of_one_new_point_is_bayes_rule(diag_result):
     out = membership(diag_result, point, group="em")
     np.testing.assert_allclose(out["mean"].values[0], dens / dens.sum(), rtol=1e-9)
     np.testing.assert_array_equal(out["sd"].values, 0.0)
+
+
+def test_bernoulli_membership_is_bayes_rule_with_named_dims():
+    rng = np.random.default_rng(2)
+    X = (rng.uniform(size=(300, 4)) < np.where(rng.uniform(size=(300, 1)) < 0.5, 0.2, 0.8)).astype(
+        float
+    )
+    r = fit_em(ModelSpec("bernoulli", 2), X, random_state=0)
+    w = r["em"]["w"].values
+    p = r["em"]["p"].transpose("component", "feature").values
+    new = np.array([[1, 1, 0, 1], [0, 0, 0, 1], [1, 0, 1, 0]], dtype=float)
+    lik = np.stack([np.prod(np.where(new == 1, pk, 1 - pk), axis=1) for pk in p], axis=1) * w
+    out = membership(r, new, group="em")
+    assert out["mean"].dims == ("obs_id", "component") and out["sd"].dims == out["mean"].dims
+    np.testing.assert_array_equal(out["component"].values, [0, 1])
+    assert out.sizes["obs_id"] == 3 and out.attrs == {"group": "em"}
+    np.testing.assert_allclose(out["mean"].values, lik / lik.sum(1, keepdims=True), rtol=1e-9)
