@@ -147,3 +147,38 @@ def test_relabel_reports_arviz_rhat_and_bulk_ess_before_and_after(n_chain):
             assert attrs[f"max_rhat_{when}"] == pytest.approx(np.nanmax(rhat), rel=1e-12)
         assert np.isfinite(attrs[f"min_ess_bulk_{when}"])
         assert attrs[f"min_ess_bulk_{when}"] == pytest.approx(np.nanmin(ess), rel=1e-12)
+
+
+def test_point_estimates_are_matched_in_posterior_standard_deviations():
+    """An EM point is put on the posterior component nearest in units of each feature's sd.
+
+    Feature 0 varies by ~100 across draws, feature 1 by ~0.01: the EM component at (150, 0.0)
+    is the posterior component at (0, 0) (1.5 sd away on feature 0, same feature 1), not the
+    one at (100, 1) (100 sd away on feature 1), although it is nearer to the latter in raw units.
+    """
+    rng = np.random.default_rng(9)
+    mu = np.empty((2, 40, 2, 2))
+    mu[..., 0, :] = rng.normal([0.0, 0.0], [100.0, 0.01], (2, 40, 2))
+    mu[..., 1, :] = rng.normal([100.0, 1.0], [100.0, 0.01], (2, 40, 2))
+    dims = ("chain", "draw", "component")
+    post = xr.Dataset(
+        {
+            "w": (dims, np.full((2, 40, 2), 0.5)),
+            "mu": ((*dims, "feature"), mu),
+            "sigma": ((*dims, "feature"), np.ones((2, 40, 2, 2))),
+        },
+        coords={"feature": ["a", "b"]},
+    )
+    em = xr.Dataset(
+        {
+            "w": ("component", [0.5, 0.5]),
+            "mu": (("component", "feature"), [[-50.0, 1.0], [150.0, 0.0]]),
+            "sigma": (("component", "feature"), np.ones((2, 2))),
+        },
+        coords={"feature": ["a", "b"]},
+    )
+    tree = xr.DataTree(children={"posterior": xr.DataTree(post), "em": xr.DataTree(em)})
+    tree.attrs["family"] = "gaussian"
+    out = relabel(tree, method="pivot", reference="pivot")
+    np.testing.assert_array_equal(out["relabel"]["em_permutation"].values, [1, 0])
+    np.testing.assert_allclose(out["em"]["mu"].values, [[150.0, 0.0], [-50.0, 1.0]])
