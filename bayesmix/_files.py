@@ -14,14 +14,23 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "default_file_mode", "fsync_path"]
+__all__ = ["atomic_path", "default_file_mode", "default_folder_mode", "fsync_path"]
+
+
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it: set, then put it back
+    os.umask(umask)
+    return umask
 
 
 def default_file_mode() -> int:
     """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
+
+
+def default_folder_mode() -> int:
+    """The mode ``os.mkdir`` gives a new folder: ``0o777`` less the current umask."""
+    return 0o777 & ~_umask()
 
 
 def fsync_path(path: str | os.PathLike) -> None:

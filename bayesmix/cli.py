@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bayesmix import __version__
+from bayesmix._files import default_folder_mode
 from bayesmix._validation import BayesmixError, DataError, ParameterError, SpecError
 from bayesmix.config import COVARIANCES, FAMILIES, METHODS, SAMPLERS, RunSpec, load_spec
 
@@ -507,9 +508,7 @@ def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
     parent = out.parent if str(out.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0o700)
+    os.chmod(tmp, default_folder_mode())  # mkdtemp makes it private (0o700)
     try:
         yield tmp
         _check_out_dir(out, force)

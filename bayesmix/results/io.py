@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayesmix._files import atomic_path
+from bayesmix._files import atomic_path, default_folder_mode
 from bayesmix._validation import DataError, ParameterError
 
 __all__ = ["save", "load", "FORMAT", "checksum"]
@@ -210,13 +210,6 @@ def _write_netcdf(tree: xr.DataTree, path: Path) -> None:
     tree.to_netcdf(path, engine="h5netcdf", encoding=_compression(tree))
 
 
-def _default_folder_mode() -> int:
-    """The mode ``os.mkdir`` gives a new folder: ``0o777`` less the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
-
-
 def _write_zarr(tree: xr.DataTree, path: Path) -> None:
     import warnings
 
@@ -280,7 +273,7 @@ def save(result: xr.DataTree, path: str | os.PathLike, *, overwrite: bool = True
             _write_zarr(tree, tmp)
             # mkdtemp makes the folder private (0o700); Zarr makes everything inside it with
             # the usual modes, so only the top folder needs them (0o777 less the umask)
-            os.chmod(tmp, _default_folder_mode())
+            os.chmod(tmp, default_folder_mode())
             old = None
             if path.exists():
                 old = folder / f".{path.name}.{os.getpid()}.old"
