@@ -100,13 +100,17 @@ def run(
     def stage(name: str, detail: str = "") -> Iterator[None]:
         if on_stage is not None:
             on_stage(f"{name}: {detail}" if detail else name)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        for w in caught:  # keep a line in the result, then raise it as usual
-            if _recorded(w.category):
-                recorded.append(_warning_line(name, w.message))
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield
+        finally:  # also when the stage fails: its warnings may say why
+            for w in caught:  # keep a line in the result, then raise it as usual
+                if _recorded(w.category):
+                    recorded.append(_warning_line(name, w.message))
+                warnings.warn_explicit(
+                    w.message, w.category, w.filename, w.lineno, source=w.source
+                )
 
     if "em" in fit.methods:
         with stage("EM", f"K={model.n_components}, several starts"):
