@@ -555,8 +555,9 @@ def _format_table(table, digits: int = 4, decimals: int | None = None) -> str:
     import numpy as np
     import pandas as pd
 
-    table = table.loc[:, [c for c in table.columns if table[c].notna().any()]]
-    table = table.loc[:, [c for c in table.columns if not (table[c].astype(str) == "").all()]]
+    from bayesmix.results.compare import filled_columns
+
+    table = filled_columns(table)
 
     def fmt(v: float) -> str:
         if not np.isfinite(v):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix._files import atomic_path
+from bayesmix.results.compare import filled_columns
 
 __all__ = ["CAPTIONS", "write_report"]
 
@@ -190,8 +191,7 @@ _COLUMN_TEXT = {
 
 def _estimates_html(table: pd.DataFrame) -> str:
     """The paragraph explaining the columns shown, and the table without its empty columns."""
-    shown = table.loc[:, [c for c in table.columns if table[c].notna().any()]]
-    shown.attrs = dict(getattr(table, "attrs", {}) or {})
+    shown = filled_columns(table)
     ci = shown.attrs.get("ci_prob", 0.94)
     ci_text = f"{100 * float(ci):.0f}" if isinstance(ci, float | int) else "94"
     parts = [text.format(ci=ci_text) for col, text in _COLUMN_TEXT.items() if col in shown.columns]

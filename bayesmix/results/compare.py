@@ -11,7 +11,7 @@ import xarray as xr
 from bayesmix._validation import DataError, ParameterError
 from bayesmix.results.labels import COMPONENT_VARS, _group, _require_posterior
 
-__all__ = ["compare_estimates", "EstimatesTable", "COLUMNS", "ADVI_COLUMNS"]
+__all__ = ["compare_estimates", "filled_columns", "EstimatesTable", "COLUMNS", "ADVI_COLUMNS"]
 
 COLUMNS = (
     "parameter",
@@ -217,3 +217,19 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
             "not posterior draws (no R-hat or ESS; the sd is often too small)"
         )
     return table
+
+
+def filled_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without the columns that hold no value (all missing, or all empty text).
+
+    An EM-only comparison has no posterior columns, a 1-D one no ``feature_bis``: the CLI and
+    the report show only what is there. ``attrs`` are kept.
+    """
+    keep = [
+        c
+        for c in table.columns
+        if table[c].notna().any() and not (table[c].astype(str) == "").all()
+    ]
+    out = table.loc[:, keep]
+    out.attrs = dict(getattr(table, "attrs", {}) or {})
+    return out
