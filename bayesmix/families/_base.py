@@ -1,0 +1,193 @@
+"""The interface every component family implements (:class:`Family`).
+
+A family states everything that is specific to one kind of component distribution, so that
+the rest of the package (graphs, inference, results, plotting, CLI, ``select_k``) asks the
+family and never branches on its name:
+
+==============================  ===========================================================
+what                            members
+==============================  ===========================================================
+identity                        ``name``, ``title``, ``em_class`` (the EM estimator's name in
+                                :mod:`bayesmix.em`)
+settings                        ``covariances`` (accepted ``covariance`` values; ``()`` when
+                                the family has none), ``orderable`` (``ordered=True``
+                                allowed), ``prior_fields`` (the ``PriorSpec`` fields it reads)
+result contract                 :meth:`variables` (result variable -> dims),
+                                :meth:`effective_covariance`
+data                            :meth:`check_data` (validation with the project's messages),
+                                :meth:`replicate_dtype`, ``observed_dtype``
+priors                          :meth:`resolve_priors` (data-scaled numbers; ``weights_alpha``
+                                is resolved by the caller for every family)
+NumPy                           :meth:`component_log_density` (stacks of draws),
+                                :meth:`draw` (new observations given labels),
+                                :meth:`n_parameters` (BIC / AIC / ICL)
+EM                              :meth:`em_kwargs` (estimator settings from a spec and priors),
+                                :meth:`em_point` (fitted estimator -> result variables)
+graph (PyMC, imported lazily)   :meth:`add_to_graph` (parameters and the observed ``x``),
+                                :meth:`free_var_names`, :meth:`point_to_initvals`,
+                                :meth:`default_point`
+plots                           ``plots``: the names of the figures that suit the family
+==============================  ===========================================================
+
+This module imports only NumPy and :mod:`bayesmix._validation`; a family module imports PyMC
+and PyTensor inside :meth:`add_to_graph` only, so that ``import bayesmix.config`` stays light.
+
+Parameters of a *stack* of mixtures (draws) are passed as a dict of arrays in result names
+with the same leading shape ``(...)``: ``w`` (..., K) and the family's variables, e.g.
+``mu`` (..., K, D).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["Family", "stack_draws"]
+
+#: Elements of the largest temporary made per block of draws in a log density.
+BLOCK_ELEMENTS = 4_000_000
+
+
+def stack_draws(params: Mapping[str, Any], names: tuple[str, ...], lead: tuple[int, ...], core):
+    """Broadcast ``params[name]`` to ``lead + core_shape`` and flatten the leading dims.
+
+    ``core`` maps a name to its number of trailing (core) dims. Returns a tuple of arrays
+    ``(S, *core_shape)`` with ``S = prod(lead)``.
+    """
+    out = []
+    for name in names:
+        a = np.asarray(params[name], dtype=float)
+        tail = a.shape[a.ndim - core[name] :]
+        out.append(np.broadcast_to(a, lead + tail).reshape((-1, *tail)))
+    return tuple(out)
+
+
+class Family:
+    """Base class of the component families (one subclass per module in this package)."""
+
+    #: Spec name (``[model] family``).
+    name: ClassVar[str] = ""
+    #: Human name, e.g. "Gaussian".
+    title: ClassVar[str] = ""
+    #: Name of the EM estimator class in :mod:`bayesmix.em`.
+    em_class: ClassVar[str] = ""
+    #: Accepted ``covariance`` settings; ``()`` when the family has no covariance structure.
+    covariances: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``ordered = true`` (components ordered by the first feature's location) is allowed.
+    orderable: ClassVar[bool] = False
+    #: ``PriorSpec`` fields the family reads (besides ``weights_alpha``).
+    prior_fields: ClassVar[tuple[str, ...]] = ()
+    #: dtype of the stored ``observed_data`` (float64, or int64 for discrete data).
+    observed_dtype: ClassVar[type] = np.float64
+    #: Figures that suit the family (names understood by ``bayesmix.plotting``).
+    plots: ClassVar[tuple[str, ...]] = ()
+
+    # ------------------------------------------------------------------ settings / contract
+    def effective_covariance(self, covariance: str | None, n_features: int) -> str | None:
+        """The covariance structure actually built (None for families without one)."""
+        return None
+
+    def variables(self, covariance: str | None, n_features: int) -> dict[str, tuple[str, ...]]:
+        """Result variables (besides ``w``) and their dims, without chain/draw."""
+        raise NotImplementedError
+
+    def covariance_label(self, covariance: str | None, n_features: int) -> str:
+        """Text such as ``"covariance=full, "`` for headers ('' when there is none)."""
+        cov = self.effective_covariance(covariance, n_features)
+        return f"covariance={covariance}, " if cov is not None else ""
+
+    # ------------------------------------------------------------------ data
+    def check_data(
+        self,
+        X: Any,
+        *,
+        n_components: int | None = None,
+        covariance: str | None = None,
+        fitting: bool = True,
+    ) -> np.ndarray:
+        """Validate data for this family; return a float array (N, D). 1-D input is one feature."""
+        raise NotImplementedError
+
+    def replicate_dtype(self, X: np.ndarray) -> type:
+        """The dtype of replicated data sets (posterior predictive)."""
+        return np.float64
+
+    # ------------------------------------------------------------------ priors
+    def resolve_priors(
+        self, priors: Any, X: np.ndarray, n_components: int, covariance: str | None
+    ) -> dict[str, np.ndarray]:
+        """The family's prior numbers, ``None`` fields of ``priors`` scaled to ``X``."""
+        return {}
+
+    # ------------------------------------------------------------------ NumPy
+    def component_log_density(self, X: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+        """``log f(x_n | theta_k)`` of shape (..., N, K) for parameters with leading dims (...)."""
+        raise NotImplementedError
+
+    def draw(
+        self, params: Mapping[str, np.ndarray], z: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Observations given their labels.
+
+        ``params`` have a leading sample axis S (``w`` (S, K), ...); ``z`` (S, n) ints.
+        Returns (S, n, D).
+        """
+        raise NotImplementedError
+
+    def n_parameters(self, n_components: int, n_features: int, covariance: str | None) -> int:
+        """Free parameters of the mixture, weights included (BIC, AIC, ICL)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ EM
+    def em_kwargs(self, spec: Any, priors: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
+        """Keyword arguments of the EM estimator for a ``ModelSpec`` (prior None: ML)."""
+        return {}
+
+    def em_point(self, estimator: Any, n_features: int) -> dict[str, np.ndarray]:
+        """The fitted estimator's parameters as result variables (``w`` included)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ graph
+    def add_to_graph(
+        self,
+        spec: Any,
+        priors: Mapping[str, Any],
+        n_features: int,
+        w: Any,
+        observed: dict[str, Any],
+        formulation: str = "custom",
+    ) -> None:
+        """Inside a ``pm.Model`` context: add the parameters and the observed ``x``.
+
+        ``priors`` holds ``pm.Data`` tensors named ``prior_<name>``; ``w`` is the weights
+        variable; ``observed`` the keyword arguments of ``x`` (``observed=``, ``dims=`` or
+        ``total_size=``).
+        """
+        raise NotImplementedError
+
+    def free_var_names(self, spec: Any, n_features: int) -> list[str]:
+        """Free random variables added by :meth:`add_to_graph`, in model order."""
+        raise NotImplementedError
+
+    def point_to_initvals(
+        self, spec: Any, point: Mapping[str, Any], n_features: int
+    ) -> dict[str, np.ndarray]:
+        """Initial values of the free variables (not ``w``) from a point in result names."""
+        raise NotImplementedError
+
+    def default_point(self, spec: Any, X: np.ndarray) -> dict[str, np.ndarray]:
+        """A valid starting point without a fit (result names, ``w`` excluded).
+
+        ``X`` (N, D) is the validated data; the usual recipe sorts the rows by feature 0, cuts
+        them into K chunks and takes each chunk's statistics.
+        """
+        raise NotImplementedError
+
+    def formulations(self, covariance: str | None, n_features: int) -> tuple[str, ...]:
+        """Graph formulations available (``"custom"`` always)."""
+        return ("custom",)
+
+    def __repr__(self) -> str:
+        return f"<bayesmix family {self.name!r}>"
