@@ -27,6 +27,20 @@ call the same hooks as ``fit``.
 
 The E-step works on blocks of rows so that no temporary larger than a few MB is made; the
 block length is ``chunk_size`` when the family has that setting, else chosen from (K, D).
+
+Sample weights (``fit(X, sample_weight=w)``). A weight is a frequency: integer weights give
+the fit of the data set with each row repeated ``w_n`` times (rows of weight 0 do not count);
+non-integer weights are accepted. The hook signatures do not change: the base multiplies the
+responsibilities by the weights (``resp * w[:, None]``) before it calls
+``_initialize(X, resp)`` and ``_m_step(X, resp)``, so a family's M-step handles weights
+without a change as long as it counts observations as sums of responsibilities
+(``resp.sum()``, never ``X.shape[0]``). The objective is
+``sum_n w_n log p(x_n) / sum_n w_n`` (plus ``log p(theta) / sum_n w_n`` for MAP-EM), and
+``n_samples`` of :class:`DegenerateComponentWarning` is ``sum_n w_n``. During ``fit`` and
+``initialize`` the checked weights are ``self._sample_weight`` (None when not given): a
+family that overrides ``_em_step`` must use them itself and declare it with the class
+attribute ``_em_step_handles_sample_weight = True`` (otherwise ``fit`` with weights raises
+ParameterError rather than ignoring them).
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesmix._validation import (
     DataError,
+    ParameterError,
     check_choice,
     check_generator,
     check_n_components,
@@ -57,6 +72,7 @@ from bayesmix._validation import (
 __all__ = [
     "BaseMixtureEM",
     "DegenerateComponentWarning",
+    "check_sample_weight",
     "normalize_log_prob_inplace",
     "on_each_start",
     "reject_complex",
@@ -119,6 +135,79 @@ def reject_complex(X: Any) -> None:
         )
 
 
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """Check per-row frequency weights and return them as float64, or None when not given.
+
+    Parameters
+    ----------
+    sample_weight : None, scalar or array-like of shape (n_samples,)
+        Frequency weights: finite, non-negative, not all zero (rows of weight 0 do not
+        count). A scalar gives every row that weight.
+    n_samples : int
+
+    Returns
+    -------
+    ndarray of shape (n_samples,) or None
+
+    Raises
+    ------
+    DataError
+        For a wrong length or shape, non-numeric, NaN/inf or negative values, or all zeros.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(
+            "sample_weight is not numeric: expected non-negative numbers, got "
+            f"{type(sample_weight).__name__} with non-numeric values; pass an array of floats"
+        ) from None
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.shape != (n_samples,):
+        raise DataError(
+            f"sample_weight has the wrong shape: expected ({n_samples},) (one weight per row "
+            f"of X), got {w.shape}; pass one weight per row"
+        )
+    finite = np.isfinite(w)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        raise DataError(
+            f"sample_weight contains {int((~finite).sum())} NaN or infinite value(s) (first: "
+            f"row {first}, {w[first]}): expected finite weights; drop those rows or fix their "
+            "weights"
+        )
+    negative = w < 0
+    if negative.any():
+        first = int(np.flatnonzero(negative)[0])
+        raise DataError(
+            f"sample_weight contains {int(negative.sum())} negative value(s) (first: row "
+            f"{first}, {w[first]:g}): expected weights >= 0; use 0 to leave a row out"
+        )
+    if not w.sum() > 0:
+        raise DataError(
+            "sample_weight is all zero: expected at least one positive weight, got none; give "
+            "the rows to fit a positive weight"
+        )
+    return w
+
+
+def weighted_sum(values: np.ndarray, sample_weight: np.ndarray | None) -> float:
+    """``sum_n w_n v_n`` in float64 (plain sum without weights); a row of weight 0 adds 0.
+
+    A value of -inf with weight 0 (a row impossible under the model that does not count)
+    adds 0, not nan.
+    """
+    if sample_weight is None:
+        return float(np.sum(values, dtype=np.float64))
+    total = float(np.dot(sample_weight, values.astype(np.float64, copy=False)))
+    if np.isnan(total):
+        keep = sample_weight > 0
+        total = float(np.dot(sample_weight[keep], values[keep].astype(np.float64, copy=False)))
+    return total
+
+
 def row_blocks(n_rows: int, block: int):
     """Yield slices that cover ``range(n_rows)`` in pieces of at most ``block`` rows."""
     block = max(1, int(block))
@@ -172,6 +261,10 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
     """
 
     _init_choices: tuple[str, ...] = ("k-means++", "kmeans", "random", "random_from_data")
+    #: Set to True by a family whose ``_em_step`` override applies ``self._sample_weight``.
+    _em_step_handles_sample_weight: bool = False
+    #: The checked sample weights (N,) during ``fit``/``initialize``; None otherwise.
+    _sample_weight: np.ndarray | None = None
 
     # ------------------------------------------------------------------ hooks for families
     @abstractmethod
@@ -242,6 +335,27 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         check_n_components(self.n_components)  # check_X needs it (too few distinct points)
         return self._check_X(X, fitting=True)
 
+    def _check_sample_weight(self, sample_weight: Any, X: Any) -> np.ndarray | None:
+        """Checked weights of the rows of X (None when not given); see the module docstring."""
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if w is None:
+            return None
+        own_step = type(self)._em_step is not BaseMixtureEM._em_step
+        if own_step and not self._em_step_handles_sample_weight:
+            raise ParameterError(
+                f"sample_weight is not supported by {type(self).__name__}: expected an "
+                "estimator whose EM step applies the weights, got one that would ignore them; "
+                "repeat the rows instead (numpy.repeat(X, weights, axis=0))"
+            )
+        n_positive = int(np.count_nonzero(w))
+        if n_positive < self.n_components:
+            raise DataError(
+                f"too few rows with a positive sample_weight: expected at least n_components="
+                f"{self.n_components}, got {n_positive}; use fewer components or give more "
+                "rows a positive weight"
+            )
+        return w
+
     def _validate_predict_data(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         reject_complex(X)
@@ -301,18 +415,21 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         from bayesmix.em.kmeans import KMeans, kmeans_plusplus
 
         n, k = X.shape[0], self.n_components
+        w = self._sample_weight
         resp = np.zeros((n, k), dtype=X.dtype)
         if self.init_params == "kmeans":
-            labels = KMeans(n_clusters=k, n_init=1, random_state=rng).fit(X).labels_
+            kmeans = KMeans(n_clusters=k, n_init=1, random_state=rng)
+            labels = kmeans.fit(X, sample_weight=w).labels_
             resp[np.arange(n), labels] = 1.0
         elif self.init_params == "random":
             resp[:] = rng.uniform(size=(n, k))
             resp /= resp.sum(axis=1, keepdims=True)
         else:  # "k-means++" or "random_from_data": k seed rows, then nearest-seed assignment
             if self.init_params == "random_from_data":
-                seeds = X[rng.choice(n, size=k, replace=False)]
+                p = None if w is None else w / w.sum()  # rows of weight 0 are never seeds
+                seeds = X[rng.choice(n, size=k, replace=False, p=p)]
             else:
-                seeds, _ = kmeans_plusplus(X, k, random_state=rng)
+                seeds, _ = kmeans_plusplus(X, k, random_state=rng, sample_weight=w)
             # Every row goes to its nearest seed (one k-means assignment step). scikit-learn
             # instead gives responsibility to the seed rows alone, so its first covariances
             # are reg_covar * I and the first log-likelihood is absurdly low (-1e7 per row).
@@ -327,16 +444,28 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
 
     def _initialize_parameters(self, X: np.ndarray, rng: np.random.Generator) -> None:
         if self._needs_initial_resp():
-            self._initialize(X, self._initial_resp(X, rng))
+            resp = self._initial_resp(X, rng)
+            if self._sample_weight is not None:
+                resp *= self._sample_weight[:, None].astype(resp.dtype, copy=False)
+            self._initialize(X, resp)
         else:
             self._initialize(X, None)
 
-    # ------------------------------------------------------------------ the loop
-    def _objective(self, log_norm: np.ndarray) -> float:
-        return self._objective_from_sum(float(np.sum(log_norm, dtype=np.float64)), len(log_norm))
+    def _n_observations(self, n_rows: int) -> float:
+        """Number of observations of the data being fitted: ``sum_n w_n`` with weights."""
+        w = self._sample_weight
+        return n_rows if w is None else float(w.sum())
 
-    def _objective_from_sum(self, total_log_norm: float, n: int) -> float:
-        """Objective per sample from ``sum_n log p(x_n)``: adds ``log p(theta) / N`` for MAP."""
+    # ------------------------------------------------------------------ the loop
+    def _objective(self, log_norm: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+        n = len(log_norm) if sample_weight is None else float(sample_weight.sum())
+        return self._objective_from_sum(weighted_sum(log_norm, sample_weight), n)
+
+    def _objective_from_sum(self, total_log_norm: float, n: float) -> float:
+        """Objective per sample: ``(sum_n w_n log p(x_n) + log p(theta)) / n``.
+
+        ``n = sum_n w_n`` (N without weights); the log prior only for MAP-EM.
+        """
         value = total_log_norm / n
         if getattr(self, "prior", None) is not None or self._has_implicit_prior():
             value += float(self._log_prior()) / n
@@ -352,42 +481,59 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         if buffer is None:
             buffer = workspace["resp"] = np.empty((X.shape[0], self.n_components), X.dtype)
         log_norm, resp = self._e_step(X, out=buffer)
-        objective = self._objective(log_norm)
+        w = self._sample_weight
+        objective = self._objective(log_norm, w)
+        if w is not None:
+            resp *= w[:, None].astype(resp.dtype, copy=False)
         self._m_step(X, resp)
         return objective
 
     def _has_implicit_prior(self) -> bool:
         return False
 
-    def fit(self, X: Any, y: Any = None) -> BaseMixtureEM:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> BaseMixtureEM:
         """Estimate the parameters with EM (best of ``n_init`` runs).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights (>= 0, not all 0): integer weights give the fit of the rows
+            repeated that many times; rows of weight 0 do not count. None: every row 1.
 
         Returns
         -------
         self
         """
-        self.fit_predict(X, y)
+        self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
         """Fit and return the most probable component of each row (== fit(X).predict(X)).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, as in :meth:`fit`.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
         X = self._validate_fit_data(X)
+        weights = self._check_sample_weight(sample_weight, X)
         self._check_parameters(X)
+        self._sample_weight = weights
+        try:
+            return self._fit_loop(X)
+        finally:
+            self._sample_weight = None
+
+    def _fit_loop(self, X: np.ndarray) -> np.ndarray:
+        """The restarts and iterations of ``fit_predict`` (``self._sample_weight`` set)."""
         self._fit_prepare(X)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -445,10 +591,10 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
                 "increase max_iter or tol, try other initial values, or check for degenerate "
                 "data",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._set_parameters(best_params)
-        self._warn_degenerate(X.shape[0])
+        self._warn_degenerate(self._n_observations(X.shape[0]))
         self.n_iter_ = best_n_iter
         self.lower_bound_ = best_objective
         self.lower_bounds_ = np.asarray(best_bounds, dtype=np.float64)
@@ -457,8 +603,11 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         workspace.clear()  # release the scratch buffers of the loop first
         return self._predict_labels(X)
 
-    def _warn_degenerate(self, n_samples: int, stacklevel: int = 4) -> None:
-        """Hook run after a fit: warn (DegenerateComponentWarning) about degenerate components."""
+    def _warn_degenerate(self, n_samples: float, stacklevel: int = 5) -> None:
+        """Hook run after a fit: warn (DegenerateComponentWarning) about degenerate components.
+
+        ``n_samples`` is the number of observations, ``sum_n w_n`` with sample weights.
+        """
         w = np.asarray(self.weights_, dtype=np.float64)
         empty = np.flatnonzero(w * n_samples < _EMPTY_COUNT)
         if empty.size:
@@ -475,7 +624,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         """Hook run once per fit before the restarts (e.g. a data shift for accuracy)."""
 
     # ------------------------------------------------------------------ one step at a time
-    def initialize(self, X: Any, y: Any = None) -> BaseMixtureEM:
+    def initialize(self, X: Any, y: Any = None, sample_weight: Any = None) -> BaseMixtureEM:
         """Set the starting parameters that :meth:`fit` would start its first run from.
 
         The data and settings are checked as in :meth:`fit`, then the parameters are set
@@ -490,6 +639,8 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, as in :meth:`fit`.
 
         Returns
         -------
@@ -499,9 +650,14 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
             empty ``lower_bounds_``.
         """
         X = self._validate_fit_data(X)
+        weights = self._check_sample_weight(sample_weight, X)
         self._check_parameters(X)
-        self._fit_prepare(X)
-        self._initialize_parameters(X, check_generator(self.random_state))
+        self._sample_weight = weights
+        try:
+            self._fit_prepare(X)
+            self._initialize_parameters(X, check_generator(self.random_state))
+        finally:
+            self._sample_weight = None
         self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
         self.n_iter_ = 0
         self.converged_ = False
@@ -532,7 +688,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         log_norm, resp = self._e_step(X)
         return resp, float(np.sum(log_norm, dtype=np.float64))
 
-    def m_step(self, X: Any, resp: Any) -> BaseMixtureEM:
+    def m_step(self, X: Any, resp: Any, sample_weight: Any = None) -> BaseMixtureEM:
         """One M-step: new parameters from responsibilities (weighted ML or MAP estimates).
 
         Updates ``weights_``, ``means_`` and the family's other fitted parameters
@@ -546,6 +702,8 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         resp : array-like of shape (n_samples, n_components)
             Responsibilities, e.g. from :meth:`e_step` (or hard 0/1 labels): finite,
             non-negative, every row summing to 1.
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, as in :meth:`fit` (the M-step uses ``resp * w[:, None]``).
 
         Returns
         -------
@@ -569,7 +727,15 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
                 f"summing to 1, got {bad.sum()} bad rows (first: row {row}, "
                 f"{resp[row].tolist()}); pass e_step(X)[0], not its logarithm"
             )
-        self._m_step(X, np.array(resp, order="C"))  # a copy: families may write into it
+        weights = self._check_sample_weight(sample_weight, X)
+        resp = np.array(resp, order="C")  # a copy: families may write into it
+        if weights is not None:
+            resp *= weights[:, None].astype(resp.dtype, copy=False)
+        self._sample_weight = weights
+        try:
+            self._m_step(X, resp)
+        finally:
+            self._sample_weight = None
         self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
         return self
 
@@ -626,21 +792,33 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         X = self._validate_predict_data(X)
         return self._e_step(X)[0]
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood per sample, ``(1/N) sum_n log p(x_n)``.
+    def _score_parts(self, X: Any, sample_weight: Any):
+        """Checked X, weights (or None), log p(x_n) (N,) and responsibilities (N, K)."""
+        X = self._validate_predict_data(X)
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        log_norm, resp = self._e_step(X)
+        return X, weights, log_norm, resp
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Mean log-likelihood per sample, ``sum_n w_n log p(x_n) / sum_n w_n``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights (a weighted mean, as scikit-learn's scores take them).
 
         Returns
         -------
         float
         """
-        return float(np.mean(self.score_samples(X)))
+        if sample_weight is None:
+            return float(np.mean(self.score_samples(X)))
+        X, weights, log_norm, _ = self._score_parts(X, sample_weight)
+        return weighted_sum(log_norm, weights) / float(weights.sum())
 
-    def objective(self, X: Any) -> float:
+    def objective(self, X: Any, sample_weight: Any = None) -> float:
         """The EM objective at the current parameters, per sample.
 
         ``(log p(X | theta) + log p(theta)) / N`` for MAP-EM (all normalising constants of
@@ -651,13 +829,15 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: ``(sum_n w_n log p(x_n) + log p(theta)) / sum_n w_n``.
 
         Returns
         -------
         float
         """
-        X = self._validate_predict_data(X)
-        return self._objective(self._e_step(X)[0])
+        X, weights, log_norm, _ = self._score_parts(X, sample_weight)
+        return self._objective(log_norm, weights)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the fitted mixture (seeded by ``random_state``).
@@ -683,36 +863,46 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         return X, labels
 
     # ------------------------------------------------------------------ criteria
-    def bic(self, X: Any) -> float:
+    def _criterion_parts(self, X: Any, sample_weight: Any):
+        """``log L = sum_n w_n log p(x_n)``, ``n = sum_n w_n``, resp (N, K), weights or None."""
+        X, weights, log_norm, resp = self._score_parts(X, sample_weight)
+        n = X.shape[0] if weights is None else float(weights.sum())
+        return weighted_sum(log_norm, weights), n, resp, weights
+
+    def bic(self, X: Any, sample_weight: Any = None) -> float:
         """Bayesian information criterion ``-2 log L + p log N`` (lower is better).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: ``log L = sum_n w_n log p(x_n)`` and ``N = sum_n w_n`` (the
+            values of the data set with repeated rows).
 
         Returns
         -------
         float
         """
-        X = self._validate_predict_data(X)
-        n = X.shape[0]
-        return -2.0 * float(np.sum(self._e_step(X)[0])) + self._n_parameters() * math.log(n)
+        log_lik, n, _, _ = self._criterion_parts(X, sample_weight)
+        return -2.0 * log_lik + self._n_parameters() * math.log(n)
 
-    def aic(self, X: Any) -> float:
+    def aic(self, X: Any, sample_weight: Any = None) -> float:
         """Akaike information criterion ``-2 log L + 2 p`` (lower is better).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: ``log L = sum_n w_n log p(x_n)``.
 
         Returns
         -------
         float
         """
-        X = self._validate_predict_data(X)
-        return -2.0 * float(np.sum(self._e_step(X)[0])) + 2.0 * self._n_parameters()
+        log_lik, _, _, _ = self._criterion_parts(X, sample_weight)
+        return -2.0 * log_lik + 2.0 * self._n_parameters()
 
-    def icl(self, X: Any) -> float:
+    def icl(self, X: Any, sample_weight: Any = None) -> float:
         """Integrated completed likelihood criterion, in BIC's lower-is-better convention.
 
         ``ICL = BIC + 2 * E`` with the classification entropy
@@ -722,15 +912,17 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: BIC as in :meth:`bic` and ``E = -sum_n w_n sum_k r_nk log
+            r_nk``.
 
         Returns
         -------
         float
         """
-        X = self._validate_predict_data(X)
-        n = X.shape[0]
-        log_norm, resp = self._e_step(X)
+        log_lik, n, resp, weights = self._criterion_parts(X, sample_weight)
         with np.errstate(divide="ignore", invalid="ignore"):
-            entropy = -float(np.sum(np.where(resp > 0, resp * np.log(resp), 0.0)))
-        bic = -2.0 * float(np.sum(log_norm)) + self._n_parameters() * math.log(n)
+            per_row = -np.sum(np.where(resp > 0, resp * np.log(resp), 0.0), axis=1)
+        entropy = weighted_sum(per_row, weights)
+        bic = -2.0 * log_lik + self._n_parameters() * math.log(n)
         return bic + 2.0 * entropy

@@ -15,6 +15,11 @@ M-step with ``n_k = sum_n r_nk`` and ``c_kd = sum_n r_nk x_nd``:
   ``smoothing=1e-3`` keeps every p strictly inside (0, 1), so a pixel never seen "on" in a
   component does not give a log-likelihood of -inf for new data. ``smoothing=0`` is plain ML.
 
+Data: with ``binarize`` (default 0.0, as ``sklearn.naive_bayes.BernoulliNB``) every value
+above the threshold counts as 1 and every other value as 0, in ``fit`` and in every method
+that takes X; binary 0/1 data are unchanged by the default. ``binarize=None`` takes the data as
+they are and requires them to be binary (DataError otherwise).
+
 The objective in ``lower_bounds_`` is the mean log-likelihood per sample plus, whenever a
 prior or a positive smoothing is in use, the log prior density divided by N (Dirichlet and
 Beta densities with their normalising constants), so EM never decreases it.
@@ -56,6 +61,10 @@ class BernoulliMixtureEM(BaseMixtureEM):
     smoothing : float, default 1e-3
         Pseudo-count added to both outcomes when ``prior`` gives no Beta parameters (see
         the module docstring). 0 gives maximum likelihood.
+    binarize : float or None, default 0.0
+        Threshold, as in ``sklearn.naive_bayes.BernoulliNB``: values ``> binarize`` become 1,
+        the others 0 (0/1 data are unchanged). None: the data must already be binary (0/1 or
+        booleans), else DataError.
 
     Attributes
     ----------
@@ -81,6 +90,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         verbose: int = 0,
         prior: dict | None = None,
         smoothing: float = 1e-3,
+        binarize: float | None = 0.0,
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -92,6 +102,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         self.verbose = verbose
         self.prior = prior
         self.smoothing = smoothing
+        self.binarize = binarize
 
     @property
     def probs_(self) -> np.ndarray:
@@ -99,9 +110,31 @@ class BernoulliMixtureEM(BaseMixtureEM):
         return self.means_
 
     def _check_X(self, X, *, fitting):
+        threshold = self._threshold()
+        if threshold is not None:
+            # finite numbers first (the project's messages), then the 0/1 data they mean
+            X = check_X(X, min_samples=2 if fitting else 1)
+            X = (X > threshold).astype(np.float64)
         if fitting:
             return check_X(X, n_components=self.n_components, binary=True, min_samples=2)
         return check_X(X, binary=True)
+
+    def _threshold(self) -> float | None:
+        if self.binarize is None:
+            return None
+        if isinstance(self.binarize, bool) or not isinstance(
+            self.binarize, (int, float, np.integer, np.floating)
+        ):
+            raise ParameterError(
+                f"binarize has the wrong type: expected a number or None, got "
+                f"{type(self.binarize).__name__}; pass e.g. binarize=0.5 or None"
+            )
+        if not np.isfinite(self.binarize):
+            raise ParameterError(
+                f"binarize is not finite: expected a finite threshold or None, got "
+                f"{self.binarize}; pass e.g. binarize=0.5 or None"
+            )
+        return float(self.binarize)
 
     def _check_family_parameters(self, X):
         check_positive(self.smoothing, "smoothing", strict=False)

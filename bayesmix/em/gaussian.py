@@ -106,6 +106,7 @@ from bayesmix.em._base import (
     BaseMixtureEM,
     DegenerateComponentWarning,
     row_blocks,
+    weighted_sum,
 )
 
 __all__ = ["GaussianMixtureEM"]
@@ -702,7 +703,7 @@ def _gemm_into(a_f, b_f, c_f, trans_a, trans_b):
         c_f[...] = res
 
 
-def _fast_pass_squares_rows(X, fast, log_w, n_components, block, workspace):
+def _fast_pass_squares_rows(X, fast, log_w, n_components, block, workspace, sample_weight=None):
     """The diag/spherical fast route with many features, row-major.
 
     The features ``[1, x - c, (x - c)^2]`` stay two (b, D) arrays, ``xc = x - c`` (a copy and
@@ -734,7 +735,7 @@ def _fast_pass_squares_rows(X, fast, log_w, n_components, block, workspace):
         lp_f = resp_t.T  # Fortran (b, K)
         _gemm_into(xc_f, w1_f, lp_f, 1, 1)
         _gemm_into(sq.T, w2_f, lp_f, 1, 1)
-        total += float(np.sum(_normalize_rows_inplace(resp_t), dtype=np.float64))
+        total += _weigh_block(resp_t, sample_weight, rows)
         g[0] += resp_t.sum(axis=1)
         _gemm_into(lp_f, xc_f, sx_f, 1, 1)
         _gemm_into(lp_f, sq.T, s2_f, 1, 1)
@@ -776,9 +777,25 @@ def _fast_log_prob_t(X, fast, prec_max, workspace=None):
     return np.matmul(w.T, features, out=logp)
 
 
-def _fast_pass(X, fast, log_w, n_components, block, workspace):
+def _weigh_block(resp_t, sample_weight, rows):
+    """Responsibilities of a block in place, times its rows' weights; ``sum_n w_n log p(x_n)``.
+
+    ``resp_t`` (K, b) holds ``log w_k + log p(x_n | theta_k)``; without weights this is
+    :func:`_normalize_rows_inplace` and the plain sum.
+    """
+    log_norm = _normalize_rows_inplace(resp_t)
+    if sample_weight is None:
+        return float(np.sum(log_norm, dtype=np.float64))
+    w = sample_weight[rows]
+    resp_t *= w.astype(resp_t.dtype, copy=False)
+    return weighted_sum(log_norm, w)
+
+
+def _fast_pass(X, fast, log_w, n_components, block, workspace, sample_weight=None):
     if not fast["products"] and X.shape[1] >= _ROW_MAJOR_FEATURES:
-        return _fast_pass_squares_rows(X, fast, log_w, n_components, block, workspace)
+        return _fast_pass_squares_rows(
+            X, fast, log_w, n_components, block, workspace, sample_weight
+        )
     total = 0.0
     g = None
     shift, w = fast["shift"], fast["w"]
@@ -791,7 +808,7 @@ def _fast_pass(X, fast, log_w, n_components, block, workspace):
         resp_t = _scratch(workspace, "resp", (n_components, xb.shape[0]), X.dtype)
         np.matmul(w.T, features, out=resp_t)
         resp_t += log_w[:, None]
-        total += float(np.sum(_normalize_rows_inplace(resp_t), dtype=np.float64))
+        total += _weigh_block(resp_t, sample_weight, rows)
         part = features @ resp_t.T
         if g is None:
             g = part
@@ -800,7 +817,9 @@ def _fast_pass(X, fast, log_w, n_components, block, workspace):
     return total, g
 
 
-def fused_statistics(X, estep, log_w, covariance_type, n_components, block, workspace=None):
+def fused_statistics(
+    X, estep, log_w, covariance_type, n_components, block, workspace=None, sample_weight=None
+):
     """One pass over blocks of rows: E-step and the M-step's sufficient statistics.
 
     For each block: the residuals about every component's current mean, component log
@@ -821,16 +840,19 @@ def fused_statistics(X, estep, log_w, covariance_type, n_components, block, work
         Rows per block.
     workspace : dict, optional
         Scratch buffers reused across blocks and calls (see ``_scratch``).
+    sample_weight : ndarray of shape (N,), optional
+        Frequency weights: each block's responsibilities are multiplied by its rows' weights
+        before the statistics are accumulated (no extra work without weights).
 
     Returns
     -------
     total : float
-        ``sum_n log p(x_n)``.
+        ``sum_n w_n log p(x_n)``.
     g : ndarray of shape (K (D + 1) (D + 1),) (full/tied) or (K + 2 K D,) (diag/spherical)
         Summed statistics, in the layout that :func:`fused_unpack` reads.
     """
     if estep.get("fast") is not None:
-        return _fast_pass(X, estep["fast"], log_w, n_components, block, workspace)
+        return _fast_pass(X, estep["fast"], log_w, n_components, block, workspace, sample_weight)
     n, d = X.shape
     k = n_components
     whiten = _OPS[covariance_type].whiten
@@ -839,7 +861,7 @@ def fused_statistics(X, estep, log_w, covariance_type, n_components, block, work
     for rows in row_blocks(n, block):
         resp_t, z, q = _block_log_prob(X[rows], estep, workspace)
         resp_t += log_w[:, None]
-        total += float(np.sum(_normalize_rows_inplace(resp_t), dtype=np.float64))
+        total += _weigh_block(resp_t, sample_weight, rows)
         if whiten:  # z: the rows feature-major (D, b)
             y = _scratch(workspace, "y", (d + 1, z.shape[1]), X.dtype)
             _whitened_moments(z, estep["means"], resp_t, y, g.reshape(k, d + 1, d + 1))
@@ -945,6 +967,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         Objective at each iteration of the best run.
     n_features_in_ : int
     """
+
+    # the fused _em_step applies self._sample_weight (fused_statistics' sample_weight)
+    _em_step_handles_sample_weight = True
 
     def __init__(
         self,
@@ -1164,6 +1189,16 @@ class GaussianMixtureEM(BaseMixtureEM):
         self._input_mean = None
         return super()._validate_fit_data(X)
 
+    def _check_sample_weight(self, sample_weight, X):
+        if sample_weight is not None and (_is_dask(X) or _is_jax(X)):
+            kind = "dask" if _is_dask(X) else "JAX"
+            raise ParameterError(
+                f"sample_weight is not supported with {kind} arrays: expected a NumPy array X "
+                f"with sample_weight, got a {kind} array; repeat the rows instead or fit a "
+                "NumPy array"
+            )
+        return super()._check_sample_weight(sample_weight, X)
+
     def _initialize_parameters(self, X, rng):
         if _is_dask(X):
             from bayesmix.em._dask import check_dask_init
@@ -1209,7 +1244,13 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _fit_prepare(self, X):
         mean = getattr(self, "_input_mean", None)
-        self._shift = X.mean(axis=0) if mean is None else mean.astype(X.dtype)
+        w = self._sample_weight
+        if mean is not None:
+            self._shift = mean.astype(X.dtype)
+        elif w is None:
+            self._shift = X.mean(axis=0)
+        else:  # the weighted mean: the mean of the data set with repeated rows
+            self._shift = np.average(X, axis=0, weights=w).astype(X.dtype)
         if hasattr(self, "precisions_cholesky_"):  # warm start: E-step arrays in X's dtype
             self._prepare()
 
@@ -1222,7 +1263,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             )
             st.nk += 10 * np.finfo(dtype).eps
             delta = st.sx / st.nk[:, None]
-            weights = st.nk / X.shape[0]
+            weights = st.nk / self._n_observations(X.shape[0])
             cov = self._ml_covariance(ops.scatter(st, delta), st.nk)
             means = st.ref + delta
         if self.weights_init is not None:
@@ -1285,9 +1326,10 @@ class GaussianMixtureEM(BaseMixtureEM):
                     self.n_components,
                     self._pass_block_size(d),
                     workspace.setdefault("scratch", {}),
+                    self._sample_weight,
                 )
             st = fused_unpack(self.covariance_type, g, d, self.n_components, self._estep)
-        objective = self._objective_from_sum(total, n)
+        objective = self._objective_from_sum(total, self._n_observations(n))
         self._update_parameters(st, np.dtype(X.dtype))
         return objective
 
@@ -1413,7 +1455,7 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _warn_degenerate(self, n_samples):
         """Warn about empty components and components collapsed onto repeated points."""
-        super()._warn_degenerate(n_samples, stacklevel=5)
+        super()._warn_degenerate(n_samples, stacklevel=6)
         if self.covariance_type == "tied" or not self.reg_covar > 0 or self._prior:
             return
         k, d = self.means_.shape
@@ -1438,7 +1480,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 "(the likelihood is unbounded there); remove duplicated rows, use fewer "
                 "components, or set reg_covar to a variance you consider negligible",
                 DegenerateComponentWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
     def _get_parameters(self):

@@ -25,6 +25,7 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesmix._validation import (
+    DataError,
     ParameterError,
     check_choice,
     check_generator,
@@ -32,7 +33,7 @@ from bayesmix._validation import (
     check_positive,
     check_X,
 )
-from bayesmix.em._base import reject_complex, row_blocks
+from bayesmix.em._base import check_sample_weight, reject_complex, row_blocks
 
 __all__ = ["KMeans", "kmeans_plusplus"]
 
@@ -51,14 +52,38 @@ def _squared_distances(X: np.ndarray, centers: np.ndarray, x_sq: np.ndarray | No
     return d
 
 
+def _weighted_rows(cumulative: np.ndarray, rng: np.random.Generator, size=None):
+    """Rows drawn with probability proportional to their weight (``cumulative`` = cumsum(w)).
+
+    A row of weight 0 has an empty interval and is never drawn. Integer weights draw an
+    index of the data set with repeated rows, as the unweighted seeding does on that data
+    set (``rng.integers(sum w)``), and return its row: the same draws, so integer weights
+    and repeated rows give the same seeds.
+    """
+    n, total = len(cumulative), cumulative[-1]
+    if total < 2.0**53 and np.all(np.diff(cumulative, prepend=0.0) % 1.0 == 0.0):
+        target = rng.integers(int(total), size=size)
+    else:
+        target = rng.uniform(size=size) * total
+    return np.minimum(np.searchsorted(cumulative, target, side="right"), n - 1)
+
+
 def kmeans_plusplus(
-    X: np.ndarray, n_clusters: int, random_state: Any = None, *, n_local_trials: int | None = None
+    X: np.ndarray,
+    n_clusters: int,
+    random_state: Any = None,
+    *,
+    n_local_trials: int | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007).
 
     The first centre is a uniformly drawn row; each next centre is the best (lowest total
     squared distance) of ``n_local_trials`` candidates drawn with probability proportional to
-    the squared distance to the nearest centre chosen so far.
+    the squared distance to the nearest centre chosen so far. With ``sample_weight`` (as
+    scikit-learn's ``kmeans_plusplus``) the first row is drawn with probability proportional
+    to its weight, candidates proportional to weight times squared distance, and the totals
+    are weighted sums: rows of weight 0 are never drawn and do not count.
 
     Parameters
     ----------
@@ -67,6 +92,8 @@ def kmeans_plusplus(
     random_state : None, int, numpy Generator or RandomState
     n_local_trials : int, optional
         Candidates per step; default ``2 + int(log(n_clusters))``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Frequency weights (checked: non-negative, finite, not all 0).
 
     Returns
     -------
@@ -85,21 +112,33 @@ def kmeans_plusplus(
         )
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
+    w = check_sample_weight(sample_weight, n)
+    if w is not None and np.count_nonzero(w) < n_clusters:
+        raise ParameterError(
+            f"n_clusters is larger than the rows of positive weight: expected at most "
+            f"{np.count_nonzero(w)}, got {n_clusters}; use fewer clusters"
+        )
     x_sq = np.einsum("ij,ij->i", X, X)
     indices = np.empty(n_clusters, dtype=np.intp)
-    indices[0] = rng.integers(n)
+    if w is None:
+        indices[0] = rng.integers(n)
+    else:
+        cum_w = np.cumsum(w)
+        indices[0] = _weighted_rows(cum_w, rng)
     closest = _squared_distances(X, X[indices[:1]], x_sq)[:, 0]
-    potential = closest.sum()
+    potential = closest.sum() if w is None else closest @ w
     for c in range(1, n_clusters):
         if potential > 0:
-            cumulative = np.cumsum(closest)
+            cumulative = np.cumsum(closest if w is None else closest * w)
             targets = rng.uniform(size=n_local_trials) * cumulative[-1]
             candidates = np.minimum(np.searchsorted(cumulative, targets), n - 1)
-        else:  # every point coincides with a chosen centre
+        elif w is None:  # every point coincides with a chosen centre
             candidates = rng.integers(n, size=n_local_trials)
+        else:
+            candidates = _weighted_rows(cum_w, rng, n_local_trials)
         dist = _squared_distances(X[candidates], X, x_sq[candidates])  # (trials, n)
         np.minimum(dist, closest, out=dist)
-        potentials = dist.sum(axis=1)
+        potentials = dist.sum(axis=1) if w is None else dist @ w
         best = int(np.argmin(potentials))
         closest, potential = dist[best], potentials[best]
         indices[c] = candidates[best]
@@ -176,40 +215,56 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             dmin[rows] = dist[np.arange(dist.shape[0]), labels[rows]]
         return labels, dmin
 
-    def _update_centers(self, X, labels, dmin):
+    def _update_centers(self, X, labels, dmin, w=None):
         k, d = self.n_clusters, X.shape[1]
-        counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=X[:, j], minlength=k) for j in range(d)], 1)
+        if w is None:
+            counts = np.bincount(labels, minlength=k)
+            sums = np.stack(
+                [np.bincount(labels, weights=X[:, j], minlength=k) for j in range(d)], 1
+            )
+            far_first = np.argsort(dmin)[::-1]
+        else:  # weighted counts and sums; rows of weight 0 are never moved to a cluster
+            counts = np.bincount(labels, weights=w, minlength=k)
+            sums = np.stack(
+                [np.bincount(labels, weights=X[:, j] * w, minlength=k) for j in range(d)], 1
+            )
+            far_first = np.argsort(np.where(w > 0, dmin, -1.0))[::-1]
         empty = np.flatnonzero(counts == 0)
         if empty.size:  # relocate empty clusters to the points farthest from their centres
-            far = np.argsort(dmin)[::-1][: empty.size]
+            far = far_first[: empty.size]
             for c, i in zip(empty, far, strict=True):
                 old = labels[i]
-                sums[old] -= X[i]
-                counts[old] -= 1
-                sums[c], counts[c] = X[i], 1
+                wi = 1 if w is None else w[i]
+                sums[old] -= X[i] * wi
+                counts[old] -= wi
+                sums[c], counts[c] = X[i] * wi, wi
                 labels[i] = c
         return (sums / counts[:, None]).astype(X.dtype)
 
-    def _lloyd(self, X, centers, x_sq, tol_abs):
+    def _lloyd(self, X, centers, x_sq, tol_abs, w=None):
         n_iter = 0
         for n_iter in range(1, self.max_iter + 1):  # noqa: B007
             labels, dmin = self._assign(X, centers, x_sq)
-            new = self._update_centers(X, labels, dmin)
+            new = self._update_centers(X, labels, dmin, w)
             shift = float(((new - centers) ** 2).sum())
             centers = new
             if shift <= tol_abs:
                 break
         labels, dmin = self._assign(X, centers, x_sq)
-        return centers, labels, float(dmin.sum()), n_iter
+        inertia = float(dmin.sum()) if w is None else float(dmin @ w)
+        return centers, labels, inertia, n_iter
 
-    def fit(self, X: Any, y: Any = None) -> KMeans:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
         """Cluster X.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights (>= 0, not all 0), as in scikit-learn's ``KMeans``: weighted
+            seeding, weighted centre updates, weighted inertia and tolerance (integer
+            weights act as repeated rows).
 
         Returns
         -------
@@ -219,20 +274,32 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         reject_complex(X)
         n_clusters = check_n_components(self.n_clusters, "n_clusters")
         X = check_X(X, n_components=n_clusters, dtype=np.float64)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if w is not None and np.count_nonzero(w) < n_clusters:
+            raise DataError(
+                f"too few rows with a positive sample_weight: expected at least n_clusters="
+                f"{n_clusters}, got {np.count_nonzero(w)}; use fewer clusters or give more rows "
+                "a positive weight"
+            )
         self._check_params(X)
         rng = check_generator(self.random_state)
         x_sq = np.einsum("ij,ij->i", X, X)
-        tol_abs = self.tol * float(np.mean(np.var(X, axis=0)))
+        if w is None:
+            tol_abs = self.tol * float(np.mean(np.var(X, axis=0)))
+        else:
+            mean = np.average(X, axis=0, weights=w)
+            tol_abs = self.tol * float(np.mean(np.average((X - mean) ** 2, axis=0, weights=w)))
         best = None
         n_init = self.n_init if isinstance(self.init, str) else 1
         for _ in range(n_init):
             if isinstance(self.init, str) and self.init == "k-means++":
-                centers, _ = kmeans_plusplus(X, n_clusters, rng)
+                centers, _ = kmeans_plusplus(X, n_clusters, rng, sample_weight=w)
             elif isinstance(self.init, str):
-                centers = X[rng.choice(X.shape[0], size=n_clusters, replace=False)].copy()
+                p = None if w is None else w / w.sum()
+                centers = X[rng.choice(X.shape[0], size=n_clusters, replace=False, p=p)].copy()
             else:
                 centers = np.array(self.init, dtype=X.dtype)
-            result = self._lloyd(X, centers, x_sq, tol_abs)
+            result = self._lloyd(X, centers, x_sq, tol_abs, w)
             if best is None or result[2] < best[2]:
                 best = result
         self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = best
@@ -260,19 +327,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         X = self._validate_new(X)
         return self._assign(X, self.cluster_centers_, np.einsum("ij,ij->i", X, X))[0]
 
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
         """Fit and return ``labels_``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, as in :meth:`fit`.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self.fit(X).labels_
+        return self.fit(X, sample_weight=sample_weight).labels_
 
     def transform(self, X: Any) -> np.ndarray:
         """Euclidean distance of each row to each centre.
@@ -288,17 +357,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         X = self._validate_new(X)
         return np.sqrt(_squared_distances(X, self.cluster_centers_))
 
-    def score(self, X: Any, y: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Negative inertia of X under the fitted centres (higher is better).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights: the weighted sum of squared distances.
 
         Returns
         -------
         float
         """
         X = self._validate_new(X)
-        return -float(_squared_distances(X, self.cluster_centers_).min(axis=1).sum())
+        w = check_sample_weight(sample_weight, X.shape[0])
+        dmin = _squared_distances(X, self.cluster_centers_).min(axis=1)
+        return -float(dmin.sum() if w is None else dmin @ w)
