@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 from scipy.special import logsumexp
+from sklearn.preprocessing import binarize as sk_binarize
 
+from bayesmix._validation import DataError, ParameterError
 from bayesmix.data import load_digits
 from bayesmix.em import BernoulliMixtureEM
 
@@ -94,3 +96,40 @@ def test_smoothing_zero_is_maximum_likelihood():
     np.testing.assert_allclose(bm.predict_proba(impossible), [[0.5, 0.5]])
     possible = np.array([[1, 0, 0], [0, 0, 1]])
     assert np.isfinite(bm.score_samples(possible)).all()
+
+
+def test_binarize_thresholds_as_sklearn_binarize():
+    """binarize=t fits and scores exactly what sklearn.preprocessing.binarize(X, threshold=t)
+    gives with binarize=None (BernoulliNB's rule: values > t are 1)."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (40, 5)), rng.normal(2, 1, (40, 5))])
+    for t in (0.0, 1.5):
+        a = BernoulliMixtureEM(2, binarize=t, random_state=0, tol=1e-8).fit(X)
+        Xb = sk_binarize(X, threshold=t)
+        b = BernoulliMixtureEM(2, binarize=None, random_state=0, tol=1e-8).fit(Xb)
+        np.testing.assert_array_equal(a.means_, b.means_)
+        np.testing.assert_array_equal(a.lower_bounds_, b.lower_bounds_)
+        np.testing.assert_array_equal(a.score_samples(X), b.score_samples(Xb))
+        np.testing.assert_array_equal(a.predict(X), b.predict(Xb))
+
+
+def test_default_binarize_leaves_binary_data_unchanged(digits):
+    """The default (0.0) gives the numbers of binarize=None (the former behaviour) on 0/1 data."""
+    X = digits[0][:300]
+    a = BernoulliMixtureEM(3, random_state=1, n_init=2).fit(X)
+    b = BernoulliMixtureEM(3, random_state=1, n_init=2, binarize=None).fit(X)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+    np.testing.assert_array_equal(a.lower_bounds_, b.lower_bounds_)
+    np.testing.assert_array_equal(a.predict_proba(X.astype(bool)), b.predict_proba(X))
+
+
+def test_binarize_none_requires_binary_data_and_bad_thresholds_are_refused():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(DataError, match="binary"):
+        BernoulliMixtureEM(2, binarize=None).fit(X)
+    with pytest.raises(DataError, match="non-finite"):
+        BernoulliMixtureEM(2).fit(np.where(X > 1, np.nan, X))
+    for bad in ("0.5", np.nan, True):
+        with pytest.raises(ParameterError, match="binarize"):
+            BernoulliMixtureEM(2, binarize=bad).fit(X)

@@ -14,7 +14,6 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 from sklearn.cluster import KMeans as SkKMeans
-from sklearn.preprocessing import binarize as sk_binarize
 
 from bayesmix._validation import DataError, ParameterError
 from bayesmix.em import (
@@ -325,14 +324,3 @@ def test_dask_input_refuses_weights():
     gm = GaussianMixtureEM(2, **_start("full"))
     with pytest.raises(ParameterError, match="sample_weight is not supported with dask arrays"):
         gm.fit(da.from_array(X, chunks=20), sample_weight=w)
-
-
-def test_bernoulli_binarize_threshold_as_sklearn():
-    X, _ = _data(seed=12)
-    kw = dict(random_state=0, tol=1e-10)
-    a = BernoulliMixtureEM(2, binarize=1.5, **kw).fit(X)
-    b = BernoulliMixtureEM(2, binarize=None, **kw).fit(sk_binarize(X, threshold=1.5))
-    _assert_same_fit(a, b, tol=0.0)
-    np.testing.assert_array_equal(
-        a.score_samples(X), b.score_samples(sk_binarize(X, threshold=1.5))
-    )
