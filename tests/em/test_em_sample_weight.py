@@ -318,6 +318,14 @@ def test_families_whose_em_step_ignores_weights_refuse_them():
         OwnStep(2, random_state=0).fit(X, sample_weight=np.ones(20))
 
 
+def test_jax_input_refuses_weights():
+    jnp = pytest.importorskip("jax.numpy")
+    X, w = _data()
+    gm = GaussianMixtureEM(2, **_start("full"))
+    with pytest.raises(ParameterError, match="sample_weight is not supported with JAX arrays"):
+        gm.fit(jnp.asarray(X), sample_weight=w)
+
+
 def test_dask_input_refuses_weights():
     da = pytest.importorskip("dask.array")
     X, w = _data()
