@@ -6,7 +6,12 @@ helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask
 jax are imported only when such an array is given.
 """
 
-from bayesmix.em._base import BaseMixtureEM, DegenerateComponentWarning, on_each_start
+from bayesmix.em._base import (
+    BaseMixtureEM,
+    DegenerateComponentWarning,
+    check_sample_weight,
+    on_each_start,
+)
 from bayesmix.em.bernoulli import BernoulliMixtureEM
 from bayesmix.em.gaussian import GaussianMixtureEM
 from bayesmix.em.kmeans import KMeans, kmeans_plusplus
@@ -17,6 +22,7 @@ __all__ = [
     "DegenerateComponentWarning",
     "GaussianMixtureEM",
     "KMeans",
+    "check_sample_weight",
     "kmeans_plusplus",
     "on_each_start",
 ]

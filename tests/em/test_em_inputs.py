@@ -87,7 +87,7 @@ def test_gaussian_methods_need_fit():
 
 def test_bernoulli_rejects_non_binary():
     with pytest.raises(DataError, match="binary"):
-        BernoulliMixtureEM(2).fit(X)
+        BernoulliMixtureEM(2, binarize=None).fit(X)
     with pytest.raises(ParameterError, match="beta_a"):
         BernoulliMixtureEM(2, prior={"beta_a": -1.0}).fit(XB)
     with pytest.raises(ParameterError, match="smoothing"):
