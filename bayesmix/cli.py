@@ -38,6 +38,7 @@ from bayesmix import __version__
 from bayesmix._files import default_folder_mode
 from bayesmix._validation import BayesmixError, DataError, ParameterError, SpecError
 from bayesmix.config import COVARIANCES, FAMILIES, METHODS, SAMPLERS, RunSpec, load_spec
+from bayesmix.families import get_family
 
 __all__ = ["build_parser", "main", "parse_k_range"]
 
@@ -132,6 +133,11 @@ def _spec_parent(select: bool = False) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--id-column", metavar="COL", help="column that names the rows (kept in membership.csv)"
+    )
+    g.add_argument(
+        "--weights",
+        metavar="COL",
+        help="column of frequency weights: each row counts that many times (not a feature)",
     )
     g.add_argument(
         "--dropna", action="store_true", help="drop rows with missing values (says how many)"
@@ -261,6 +267,7 @@ _CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"columns=\[\.\.\.\]", "--columns"),
     (r"\bdropna=True\b", "--dropna"),
     (r"\bid_column=", "--id-column "),
+    (r"\bsample_weight\b", "the weights column (--weights)"),
     (r"\bsep=", "--sep "),
     (r"\bdecimal=", "--decimal "),
     (r"call bayesmix\.results\.relabel first", "'bayesmix fit' relabels unordered models itself"),
@@ -402,6 +409,8 @@ def _resolve_spec(args: argparse.Namespace) -> RunSpec:
         d["data"]["columns"] = columns
     if args.id_column is not None:
         d["data"]["id"] = args.id_column
+    if getattr(args, "weights", None) is not None:
+        d["data"]["weights"] = args.weights
     if args.dropna:
         d["data"]["dropna"] = True
     for key in ("sep", "decimal"):
@@ -412,7 +421,7 @@ def _resolve_spec(args: argparse.Namespace) -> RunSpec:
         d["model"]["components"] = args.components
     if args.family is not None:
         d["model"]["family"] = args.family
-        if args.family != "gaussian":
+        if not get_family(args.family).orderable:
             d["model"]["ordered"] = False
     if isinstance(args.covariance, str):
         d["model"]["covariance"] = args.covariance
@@ -434,17 +443,18 @@ def _resolve_spec(args: argparse.Namespace) -> RunSpec:
 
 def _load_data(spec: RunSpec, log: Callable[[str], None] | None = None):
     """Load and pre-check the data of a spec -> DataFrame (fails before any output exists)."""
-    from bayesmix._validation import check_X
-
-    df = spec.data.load()
+    family = get_family(spec.model.family)
+    df = spec.data.load(text=family.text_features)
     k = spec.model.n_components
-    check_X(
+    family.check_data(
         df,
-        name=f"data {Path(spec.data.path).name}",
         n_components=k,
-        covariance_type=spec.model.covariance if spec.model.family == "gaussian" else None,
-        binary=spec.model.family == "bernoulli",
+        covariance=spec.model.covariance,
+        name=f"data {Path(spec.data.path).name}",
     )
+    from bayesmix.em import check_sample_weight
+
+    check_sample_weight(df.attrs.get("sample_weight"), len(df))
     if log is not None:
         cols = ", ".join(str(c) for c in df.columns[:8]) + (", ..." if df.shape[1] > 8 else "")
         log(f"loaded {Path(spec.data.path).name}: {df.shape[0]} rows x {df.shape[1]} ({cols})")
@@ -718,7 +728,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             "report.html",
         ]
 
-    cov = f"covariance={spec.model.covariance}, " if spec.model.family == "gaussian" else ""
+    cov = get_family(spec.model.family).covariance_label(spec.model.covariance, 2)
     _say(
         args,
         f"{spec.name}: {spec.model.family} mixture, K={spec.model.n_components}, {cov}"
@@ -789,6 +799,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             chains=spec.fit.chains,
             random_state=spec.fit.seed,
             on_stage=log,
+            sample_weight=X.attrs.get("sample_weight") if hasattr(X, "attrs") else None,
         )
         _write_csv(table, tmp / "k_selection.csv")
         log("plot")
@@ -894,7 +905,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     table, diagnostics = _summaries(result)
     attrs = result.attrs
     family = attrs.get("family", "?")
-    cov = f"covariance={attrs.get('covariance')}, " if family == "gaussian" else ""
+    try:
+        cov = get_family(family).covariance_label(attrs.get("covariance"), 2)
+    except ParameterError:  # a result of a family this version does not know
+        cov = ""
     head = (
         f"{args.result}: {family} mixture, K={attrs.get('n_components', '?')}, {cov}"
         f"groups: {', '.join(sorted(result.children))}"

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from bayesmix._validation import SpecError
+from bayesmix.families import FAMILIES, get_family
 
 __all__ = [
     "FAMILIES",
@@ -69,11 +70,17 @@ __all__ = [
     "spec_from_dict",
 ]
 
-FAMILIES = ("gaussian", "bernoulli")
+#: Every covariance setting of any family (each family accepts its own ``covariances``).
 COVARIANCES = ("full", "diag", "spherical")
 METHODS = ("em", "map", "nuts", "advi")
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
-BUILTIN_DATA = ("old_faithful", "low_dim_gauss_mix", "digits")
+BUILTIN_DATA = (
+    "old_faithful",
+    "low_dim_gauss_mix",
+    "digits",
+    "death_notices",
+    "death_notices_table",
+)
 #: Separator names accepted in ``[data] sep`` (as in ``bayesmix.data.SEPARATOR_NAMES``).
 DATA_SEPARATORS = ("comma", "semicolon", "tab", "pipe", "whitespace")
 
@@ -93,6 +100,9 @@ class PriorSpec:
         sigma[k]        ~ HalfNormal(sigma_scale)                    (spherical: one per component)
         corr[k]         ~ LKJ(lkj_eta)                               (full)
         p[k, d]         ~ Beta(beta_a, beta_b)                       (bernoulli)
+        rate[k, d]      ~ Gamma(rate_shape[d], rate_rate[d])         (poisson)
+        probs[k, d, :]  ~ Dirichlet(category_alpha * ones(L_d))      (categorical)
+        nu[k]           ~ Gamma(dof_shape, dof_rate)                 (student_t)
 
     Data-scaled defaults (weakly informative: they keep the parameters on the scale of the data
     without pulling them anywhere in particular):
@@ -103,6 +113,11 @@ class PriorSpec:
     * ``sigma_scale = s_d``: a component standard deviation is a priori smaller than the total
       spread (HalfNormal median 0.67 s_d, 95 % below 1.96 s_d). For spherical covariances the
       scale is the root mean square of the ``s_d``.
+    * ``rate_shape = 1`` and ``rate_rate = 1 / m_d`` (Poisson): an exponential prior whose mean
+      is the feature's mean count.
+    * ``category_alpha = 1`` (categorical): flat on each item's probability vector.
+
+    Each family reads its own fields (``Family.prior_fields``) and ignores the others.
 
     Scalars given for ``mu_loc``, ``mu_scale`` and ``sigma_scale`` apply to every feature;
     sequences must have one entry per feature.
@@ -118,6 +133,13 @@ class PriorSpec:
         favours small correlations.
     beta_a, beta_b : float
         Beta prior on each Bernoulli probability.
+    rate_shape, rate_rate : float, tuple of float or None
+        Gamma prior (shape, rate) on each Poisson rate; per feature or one for all.
+    category_alpha : float or None
+        Dirichlet concentration of each categorical item's level probabilities.
+    dof_shape, dof_rate : float
+        Gamma prior (shape, rate) on the degrees of freedom of Student-t components
+        (Juarez & Steel 2010: 2 and 0.1).
     """
 
     weights_alpha: Number = 1.0
@@ -127,6 +149,11 @@ class PriorSpec:
     lkj_eta: float = 2.0
     beta_a: float = 1.0
     beta_b: float = 1.0
+    rate_shape: Number | None = None
+    rate_rate: Number | None = None
+    category_alpha: float | None = None
+    dof_shape: float = 2.0
+    dof_rate: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples), omitting ``None`` entries (TOML has no null)."""
@@ -194,6 +221,9 @@ class DataSpec:
         ``whitespace``); ``None``: detected.
     decimal : str or None
         Decimal mark, ``"."`` or ``","``; ``None``: detected.
+    weights : str or None
+        Column of frequency weights (sample weights): not a feature; each row counts that
+        many times (integer weights = repeated rows), e.g. the counts of a frequency table.
     """
 
     path: str = "builtin:old_faithful"
@@ -202,36 +232,56 @@ class DataSpec:
     dropna: bool = False
     sep: str | None = None
     decimal: str | None = None
+    weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``[data]`` table (options at their defaults are left out)."""
         out: dict[str, Any] = {"path": self.path}
         if self.columns is not None:
             out["columns"] = list(self.columns)
-        for key in ("id", "sep", "decimal"):
+        for key in ("id", "sep", "decimal", "weights"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.dropna:
             out["dropna"] = True
         return out
 
-    def load(self):
+    def load(self, text: bool = False):
         """Load the table with :func:`bayesmix.data.load_table` -> ``pandas.DataFrame``.
 
         ``df.attrs["notes"]`` lists what the loader decided (separator detected, columns and
-        rows left out).
+        rows left out). ``text=True`` keeps text columns as features (categorical data). With
+        ``weights`` the column is taken out of the table into ``df.attrs["sample_weight"]``
+        (float array, one weight per row).
         """
         from bayesmix.data import load_table
 
         cols = list(self.columns) if self.columns is not None else None
-        return load_table(
+        if cols is not None and self.weights is not None:
+            cols.append(self.weights)
+        df = load_table(
             self.path,
             cols,
             id_column=self.id,
             dropna=self.dropna,
             sep=self.sep,
             decimal=self.decimal,
+            text=text,
         )
+        if self.weights is not None:
+            from bayesmix._validation import DataError
+
+            if self.weights not in df.columns:
+                raise DataError(
+                    f"weights column {self.weights!r} not found: expected one of "
+                    f"{', '.join(map(str, df.columns))}; check [data] weights"
+                )
+            # a frequency table's values often run 0..n-1 like row numbers: no id hint then
+            notes = [n for n in df.attrs.get("notes", []) if "holds the row numbers" not in n]
+            weights = df.pop(self.weights).to_numpy(dtype=float)
+            df.attrs["notes"] = [*notes, f"used column '{self.weights}' as sample weights"]
+            df.attrs["sample_weight"] = weights
+        return df
 
 
 @dataclass(frozen=True)
@@ -316,7 +366,7 @@ class RunSpec:
 
 
 _SECTIONS = {
-    "data": {"path", "columns", "id", "dropna", "sep", "decimal"},
+    "data": {"path", "columns", "id", "dropna", "sep", "decimal", "weights"},
     "model": {"family", "components", "covariance", "ordered"},
     "priors": {f.name for f in dataclasses.fields(PriorSpec)},
     "fit": {f.name for f in dataclasses.fields(FitSpec)},
@@ -504,6 +554,17 @@ def spec_from_dict(
             f"[data] id: expected a column apart from the features, got {data_id!r}, which is "
             "also in [data] columns; remove it from columns"
         )
+    data_weights = data_t.get("weights")
+    if data_weights is not None and (not isinstance(data_weights, str) or not data_weights):
+        col.add(f"[data] weights: expected a column name, got {data_weights!r}")
+        data_weights = None
+    elif data_weights is not None and (
+        (columns is not None and data_weights in columns) or data_weights == data_id
+    ):
+        col.add(
+            f"[data] weights: expected a column apart from the features and the id, got "
+            f"{data_weights!r}; remove it from columns"
+        )
     dropna = col.boolean("[data] dropna", data_t.get("dropna", False))
     sep = data_t.get("sep")
     if sep is not None and not (
@@ -530,13 +591,21 @@ def spec_from_dict(
     # [model]
     mt = tables["model"]
     family = col.choice("[model] family", mt.get("family", "gaussian"), FAMILIES) or "gaussian"
+    fam = get_family(family)
     k = col.integer("[model] components", mt.get("components", 2), minimum=1) or 2
     cov = col.choice("[model] covariance", mt.get("covariance", "full"), COVARIANCES) or "full"
-    ordered = col.boolean("[model] ordered", mt.get("ordered", False))
-    if ordered and family != "gaussian":
+    if "covariance" in mt and fam.covariances and cov not in fam.covariances:
         col.add(
-            "[model] ordered: expected false for family 'bernoulli', got true; "
-            "ordering is defined by the means of a Gaussian mixture"
+            f"[model] covariance: expected one of {', '.join(fam.covariances)} for family "
+            f"{family!r}, got {cov!r}"
+        )
+    ordered = col.boolean("[model] ordered", mt.get("ordered", False))
+    if ordered and not fam.orderable:
+        col.add(
+            f"[model] ordered: expected false for family {family!r}, got true; ordering is "
+            "defined by the component locations of a "
+            + " or ".join(repr(f) for f in FAMILIES if get_family(f).orderable)
+            + " mixture"
         )
 
     # [priors]
@@ -557,10 +626,14 @@ def spec_from_dict(
     pri["sigma_scale"] = col.positive(
         "[priors] sigma_scale", pt_.get("sigma_scale"), vector=True, allow_none=True
     )
-    for key in ("lkj_eta", "beta_a", "beta_b"):
-        pri[key] = col.positive(
-            f"[priors] {key}", pt_.get(key, 1.0 if key != "lkj_eta" else 2.0), vector=False
-        )
+    for key in ("lkj_eta", "beta_a", "beta_b", "dof_shape", "dof_rate"):
+        default = getattr(PriorSpec, key)
+        pri[key] = col.positive(f"[priors] {key}", pt_.get(key, default), vector=False)
+    for key in ("rate_shape", "rate_rate"):
+        pri[key] = col.positive(f"[priors] {key}", pt_.get(key), vector=True, allow_none=True)
+    pri["category_alpha"] = col.positive(
+        "[priors] category_alpha", pt_.get("category_alpha"), vector=False, allow_none=True
+    )
 
     # [fit]
     ft = tables["fit"]
@@ -606,6 +679,7 @@ def spec_from_dict(
             path=path,
             columns=columns,
             id=data_id,
+            weights=data_weights,
             dropna=bool(dropna),
             sep=sep,
             decimal=decimal,
@@ -668,24 +742,9 @@ def load_spec(path: str | Path) -> RunSpec:
 # priors
 
 
-def _per_feature(value: Number | None, default: np.ndarray, where: str) -> np.ndarray:
-    d = default.shape[0]
-    if value is None:
-        return default.astype(float)
-    arr = np.asarray(value, dtype=float)
-    if arr.ndim == 0:
-        return np.full(d, float(arr))
-    if arr.shape != (d,):
-        raise _spec_error(
-            [
-                f"[priors] {where}: expected a number or {d} numbers (one per feature), "
-                f"got {arr.shape[0]}"
-            ]
-        )
-    return arr
-
-
-def resolve_priors(model_spec: ModelSpec, X: np.ndarray) -> dict[str, np.ndarray]:
+def resolve_priors(
+    model_spec: ModelSpec, X: np.ndarray, sample_weight: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The prior hyper-parameters as numbers, with ``None`` entries scaled to the data.
 
     This is the single place where data-scaled defaults are computed (see :class:`PriorSpec`);
@@ -696,6 +755,8 @@ def resolve_priors(model_spec: ModelSpec, X: np.ndarray) -> dict[str, np.ndarray
     model_spec : ModelSpec
     X : ndarray of shape (N, D)
         The data (already validated).
+    sample_weight : ndarray of shape (N,), optional
+        Frequency weights (checked): the data-scaled numbers are those of the repeated rows.
 
     Returns
     -------
@@ -715,30 +776,6 @@ def resolve_priors(model_spec: ModelSpec, X: np.ndarray) -> dict[str, np.ndarray
             [f"[priors] weights_alpha: expected a number or {k} numbers, got {alpha.shape[0]}"]
         )
     out: dict[str, np.ndarray] = {"weights_alpha": alpha}
-    if model_spec.family == "bernoulli":
-        out["beta_a"] = np.asarray(float(pr.beta_a))
-        out["beta_b"] = np.asarray(float(pr.beta_b))
-        return out
-    mean = X.mean(axis=0)
-    sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.ones(X.shape[1])
-    sd = np.where(sd > 0, sd, 1.0)
-    out["mu_loc"] = _per_feature(pr.mu_loc, mean, "mu_loc")
-    out["mu_scale"] = _per_feature(pr.mu_scale, 2.0 * sd, "mu_scale")
-    if model_spec.covariance == "spherical" and X.shape[1] > 1:
-        if pr.sigma_scale is None:
-            out["sigma_scale"] = np.asarray(float(np.sqrt(np.mean(sd**2))))
-        else:
-            s = np.asarray(pr.sigma_scale, dtype=float)
-            if s.ndim != 0 and not np.allclose(s, s.flat[0]):
-                raise _spec_error(
-                    [
-                        "[priors] sigma_scale: expected one number for spherical covariance, "
-                        f"got {s.tolist()}; give a single scale"
-                    ]
-                )
-            out["sigma_scale"] = np.asarray(float(s.flat[0]))
-    else:
-        out["sigma_scale"] = _per_feature(pr.sigma_scale, sd, "sigma_scale")
-    if model_spec.covariance == "full" and X.shape[1] > 1:
-        out["lkj_eta"] = np.asarray(float(pr.lkj_eta))
+    fam = get_family(model_spec.family)
+    out.update(fam.resolve_priors(pr, X, k, model_spec.covariance, sample_weight=sample_weight))
     return out

@@ -31,6 +31,7 @@ from scipy.stats import gaussian_kde
 from bayesmix import _math
 from bayesmix._files import atomic_path
 from bayesmix._validation import DataError, ParameterError
+from bayesmix.families import Family, get_family, guess_family
 
 __all__ = [
     "FEATURE_UNITS",
@@ -39,9 +40,11 @@ __all__ = [
     "component_colors",
     "plot_clusters_2d",
     "plot_component_images",
+    "plot_count_histogram",
     "plot_density_1d",
     "plot_em_history",
     "plot_generated_images",
+    "plot_item_profiles",
     "plot_k_selection",
     "plot_membership_uncertainty",
     "plot_plan",
@@ -136,14 +139,16 @@ def _require_group(result: xr.DataTree, group: str, what: str) -> xr.Dataset:
     return result[group].to_dataset()
 
 
-def _family(result: xr.DataTree) -> str:
-    family = result.attrs.get("family")
-    if family:
-        return str(family)
-    for group in ("em", "map", "posterior"):
-        if group in result.children and "p" in result[group].data_vars:
-            return "bernoulli"
-    return "gaussian"
+def _family(result: xr.DataTree) -> Family:
+    name = result.attrs.get("family")
+    if not name:
+        for group in ("em", "map", "posterior"):
+            if group in result.children:
+                name = guess_family(result[group].data_vars)
+                break
+        else:
+            name = "gaussian"
+    return get_family(str(name))
 
 
 def _covariance(result: xr.DataTree) -> str | None:
@@ -161,23 +166,11 @@ def _observed(result: xr.DataTree) -> tuple[np.ndarray, list]:
     return np.asarray(x.values, dtype=float), list(x["feature"].values)
 
 
-_PARAM_DIMS = {
-    "w": ("component",),
-    "mu": ("component", "feature"),
-    "sigma": ("component", "feature"),
-    "p": ("component", "feature"),
-    "cov": ("component", "feature", "feature_bis"),
-}
-
-
 def _point_params(result: xr.DataTree, group: str) -> dict[str, np.ndarray]:
     """Parameters of a point-estimate group (``em`` or ``map``) as arrays without draw dims."""
-    ds = result[group].to_dataset()
-    out = {}
-    for name, dims in _PARAM_DIMS.items():
-        if name in ds.data_vars:
-            out[name] = np.asarray(ds[name].transpose(*dims).values, dtype=float)
-    return out
+    from bayesmix.inference._tree import group_arrays
+
+    return group_arrays(result[group])
 
 
 def _draw_params(
@@ -187,17 +180,14 @@ def _draw_params(
 
     ``n_draws`` draws are taken at random without replacement (all when None or when fewer).
     """
-    ds = result[group].to_dataset()
-    names = [n for n in _PARAM_DIMS if n in ds.data_vars]
-    stacked = ds[names].stack(sample=("chain", "draw"))
+    from bayesmix.inference._tree import group_arrays
+
+    stacked = result[group].to_dataset().stack(sample=("chain", "draw"))
     n_total = stacked.sizes["sample"]
     if n_draws is not None and n_draws < n_total:
         idx = np.sort(np.random.default_rng(seed).choice(n_total, size=n_draws, replace=False))
         stacked = stacked.isel(sample=idx)
-    return {
-        n: np.asarray(stacked[n].transpose("sample", *_PARAM_DIMS[n]).values, dtype=float)
-        for n in names
-    }
+    return group_arrays(stacked, sample_dims=("sample",))
 
 
 def _reference_params(result: xr.DataTree) -> tuple[str | None, dict[str, np.ndarray] | None]:
@@ -207,18 +197,11 @@ def _reference_params(result: xr.DataTree) -> tuple[str | None, dict[str, np.nda
     return None, None
 
 
-def _marginal_params(params: dict[str, np.ndarray], j: int) -> dict[str, np.ndarray]:
-    """Gaussian parameters of the marginal of feature ``j``: ``w``, ``mu`` and ``sigma``."""
-    if "cov" in params:
-        sd = np.sqrt(params["cov"][..., j, j])
-    else:
-        sd = params["sigma"][..., j]
-    return {"w": params["w"], "mu": params["mu"][..., j : j + 1], "sigma": sd[..., None]}
-
-
-def _weighted_component_densities(grid: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-    """``w_k N(x | mu_k, sigma_k)`` on a 1-D grid: shape (..., G, K)."""
-    logc = _math.component_log_density(grid[:, None], params, "gaussian")
+def _weighted_component_densities(
+    grid: np.ndarray, params: dict[str, np.ndarray], family: Family
+) -> np.ndarray:
+    """``w_k f(x | theta_k)`` on a 1-D grid for the marginal parameters: shape (..., G, K)."""
+    logc = _math.component_log_density(grid[:, None], params, family)
     with np.errstate(divide="ignore"):
         logw = np.log(params["w"])[..., None, :]
     return np.exp(logc + logw)
@@ -412,6 +395,128 @@ def _hist_in_range(ax, x: np.ndarray, lim: tuple[float, float], bins: Any = "aut
 # --------------------------------------------------------------------------------------------
 
 
+def _point_or_posterior_mean(result: xr.DataTree) -> tuple[str, dict[str, np.ndarray]]:
+    group, ref = _reference_params(result)
+    if ref is not None:
+        return str(group).upper(), ref
+    _require_group(result, "posterior", "the figure")
+    draws = _draw_params(result, "posterior", 200, 0)
+    return "posterior mean", {k: v.mean(axis=0) for k, v in draws.items()}
+
+
+def plot_count_histogram(result: xr.DataTree, *, max_features: int = 6, axes=None) -> Figure:
+    """Counts: the observed frequency of each value and the fitted probability mass.
+
+    One panel per feature: bars for the share of observations at each count, the weighted
+    component pmfs ``w_k f(x | theta_k)`` (dashed, one colour per component) and their sum
+    (black), from the EM (or MAP) estimate, else the posterior mean of the parameters.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+    max_features : int
+        At most this many panels (the first features).
+    axes : array of matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    family = _family(result)
+    X, names = _observed(result)
+    label, ref = _point_or_posterior_mean(result)
+    k = ref["w"].shape[-1]
+    colors = component_colors(k)
+    shown = list(range(min(X.shape[1], max_features)))
+    fig, axs = _grid_axes(len(shown), 3, (4.8, 3.6), axes)
+    for p, j in enumerate(shown):
+        ax = axs[p]
+        x = X[:, j]
+        top = int(max(np.max(x), 1))
+        values = np.arange(top + 1)
+        share = np.bincount(x.astype(np.int64), minlength=top + 1) / len(x)
+        ax.bar(values, share, color=_HIST_COLOR, width=0.85, label="observed")
+        pmf = _weighted_component_densities(values.astype(float), family.marginal(ref, j), family)
+        for c in range(k):
+            ax.plot(
+                values,
+                pmf[:, c],
+                ls="--",
+                marker=".",
+                color=colors[c],
+                lw=1.2,
+                label=f"component {c} (w={ref['w'][c]:.2f})",
+            )
+        ax.plot(
+            values,
+            pmf.sum(-1),
+            color=_EM_COLOR,
+            marker="o",
+            ms=3,
+            lw=1.5,
+            label=f"mixture ({label})",
+        )
+        ax.set_xlabel(_feature_label(result, names[j]))
+        ax.set_ylabel("share of observations")
+        if p == 0:
+            ax.legend(fontsize="small", frameon=False)
+    title = "Counts and the fitted probability mass"
+    if len(shown) < X.shape[1]:
+        title += f" (first {len(shown)} of {X.shape[1]} features)"
+    fig.suptitle(title)
+    return fig
+
+
+def plot_item_profiles(result: xr.DataTree, *, max_items: int = 12, axes=None) -> Figure:
+    """Latent classes: each item's level probabilities per class (grouped bars).
+
+    Reads ``probs`` (component, feature, level) of the EM (or MAP) estimate, else the posterior
+    mean; levels an item does not have (zero padding) are left out.
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+    max_items : int
+        At most this many panels (the first items).
+    axes : array of matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X, names = _observed(result)
+    label, ref = _point_or_posterior_mean(result)
+    probs = ref["probs"]  # (K, D, L)
+    k = probs.shape[0]
+    colors = component_colors(k)
+    shown = list(range(min(X.shape[1], max_items)))
+    fig, axs = _grid_axes(len(shown), 4, (3.6, 2.8), axes)
+    width = 0.8 / k
+    for p, j in enumerate(shown):
+        ax = axs[p]
+        n_levels = int(np.max(X[:, j])) + 1
+        levels = np.arange(n_levels)
+        for c in range(k):
+            ax.bar(
+                levels - 0.4 + width * (c + 0.5),
+                probs[c, j, :n_levels],
+                width=width,
+                color=colors[c],
+                label=f"class {c} (w={ref['w'][c]:.2f})",
+            )
+        ax.set_xticks(levels)
+        ax.set_ylim(0, 1)
+        ax.set_title(str(names[j]), fontsize="medium")
+        if p == 0:
+            ax.set_ylabel("probability")
+            ax.legend(fontsize="x-small", frameon=False)
+    title = f"Item profiles of the latent classes ({label})"
+    if len(shown) < X.shape[1]:
+        title += f": first {len(shown)} of {X.shape[1]} items"
+    fig.suptitle(title)
+    return fig
+
+
 def plot_density_1d(
     result: xr.DataTree,
     *,
@@ -453,10 +558,12 @@ def plot_density_1d(
     -------
     matplotlib.figure.Figure
     """
-    if _family(result) != "gaussian":
+    family = _family(result)
+    if "clusters" not in family.plots:
         raise ParameterError(
-            f"plot_density_1d draws Gaussian densities: expected family 'gaussian', got "
-            f"{_family(result)!r}; use plot_component_images for Bernoulli results"
+            "plot_density_1d draws component densities of one feature: expected a family "
+            f"with 1-D marginals, got {family.name!r}; use plot_plan(result) for the plots "
+            "that suit it"
         )
     X, features = _observed(result)
     j = _resolve_feature(features, feature, "plot_density_1d")
@@ -470,7 +577,7 @@ def plot_density_1d(
     ref_group, ref = _reference_params(result)
     comp_params, comp_source = None, None
     if ref is not None:
-        dens = _weighted_component_densities(grid, _marginal_params(ref, j))  # (G, K)
+        dens = _weighted_component_densities(grid, family.marginal(ref, j), family)  # (G, K)
         ax.plot(
             grid,
             dens.sum(-1),
@@ -483,7 +590,7 @@ def plot_density_1d(
 
     if "posterior" in result.children:
         draws = _draw_params(_relabelled(result, "pivot"), "posterior", n_draws, seed)
-        dens = _weighted_component_densities(grid, _marginal_params(draws, j))  # (S, G, K)
+        dens = _weighted_component_densities(grid, family.marginal(draws, j), family)  # (S, G, K)
         mix = dens.sum(-1)
         lo, hi = np.quantile(mix, band, axis=0)
         ax.fill_between(
@@ -670,10 +777,11 @@ def plot_clusters_2d(
         Ellipse patches carry ``gid`` "point-ellipse" or "posterior-ellipse"; edge markers of
         far points carry ``gid`` "beyond-axes".
     """
-    if _family(result) != "gaussian":
+    family = _family(result)
+    if "clusters" not in family.plots:
         raise ParameterError(
-            f"plot_clusters_2d draws Gaussian ellipses: expected family 'gaussian', got "
-            f"{_family(result)!r}; use plot_component_images for Bernoulli results"
+            "plot_clusters_2d draws component ellipses: expected a family with locations and "
+            f"scales, got {family.name!r}; use plot_plan(result) for the plots that suit it"
         )
     X, names = _observed(result)
     n_features = X.shape[1]
@@ -854,7 +962,7 @@ def plot_clusters_2d(
                 _hist_in_range(a, X[:, i], lim, color=_HIST_COLOR, edgecolor="white")
                 if ref is not None:
                     grid = np.linspace(lim[0], lim[1], 300)
-                    dens = _weighted_component_densities(grid, _marginal_params(ref, i))
+                    dens = _weighted_component_densities(grid, family.marginal(ref, i), family)
                     for c in range(k):
                         a.plot(grid, dens[:, c], color=colors[c], lw=1.3, ls="--")
                     a.plot(grid, dens.sum(-1), color=_EM_COLOR, lw=1.5)
@@ -1022,11 +1130,7 @@ def plot_membership_uncertainty(
 
 def _default_var_names(result: xr.DataTree) -> list[str]:
     post = result["posterior"]
-    if _family(result) == "bernoulli":
-        wanted = ["w"]
-    else:
-        wanted = ["w", "mu", "sigma"]
-    return [v for v in wanted if v in post.data_vars]
+    return [v for v in _family(result).trace_variables if v in post.data_vars]
 
 
 def _relabelled(result: xr.DataTree, method: str = "stephens") -> xr.DataTree:
@@ -1383,7 +1487,7 @@ def plot_ppc(
     n_total = stacked.sizes["sample"]
     idx = np.sort(rng.choice(n_total, size=min(n_draws, n_total), replace=False))
 
-    if _family(result) == "bernoulli":
+    if _family(result).ppc_style == "frequency":
         rep = np.asarray(stacked.isel(sample=idx).values, dtype=float)  # (S, N, D)
         fig, ax = _new_axes(axes[0] if axes is not None else None, figsize=(10, 4))
         freq = rep.mean(1)  # (S, D)
@@ -1402,6 +1506,8 @@ def plot_ppc(
             f"plot_ppc max_features: expected an integer >= 1, got {max_features!r}; "
             "pass how many feature panels to draw"
         )
+    if _family(result).ppc_style == "counts":
+        return _ppc_counts(result, X, names, stacked, idx, max_features, features, axes)
     cols = (
         list(range(X.shape[1]))
         if features is None
@@ -1464,6 +1570,46 @@ def plot_ppc(
             f"{X.shape[1]}); choose others with {_how_to_choose('features')}"
         )
     fig.suptitle(title)
+    return fig
+
+
+def _ppc_counts(result, X, names, stacked, idx, max_features, features, axes) -> Figure:
+    """Per feature: the observed frequency of each value against the replicates' 5-95%."""
+    cols = (
+        list(range(X.shape[1]))
+        if features is None
+        else _resolve_features(names, features, "plot_ppc")
+    )
+    shown = cols[:max_features]
+    rep = np.asarray(stacked.isel(sample=idx, feature=shown).values, dtype=float)
+    fig, axs = _grid_axes(len(shown), 3, (4.8, 3.6), axes)
+    for p, j in enumerate(shown):
+        ax = axs[p]
+        x = X[:, j]
+        top = int(max(np.quantile(x, 0.995), 1))
+        values = np.arange(top + 1)
+        obs = np.array([(x == v).mean() for v in values])
+        reps = (rep[:, :, p][:, :, None] == values).mean(axis=1)  # (S, V)
+        lo, hi = np.quantile(reps, [0.05, 0.95], axis=0)
+        ax.vlines(values, lo, hi, color=_POSTERIOR_COLOR, lw=4, alpha=0.6, gid="ppc-draw")
+        ax.plot(values, obs, "o", ms=4, color=_EM_COLOR, gid="ppc-observed")
+        ax.set_xlabel(_feature_label(result, names[j]))
+        ax.set_ylabel("share of observations")
+        ax.set_ylim(bottom=0)
+        if p == 0:
+            ax.legend(
+                handles=[
+                    Line2D(
+                        [], [], color=_POSTERIOR_COLOR, lw=4, alpha=0.6, label="replicated, 5-95%"
+                    ),
+                    Line2D([], [], color=_EM_COLOR, marker="o", ls="", label="observed"),
+                ],
+                fontsize="small",
+                frameon=False,
+            )
+    fig.suptitle(
+        f"Posterior predictive check\nshare of each value ({len(idx)} replicated data sets)"
+    )
     return fig
 
 
@@ -1889,6 +2035,60 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = _DEFAULT_DPI
 # --------------------------------------------------------------------------------------------
 
 
+def _view_images(result, X, features, groups):
+    """Square binary images (digits: 8x8): the components and generated images."""
+    d = X.shape[1]
+    side = int(round(d**0.5))
+    if side * side != d or d < 4:
+        return []
+    from bayesmix.inference import generate
+    from bayesmix.inference._tree import estimate_group
+
+    shape = (side, side)
+    grp = "em" if "em" in groups else estimate_group(result)
+    return [
+        ("component_images", lambda: plot_component_images(result, group=grp, shape=shape)),
+        (
+            "generated_images",
+            lambda: plot_generated_images(
+                generate(result, 25, group=estimate_group(result), random_seed=0), shape=shape
+            ),
+        ),
+    ]
+
+
+def _view_clusters(result, X, features, groups):
+    """One feature's density, or the components in a pair (or a scatter matrix) of features."""
+    if X.shape[1] == 1 or (features is not None and len(features) == 1):
+        first = None if features is None else features[0]
+        return [("density_1d", lambda: plot_density_1d(result, feature=first))]
+    pair = None if features is None else features[:MAX_MATRIX_FEATURES]
+    return [("clusters_2d", lambda: plot_clusters_2d(result, features=pair))]
+
+
+def _view_counts(result, X, features, groups):
+    return [("counts", lambda: plot_count_histogram(result))]
+
+
+def _view_item_profiles(result, X, features, groups):
+    return [("item_profiles", lambda: plot_item_profiles(result))]
+
+
+def _view_membership(result, X, features, groups):
+    return [("membership_uncertainty", lambda: plot_membership_uncertainty(result))]
+
+
+#: The data views a family can ask for in ``Family.plots``: name -> (result, X, features,
+#: groups) -> list of (figure name, callable).
+_DATA_VIEWS: dict[str, Callable[..., list[tuple[str, Callable[[], Figure]]]]] = {
+    "images": _view_images,
+    "clusters": _view_clusters,
+    "membership_uncertainty": _view_membership,
+    "counts": _view_counts,
+    "item_profiles": _view_item_profiles,
+}
+
+
 def plot_plan(
     result: xr.DataTree, *, features: Sequence[Any] | None = None
 ) -> list[tuple[str, Callable[[], Figure]]]:
@@ -1929,39 +2129,11 @@ def plot_plan(
         features = [names[i] for i in idx]
     groups = set(result.children)
     family = _family(result)
-    d = X.shape[1]
     plan: list[tuple[str, Callable[[], Figure]]] = []
-    if family == "bernoulli":
-        side = int(round(d**0.5))
-        if side * side == d and d >= 4:  # square images (digits: 8x8)
-            from bayesmix.inference import generate
-            from bayesmix.inference._tree import estimate_group
-
-            shape = (side, side)
-            grp = "em" if "em" in groups else estimate_group(result)
-            plan.append(
-                (
-                    "component_images",
-                    lambda: plot_component_images(result, group=grp, shape=shape),
-                )
-            )
-            plan.append(
-                (
-                    "generated_images",
-                    lambda: plot_generated_images(
-                        generate(result, 25, group=estimate_group(result), random_seed=0),
-                        shape=shape,
-                    ),
-                )
-            )
-    elif d == 1 or (features is not None and len(features) == 1):
-        first = None if features is None else features[0]
-        plan.append(("density_1d", lambda: plot_density_1d(result, feature=first)))
-    else:
-        pair = None if features is None else features[:MAX_MATRIX_FEATURES]
-        plan.append(("clusters_2d", lambda: plot_clusters_2d(result, features=pair)))
-    if family == "gaussian":
-        plan.append(("membership_uncertainty", lambda: plot_membership_uncertainty(result)))
+    for view in family.plots:
+        builder = _DATA_VIEWS.get(view)
+        if builder is not None:
+            plan.extend(builder(result, X, features, groups))
     if "em" in groups:
         plan.append(("em_history", lambda: plot_em_history(result)))
     if "posterior" in groups:

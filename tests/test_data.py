@@ -130,7 +130,13 @@ def test_load_table_builtins():
     assert digits.shape == (1797, 64)
     assert list(digits.columns) == [f"px{j}" for j in range(64)]
     np.testing.assert_array_equal(digits.to_numpy(), load_digits()[0])
-    assert set(BUILTIN_TABLES) == {"old_faithful", "low_dim_gauss_mix", "digits"}
+    assert set(BUILTIN_TABLES) == {
+        "old_faithful",
+        "low_dim_gauss_mix",
+        "digits",
+        "death_notices",
+        "death_notices_table",
+    }
 
 
 def test_load_table_columns_subset_and_order():

@@ -366,7 +366,7 @@ def test_density_of_one_feature_of_2d_full_result(result_2d, data_2d):
 def test_density_errors(result_1d, result_bern):
     with pytest.raises(ParameterError, match="unknown feature"):
         plotting.plot_density_1d(result_1d, feature="nope")
-    with pytest.raises(ParameterError, match="gaussian"):
+    with pytest.raises(ParameterError, match="got 'bernoulli'; use plot_plan"):
         plotting.plot_density_1d(result_bern)
     with pytest.raises(DataError, match="observed_data"):
         plotting.plot_density_1d(xr.DataTree.from_dict({"em": result_1d["em"].to_dataset()}))

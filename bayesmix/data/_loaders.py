@@ -21,12 +21,19 @@ __all__ = [
     "SEPARATOR_NAMES",
     "load_digits",
     "load_low_dim_gauss_mix",
+    "load_death_notices",
     "load_old_faithful",
     "load_table",
 ]
 
 #: Names accepted by :func:`load_table` after the ``"builtin:"`` prefix.
-BUILTIN_TABLES: tuple[str, ...] = ("old_faithful", "low_dim_gauss_mix", "digits")
+BUILTIN_TABLES: tuple[str, ...] = (
+    "old_faithful",
+    "low_dim_gauss_mix",
+    "digits",
+    "death_notices",
+    "death_notices_table",
+)
 
 _BUILTIN_PREFIX = "builtin:"
 
@@ -112,9 +119,38 @@ def load_digits(
     return X, y
 
 
+def load_death_notices(expand: bool = True) -> pd.DataFrame:
+    """Death notices of women aged 80+ in The Times per day, 1910-1912 (1,096 days).
+
+    Hasselblad (1969, JASA 64, 1459-1471); Titterington, Smith & Makov (1985). The classic
+    two-component Poisson mixture: the MLE is weight 0.3599 on rate 1.2561 and 0.6401 on
+    rate 2.6634, log-likelihood -1989.946 (``log y!`` included).
+
+    Parameters
+    ----------
+    expand : bool, default True
+        True: one row per day, column ``deaths`` (int64, 1,096 rows, in increasing order).
+        False: the frequency table, columns ``deaths`` (0-9) and ``days`` (the number of days
+        with that many notices; fit it with ``sample_weight=df["days"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    table = _read_bundled_csv("death_notices.csv").astype(np.int64)
+    if not expand:
+        return table
+    deaths = np.repeat(table["deaths"].to_numpy(), table["days"].to_numpy())
+    return pd.DataFrame({"deaths": deaths})
+
+
 def _load_builtin(name: str) -> pd.DataFrame:
     if name == "old_faithful":
         return load_old_faithful()
+    if name == "death_notices":
+        return load_death_notices(expand=True)
+    if name == "death_notices_table":
+        return load_death_notices(expand=False)
     if name == "low_dim_gauss_mix":
         return load_low_dim_gauss_mix()
     if name == "digits":
@@ -561,6 +597,7 @@ def load_table(
     max_rows: int = 10_000_000,
     id_column: str | None = None,
     dropna: bool = False,
+    text: bool = False,
     sep: str | None = None,
     decimal: str | None = None,
 ) -> pd.DataFrame:
@@ -587,6 +624,10 @@ def load_table(
         file). Default: the working directory.
     max_rows : int, default 10_000_000
         Largest number of data rows accepted.
+    text : bool, default False
+        Keep text columns as features (their values as strings), for categorical (latent
+        class) mixtures; numeric columns stay numeric. Without it, text columns are left out
+        (no ``columns``) or refused (named in ``columns``).
     id_column : str, optional
         A column of unique row labels (numbers or text): it becomes the index of the result
         (and so the ``obs_id`` of a fit) and is not a feature.
@@ -677,7 +718,12 @@ def load_table(
             raise _unknown_column(id_column, list(df.columns), where, "id_column")
         df = _set_id_column(df, id_column, where)
         notes.append(f"used column '{id_column}' as row ids, not as a feature")
-    if columns is not None:
+    if text:
+        if columns is not None:
+            df = _select_columns(df, columns, where)
+        elif id_column is None:
+            df = _auto_id(df, notes)
+    elif columns is not None:
         df, _ = _check_numeric(_select_columns(df, columns, where), where, sep_used, text_ok=False)
     else:
         if id_column is None:

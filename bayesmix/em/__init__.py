@@ -1,4 +1,4 @@
-"""Hand-written NumPy EM: Gaussian and Bernoulli mixtures, and K-means.
+"""Hand-written NumPy EM: Gaussian, Bernoulli, Poisson and categorical mixtures, and K-means.
 
 Uses NumPy and SciPy only (plus scikit-learn's estimator base classes and validation
 helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask arrays
@@ -13,15 +13,19 @@ from bayesmix.em._base import (
     on_each_start,
 )
 from bayesmix.em.bernoulli import BernoulliMixtureEM
+from bayesmix.em.categorical import CategoricalMixtureEM
 from bayesmix.em.gaussian import GaussianMixtureEM
 from bayesmix.em.kmeans import KMeans, kmeans_plusplus
+from bayesmix.em.poisson import PoissonMixtureEM
 
 __all__ = [
     "BaseMixtureEM",
     "BernoulliMixtureEM",
+    "CategoricalMixtureEM",
     "DegenerateComponentWarning",
     "GaussianMixtureEM",
     "KMeans",
+    "PoissonMixtureEM",
     "check_sample_weight",
     "kmeans_plusplus",
     "on_each_start",

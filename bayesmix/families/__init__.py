@@ -3,7 +3,7 @@
 Each family is a :class:`~bayesmix.families._base.Family` subclass in its own module; the
 registry below maps the spec's ``family`` string to the module and class. Everything else in
 the package asks the family (``get_family(name)``) and never branches on its name; see the
-recipe for a new family in ``docs/architecture.md``.
+recipe for adding one: ``docs/architecture.md``.
 
 This package imports NumPy and :mod:`bayesmix._validation` only (PyMC/PyTensor inside the
 graph methods), and sits at the bottom of the package: ``config``, ``em`` and everything above
@@ -28,6 +28,8 @@ __all__ = [
     "draw_labels",
     "get_family",
     "graph_draw",
+    "guess_family",
+    "result_variables",
     "sample_draws",
 ]
 
@@ -35,6 +37,8 @@ __all__ = [
 _REGISTRY: dict[str, str] = {
     "gaussian": "bayesmix.families.gaussian:GaussianFamily",
     "bernoulli": "bayesmix.families.bernoulli:BernoulliFamily",
+    "poisson": "bayesmix.families.poisson:PoissonFamily",
+    "categorical": "bayesmix.families.categorical:CategoricalFamily",
 }
 
 FAMILIES: tuple[str, ...] = tuple(_REGISTRY)
@@ -61,6 +65,31 @@ def get_family(family: str | Family) -> Family:
             f"unknown family: expected one of {', '.join(FAMILIES)}, got {family!r}; pick one"
         )
     return _load(family)
+
+
+def guess_family(names: Any) -> str:
+    """The registered family whose variables best cover ``names`` (results without attrs)."""
+    names = set(names)
+
+    def score(f: str) -> tuple[int, int]:
+        wanted = set(get_family(f).variables(None, 2))
+        return (len(wanted & names) - len(wanted - names), -len(wanted))
+
+    return max(FAMILIES, key=score)
+
+
+def result_variables(
+    family: str | Family, covariance: str | None, n_features: int
+) -> dict[str, tuple[str, ...]]:
+    """The result contract: every variable of a fit and its dims (without chain/draw).
+
+    ``w`` (component) first, then the family's variables in its order. Every group of a
+    result (em, map, posterior, advi, prior) holds these names; code that reads or writes
+    parameters takes the list from here.
+    """
+    out: dict[str, tuple[str, ...]] = {"w": ("component",)}
+    out.update(get_family(family).variables(covariance, n_features))
+    return out
 
 
 def draw_labels(w: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Family", "stack_draws"]
+__all__ = ["Family", "data_moments", "stack_draws"]
 
 #: Elements of the largest temporary made per block of draws in a log density.
 BLOCK_ELEMENTS = 4_000_000
@@ -64,6 +64,28 @@ def stack_draws(params: Mapping[str, Any], names: tuple[str, ...], lead: tuple[i
     return tuple(out)
 
 
+def data_moments(
+    X: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Feature means, standard deviations (ddof 1) and the number of rows, with frequency weights.
+
+    With integer weights these equal the moments of the repeated rows; a standard deviation of
+    0 (or of a single row) is returned as 1 so that it can scale a prior.
+    """
+    X = np.asarray(X, dtype=float)
+    if sample_weight is None:
+        n = float(X.shape[0])
+        mean = X.mean(axis=0)
+        sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.ones(X.shape[1])
+    else:
+        w = np.asarray(sample_weight, dtype=float)
+        n = float(w.sum())
+        mean = w @ X / n
+        var = w @ (X - mean) ** 2 / (n - 1.0) if n > 1 else np.ones(X.shape[1])
+        sd = np.sqrt(var)
+    return mean, np.where(sd > 0, sd, 1.0), n
+
+
 class Family:
     """Base class of the component families (one subclass per module in this package)."""
 
@@ -75,14 +97,28 @@ class Family:
     em_class: ClassVar[str] = ""
     #: Accepted ``covariance`` settings; ``()`` when the family has no covariance structure.
     covariances: ClassVar[tuple[str, ...]] = ()
+    #: Covariance settings of the EM estimator (``select_k``); default: ``covariances``.
+    em_covariances: ClassVar[tuple[str, ...] | None] = None
+    #: ``init_params`` that ``select_k`` gives the EM estimator (None: the estimator's default).
+    select_init: ClassVar[str | None] = None
     #: Whether ``ordered = true`` (components ordered by the first feature's location) is allowed.
     orderable: ClassVar[bool] = False
     #: ``PriorSpec`` fields the family reads (besides ``weights_alpha``).
     prior_fields: ClassVar[tuple[str, ...]] = ()
+    #: Whether text columns of a table are features (categorical levels) rather than left out.
+    text_features: ClassVar[bool] = False
     #: dtype of the stored ``observed_data`` (float64, or int64 for discrete data).
     observed_dtype: ClassVar[type] = np.float64
-    #: Figures that suit the family (names understood by ``bayesmix.plotting``).
+    #: Data views that suit the family, in the order drawn (``bayesmix.plotting.plot_plan``):
+    #: "clusters" (1-D densities or 2-D ellipses), "images" (square binary images),
+    #: "membership_uncertainty", "counts" (count histograms with the fitted pmf), ...
+    #: The fit's own figures (EM history, trace, rank, PPC) are drawn for every family.
     plots: ClassVar[tuple[str, ...]] = ()
+    #: Posterior variables shown by default in trace and rank plots (``w`` first).
+    trace_variables: ClassVar[tuple[str, ...]] = ("w",)
+    #: How the PPC figure compares data: "density" (continuous), "frequency" (binary: the
+    #: frequency of ones per feature), "counts" (the frequency of each count).
+    ppc_style: ClassVar[str] = "density"
 
     # ------------------------------------------------------------------ settings / contract
     def effective_covariance(self, covariance: str | None, n_features: int) -> str | None:
@@ -106,8 +142,12 @@ class Family:
         n_components: int | None = None,
         covariance: str | None = None,
         fitting: bool = True,
+        name: str = "X",
     ) -> np.ndarray:
-        """Validate data for this family; return a float array (N, D). 1-D input is one feature."""
+        """Validate data for this family; return a float array (N, D). 1-D input is one feature.
+
+        ``name`` names the data in error messages (e.g. ``"data three.csv"``).
+        """
         raise NotImplementedError
 
     def replicate_dtype(self, X: np.ndarray) -> type:
@@ -116,9 +156,18 @@ class Family:
 
     # ------------------------------------------------------------------ priors
     def resolve_priors(
-        self, priors: Any, X: np.ndarray, n_components: int, covariance: str | None
+        self,
+        priors: Any,
+        X: np.ndarray,
+        n_components: int,
+        covariance: str | None,
+        sample_weight: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """The family's prior numbers, ``None`` fields of ``priors`` scaled to ``X``."""
+        """The family's prior numbers, ``None`` fields of ``priors`` scaled to ``X``.
+
+        Data scaling uses :func:`data_moments` with the frequency weights, so integer weights
+        give the priors of the repeated rows.
+        """
         return {}
 
     # ------------------------------------------------------------------ NumPy
@@ -140,9 +189,42 @@ class Family:
         """Free parameters of the mixture, weights included (BIC, AIC, ICL)."""
         raise NotImplementedError
 
+    def label_features(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per-component summary (..., K, P) on an unconstrained scale, for relabelling.
+
+        ``params`` in result names with leading dims (...); the weights are added by the
+        caller. The pivot method matches components by these numbers.
+        """
+        raise NotImplementedError
+
+    def marginal(self, params: Mapping[str, np.ndarray], j: int) -> dict[str, np.ndarray]:
+        """Parameters (result names) of the 1-D marginal of feature ``j`` (``w`` included).
+
+        For plots of one feature's density; families that cannot give one raise
+        NotImplementedError (then no 1-D density is drawn).
+        """
+        raise NotImplementedError
+
+    def order_key(self, point: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Values (K,) by which point estimates' components are sorted (None: keep the order).
+
+        EM and MAP results are sorted so that the labels of a fit are deterministic.
+        """
+        return None
+
+    def coords(self, X: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
+        """Extra coordinates the family's variables need (besides component/feature/obs_id)."""
+        return {}
+
     # ------------------------------------------------------------------ EM
-    def em_kwargs(self, spec: Any, priors: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
-        """Keyword arguments of the EM estimator for a ``ModelSpec`` (prior None: ML)."""
+    def em_kwargs(
+        self, spec: Any, priors: Mapping[str, np.ndarray] | None, n_features: int
+    ) -> dict[str, Any]:
+        """Keyword arguments of the EM estimator for a ``ModelSpec`` (prior None: ML).
+
+        The caller adds ``n_components``, ``n_init``, ``random_state``, ``tol``, ``max_iter``
+        (and ``reg_covar`` when the estimator has it).
+        """
         return {}
 
     def em_point(self, estimator: Any, n_features: int) -> dict[str, np.ndarray]:
@@ -184,6 +266,10 @@ class Family:
         them into K chunks and takes each chunk's statistics.
         """
         raise NotImplementedError
+
+    def graph_key(self, X: np.ndarray) -> Any:
+        """What of the data besides its shape fixes the graph (compiled-model cache key)."""
+        return None
 
     def formulations(self, covariance: str | None, n_features: int) -> tuple[str, ...]:
         """Graph formulations available (``"custom"`` always)."""

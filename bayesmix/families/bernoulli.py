@@ -60,16 +60,21 @@ class BernoulliFamily(Family):
     em_class = "BernoulliMixtureEM"
     prior_fields = ("beta_a", "beta_b")
     observed_dtype = np.int64
-    plots = ("trace", "rank", "ppc", "membership_uncertainty", "bernoulli_means")
+    plots = ("images",)
+    ppc_style = "frequency"
 
     @override
     def variables(self, covariance, n_features):
         return {"p": ("component", "feature")}
 
     @override
-    def check_data(self, X, *, n_components=None, covariance=None, fitting=True):
+    def check_data(self, X, *, n_components=None, covariance=None, fitting=True, name="X"):
         return check_X(
-            X, n_components=n_components if fitting else None, binary=True, ensure_2d=False
+            X,
+            name=name,
+            n_components=n_components if fitting else None,
+            binary=True,
+            ensure_2d=False,
         )
 
     @override
@@ -77,7 +82,7 @@ class BernoulliFamily(Family):
         return np.int8
 
     @override
-    def resolve_priors(self, priors, X, n_components, covariance):
+    def resolve_priors(self, priors, X, n_components, covariance, sample_weight=None):
         return {
             "beta_a": np.asarray(float(priors.beta_a)),
             "beta_b": np.asarray(float(priors.beta_b)),
@@ -106,9 +111,14 @@ class BernoulliFamily(Family):
     def n_parameters(self, n_components, n_features, covariance):
         return int(n_components * n_features + n_components - 1)
 
+    @override
+    def label_features(self, params):
+        p = np.clip(np.asarray(params["p"], float), 1e-9, 1 - 1e-9)
+        return np.log(p) - np.log1p(-p)
+
     # ------------------------------------------------------------------ EM
     @override
-    def em_kwargs(self, spec, priors):
+    def em_kwargs(self, spec, priors, n_features):
         if priors is None:
             return {}
         return {

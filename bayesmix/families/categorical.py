@@ -197,6 +197,7 @@ class CategoricalFamily(Family):
     prior_fields = ("category_alpha",)
     observed_dtype = np.int64
     plots = ("item_profiles",)
+    text_features = True
     trace_variables = ("w", "probs")
     ppc_style = "counts"
 
@@ -218,12 +219,16 @@ class CategoricalFamily(Family):
         return np.int64
 
     @override
+    def graph_key(self, X):
+        return tuple(int(v) for v in np.asarray(X).max(axis=0).astype(int) + 1)
+
+    @override
     def coords(self, X, feature_names):
         n_levels = np.asarray(X).max(axis=0).astype(int) + 1
         return {"level": np.arange(int(n_levels.max()))}
 
     @override
-    def resolve_priors(self, priors, X, n_components, covariance):
+    def resolve_priors(self, priors, X, n_components, covariance, sample_weight=None):
         alpha = getattr(priors, "category_alpha", None)
         alpha = 1.0 if alpha is None else float(alpha)
         n_levels = np.asarray(X).max(axis=0).astype(int) + 1

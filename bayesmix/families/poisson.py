@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from bayesmix._validation import DataError, _fmt_value, check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, stack_draws
+from bayesmix.families._base import BLOCK_ELEMENTS, Family, data_moments, stack_draws
 
 __all__ = ["RATE_FLOOR", "PoissonFamily", "check_counts", "poisson_log_density"]
 
@@ -117,14 +117,15 @@ class PoissonFamily(Family):
         return np.int64
 
     @override
-    def resolve_priors(self, priors, X, n_components, covariance):
+    def resolve_priors(self, priors, X, n_components, covariance, sample_weight=None):
         X = np.asarray(X, dtype=float)
+        data_mean, _, n_rows = data_moments(X, sample_weight)
         d = X.shape[1]
         shape = getattr(priors, "rate_shape", None)
         rate = getattr(priors, "rate_rate", None)
         shape = np.ones(d) if shape is None else np.broadcast_to(np.asarray(shape, float), (d,))
         if rate is None:
-            mean = np.maximum(X.mean(axis=0), 1.0 / X.shape[0])
+            mean = np.maximum(data_mean, 1.0 / n_rows)
             rate = shape / mean
         else:
             rate = np.broadcast_to(np.asarray(rate, float), (d,))

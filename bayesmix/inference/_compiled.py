@@ -6,9 +6,9 @@ Compiling a PyMC model with Numba takes tens of seconds, sampling it a second or
 * the nutpie model (``nutpie.compile_pymc_model``),
 * the MAP objective: ``model.logp(jacobian=False)`` and its gradient on the flat unconstrained
   vector,
-* the map from the unconstrained vector to the result variables (``w``, ``mu``, ``sigma``,
-  ``cov``, ``corr``, ``p``), and the map from constrained starting values to the unconstrained
-  vector.
+* the map from the unconstrained vector to the result variables
+  (:func:`bayesmix.families.result_variables`), and the map from constrained starting values
+  to the unconstrained vector.
 
 The data and the data-scaled prior numbers are ``pm.Data`` containers: :func:`get_compiled`
 swaps them in (``pm.set_data`` for the PyTensor functions, ``with_data`` for nutpie) when new
@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from bayesmix.config import ModelSpec, resolve_priors
+from bayesmix.em import check_sample_weight
+from bayesmix.families import get_family, result_variables
 from bayesmix.graphs import (
     build_model,
     effective_covariance,
@@ -39,7 +41,6 @@ from bayesmix.graphs import (
 
 __all__ = ["CompiledMixture", "clear_cache", "get_compiled"]
 
-RESULT_VARS = ("w", "mu", "sigma", "cov", "corr", "p")
 # Every family uses the CustomDist ("custom"). For full covariances its whitened-residual
 # log density beat pm.Mixture over a list of MvNormal.dist per logp+gradient evaluation
 # (Numba, 1 thread): 0.028 vs 0.038 ms on Old Faithful, 0.62 vs 1.46 ms on D=5 K=3 N=1e4,
@@ -76,6 +77,7 @@ class CompiledMixture:
         X: np.ndarray,
         feature_names: Sequence[str] | None = None,
         formulation: str | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         self.spec = spec
         self.n_obs, self.n_features = X.shape
@@ -85,13 +87,15 @@ class CompiledMixture:
         self.formulation = formulation
         self.feature_names = feature_labels(X, feature_names, self.n_features)
         self.X = np.array(X, dtype=float)
-        self.priors = resolve_priors(spec, self.X)
+        self.sample_weight = None if sample_weight is None else np.array(sample_weight, float)
+        self.priors = resolve_priors(spec, self.X, self.sample_weight)
         self.model = build_model(
             spec,
             self.X,
             feature_names=self.feature_names,
             priors=self.priors,
             formulation=formulation,
+            sample_weight=self.sample_weight,
         )
         self.n_compiles = 0
         self._nutpie = None
@@ -110,10 +114,17 @@ class CompiledMixture:
     def data_values(self) -> dict[str, np.ndarray]:
         """Current values of every ``pm.Data`` container (data and prior numbers)."""
         out = {"x_data": self.X}
+        if self.sample_weight is not None:
+            out["sample_weight"] = self.sample_weight
         out.update({f"prior_{k}": np.asarray(v, float) for k, v in self.priors.items()})
         return {k: v for k, v in out.items() if k in self.model.named_vars}
 
-    def set_data(self, X: np.ndarray, feature_names: Sequence[str] | None = None) -> None:
+    def set_data(
+        self,
+        X: np.ndarray,
+        feature_names: Sequence[str] | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         """Swap in new data of the same shape (and its data-scaled priors); no recompilation.
 
         Parameters
@@ -127,7 +138,10 @@ class CompiledMixture:
         if X.shape != (self.n_obs, self.n_features):
             raise ValueError(f"shape {X.shape} differs from {(self.n_obs, self.n_features)}")
         self.X = np.array(X, dtype=float)
-        self.priors = resolve_priors(self.spec, self.X)
+        if (sample_weight is None) != (self.sample_weight is None):
+            raise ValueError("a weighted and an unweighted model are compiled apart")
+        self.sample_weight = None if sample_weight is None else np.array(sample_weight, float)
+        self.priors = resolve_priors(self.spec, self.X, self.sample_weight)
         if feature_names is not None or hasattr(X, "columns"):
             self.feature_names = feature_labels(X, feature_names, self.n_features)
         pm.set_data(self.data_values(), model=self.model)
@@ -241,7 +255,8 @@ class CompiledMixture:
             from pymc.pytensorf import join_nonshared_inputs
 
             model = self.model
-            self._point_names = [n for n in RESULT_VARS if n in model.named_vars]
+            wanted = result_variables(self.spec.family, self.spec.covariance, self.n_features)
+            self._point_names = [n for n in wanted if n in model.named_vars]
             outs, inp = join_nonshared_inputs(
                 point=model.initial_point(0),
                 outputs=model.replace_rvs_by_values([model[n] for n in self._point_names]),
@@ -254,7 +269,7 @@ class CompiledMixture:
         return self._point_fn
 
     def point(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """Result variables (``w``, ``mu``, ``sigma``, ``cov``, ``corr``, ``p``) at a point.
+        """Result variables (:func:`bayesmix.families.result_variables`) at a point.
 
         Parameters
         ----------
@@ -419,8 +434,13 @@ def get_compiled(
     *,
     feature_names: Sequence[str] | None = None,
     formulation: str | None = None,
+    sample_weight: Any = None,
 ) -> CompiledMixture:
     """The process-wide :class:`CompiledMixture` for (spec, X.shape, dtype), with X swapped in.
+
+    Weighted and unweighted models are compiled apart (the weights are ``pm.Data`` too, so
+    new weights of the same length compile nothing); so are data whose family's
+    ``graph_key`` differs (e.g. categorical items with other numbers of levels).
 
     Parameters
     ----------
@@ -429,20 +449,24 @@ def get_compiled(
         Data (validated here; a DataFrame gives the feature labels).
     feature_names : sequence of str, optional
     formulation : {"custom", "mixture"}, optional
+    sample_weight : array-like of shape (N,), optional
+        Frequency weights of the rows (:func:`bayesmix.graphs.build_model`).
 
     Returns
     -------
     CompiledMixture
     """
     Xc = validate_data(spec, X)
+    weights = check_sample_weight(sample_weight, Xc.shape[0])
     names = feature_labels(X, feature_names, Xc.shape[1])
-    key = (spec, Xc.shape, Xc.dtype.str, formulation)
+    extra = get_family(spec.family).graph_key(Xc)
+    key = (spec, Xc.shape, Xc.dtype.str, formulation, weights is not None, extra)
     cm = _CACHE.get(key)
     if cm is None:
-        cm = CompiledMixture(spec, Xc, names, formulation)
+        cm = CompiledMixture(spec, Xc, names, formulation, sample_weight=weights)
         _CACHE[key] = cm
     else:
-        cm.set_data(Xc)
+        cm.set_data(Xc, sample_weight=weights)
         cm.feature_names = names
     return cm
 

@@ -16,9 +16,10 @@ import xarray as xr
 from bayesmix import _math
 from bayesmix._validation import ParameterError, check_choice
 from bayesmix.config import ModelSpec, RunSpec
+from bayesmix.em import check_sample_weight
+from bayesmix.families import get_family, result_variables
 from bayesmix.graphs import (
     default_initvals,
-    effective_covariance,
     feature_labels,
     point_to_initvals,
     validate_data,
@@ -30,6 +31,7 @@ from bayesmix.inference._tree import (
     as_model_spec,
     check_int,
     ensure_tree,
+    group_arrays,
     model_spec_of,
     obs_id_coord,
     observed_X,
@@ -37,6 +39,7 @@ from bayesmix.inference._tree import (
     point_from_group,
     resolve_seed,
     row_labels,
+    weights_of,
 )
 
 __all__ = ["fit_advi", "fit_em", "fit_map", "log_likelihood", "sample_nuts"]
@@ -48,11 +51,24 @@ INITS = ("em", "map", "default")
 PRIOR_MODES = ("spec", None)
 
 
-def _prepare(spec: Any, X: Any, feature_names: Sequence[str] | None = None):
-    """(ModelSpec, validated X, feature labels)."""
+def _prepare(
+    spec: Any,
+    X: Any,
+    feature_names: Sequence[str] | None = None,
+    sample_weight: Any = None,
+    result: Any = None,
+):
+    """(ModelSpec, validated X, feature labels, checked weights or None).
+
+    Without ``sample_weight`` the weights stored in ``result`` (from an earlier fit of the
+    same rows) are used.
+    """
     m = as_model_spec(spec)
     Xc = validate_data(m, X)
-    return m, Xc, feature_labels(X, feature_names, Xc.shape[1])
+    if sample_weight is None:
+        sample_weight = weights_of(result, Xc.shape[0])
+    weights = check_sample_weight(sample_weight, Xc.shape[0])
+    return m, Xc, feature_labels(X, feature_names, Xc.shape[1]), weights
 
 
 @contextlib.contextmanager
@@ -67,10 +83,14 @@ def _quiet_pymc():
 
 
 def _sort_components(point: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
-    """Gaussian components ordered by the mean of the first feature (deterministic labels)."""
-    if spec.family != "gaussian":
+    """Components in the family's order (``order_key``; e.g. Gaussian: the first feature's mean).
+
+    Deterministic labels for EM and MAP; families without an order keep the fit's labels.
+    """
+    key = get_family(spec.family).order_key(point)
+    if key is None:
         return point
-    order = np.argsort(point["mu"][:, 0], kind="stable")
+    order = np.argsort(key, kind="stable")
     return {k: (v[order] if k != "lower_bounds" else v) for k, v in point.items()}
 
 
@@ -81,61 +101,38 @@ def _sort_components(point: dict[str, np.ndarray], spec: ModelSpec) -> dict[str,
 def em_prior(spec: ModelSpec, priors: Mapping[str, np.ndarray], n_features: int) -> dict:
     """The MAP-EM ``prior`` dict of :mod:`bayesmix.em` for the spec's resolved priors.
 
-    Full covariance with D > 1 gets only the weight and mean priors: the EM engine has no
+    The family decides (:meth:`~bayesmix.families.Family.em_kwargs`). Gaussian full
+    covariance with D > 1 gets only the weight and mean priors: the EM engine has no
     LKJ/HalfNormal covariance prior, so its MAP then differs from the PyMC model's mode.
     """
-    if spec.family == "bernoulli":
-        return {k: priors[k] for k in ("weights_alpha", "beta_a", "beta_b")}
-    out = {k: priors[k] for k in ("weights_alpha", "mu_loc", "mu_scale")}
-    if effective_covariance(spec, n_features) != "full":
-        out["sigma_scale"] = priors["sigma_scale"]
-    return out
+    kwargs = get_family(spec.family).em_kwargs(spec, priors, n_features)
+    return dict(kwargs.get("prior") or {})
 
 
-def _em_estimator(spec, cov, prior, n_init, seed, tol, max_iter, reg_covar):
-    from bayesmix.em import BernoulliMixtureEM, GaussianMixtureEM
+def em_estimator(
+    spec: ModelSpec,
+    n_features: int,
+    priors: Mapping[str, np.ndarray] | None,
+    **options: Any,
+):
+    """The family's EM estimator for a spec (``priors`` None: maximum likelihood).
 
-    if spec.family == "bernoulli":
-        return BernoulliMixtureEM(
-            spec.n_components,
-            tol=tol,
-            max_iter=max_iter,
-            n_init=n_init,
-            random_state=seed,
-            prior=prior,
-        )
-    return GaussianMixtureEM(
-        spec.n_components,
-        covariance_type=cov,
-        tol=tol,
-        reg_covar=reg_covar,
-        max_iter=max_iter,
-        n_init=n_init,
-        random_state=seed,
-        prior=prior,
-    )
+    ``options`` are estimator settings (``n_init``, ``random_state``, ``tol``, ``max_iter``,
+    ``reg_covar``, ``init_params``, ...); those the estimator does not have are dropped.
+    """
+    import bayesmix.em
+
+    fam = get_family(spec.family)
+    cls = getattr(bayesmix.em, fam.em_class)
+    kwargs = fam.em_kwargs(spec, priors, n_features)
+    accepted = cls().get_params()
+    kwargs.update({k: v for k, v in options.items() if k in accepted})
+    return cls(spec.n_components, **kwargs)
 
 
 def em_point(est, spec: ModelSpec, n_features: int) -> dict[str, np.ndarray]:
-    """Result-named parameters of a fitted EM estimator (components sorted for Gaussians)."""
-    k = spec.n_components
-    out = {"w": np.asarray(est.weights_, float)}
-    if spec.family == "bernoulli":
-        out["p"] = np.asarray(est.means_, float).reshape(k, n_features)
-        return out
-    out["mu"] = np.asarray(est.means_, float).reshape(k, n_features)
-    cov = effective_covariance(spec, n_features)
-    c = np.asarray(est.covariances_, float)
-    if cov == "full":
-        sd = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
-        out["sigma"] = sd
-        out["cov"] = c
-        out["corr"] = c / (sd[:, :, None] * sd[:, None, :])
-    elif cov == "spherical":
-        out["sigma"] = np.repeat(np.sqrt(c).reshape(k, 1), n_features, axis=1)
-    else:
-        out["sigma"] = np.sqrt(c).reshape(k, n_features)
-    return _sort_components(out, spec)
+    """Result-named parameters of a fitted EM estimator (components in the family's order)."""
+    return _sort_components(get_family(spec.family).em_point(est, n_features), spec)
 
 
 def fit_em(
@@ -150,6 +147,7 @@ def fit_em(
     reg_covar: float = 1e-6,
     feature_names: Sequence[str] | None = None,
     result: xr.DataTree | None = None,
+    sample_weight: Any = None,
 ) -> xr.DataTree:
     """Fit the mixture by EM (``prior=None``) or MAP-EM (``prior="spec"``).
 
@@ -168,6 +166,9 @@ def fit_em(
     feature_names : sequence of str, optional
     result : xarray.DataTree, optional
         Add the group to this tree instead of a new one.
+    sample_weight : array-like of shape (N,), optional
+        Frequency weights of the rows (integer weights = repeated rows); default: those
+        stored in ``result``, else none.
 
     Returns
     -------
@@ -176,32 +177,40 @@ def fit_em(
         chain/draw dims, ``lower_bounds`` (iteration); attrs ``method`` ("ml"/"map"),
         ``n_iter``, ``converged``, ``lower_bound``, ``n_init``.
     """
-    m, Xc, names = _prepare(spec, X, feature_names)
+    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
     check_choice(prior, "prior", PRIOR_MODES)
     n_init = check_int(n_init, "n_init", 1)
     seed = resolve_seed(random_state)
     d = Xc.shape[1]
-    cov = effective_covariance(m, d)
     from bayesmix.config import resolve_priors
 
-    em_pri = em_prior(m, resolve_priors(m, Xc), d) if prior == "spec" else None
-    est = _em_estimator(m, cov, em_pri, n_init, seed, tol, max_iter, reg_covar)
-    est.fit(Xc)
+    est = em_estimator(
+        m,
+        d,
+        resolve_priors(m, Xc, weights) if prior == "spec" else None,
+        n_init=n_init,
+        random_state=seed,
+        tol=tol,
+        max_iter=max_iter,
+        reg_covar=reg_covar,
+    )
+    est.fit(Xc, sample_weight=weights)
     point = em_point(est, m, d)
     ds = point_dataset(
         point,
         m,
         names,
         attrs={
-            "method": "map" if em_pri is not None else "ml",
+            "method": "map" if prior == "spec" else "ml",
             "n_iter": int(est.n_iter_),
             "converged": bool(est.converged_),
             "lower_bound": float(est.lower_bound_),
             "n_init": n_init,
         },
+        coords=get_family(m.family).coords(Xc, names),
     )
     ds["lower_bounds"] = ("iteration", np.asarray(est.lower_bounds_, float))
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
     tree["em"] = xr.DataTree(ds)
     return tree
 
@@ -233,7 +242,14 @@ def _start_point(result, spec, cm, Xc, group, seed):
     if result is not None and group in result.children:
         return {k: v for k, v in point_from_group(result, group).items()}
     if group == "em":
-        tree = fit_em(spec, Xc, prior="spec", random_state=seed, feature_names=cm.feature_names)
+        tree = fit_em(
+            spec,
+            Xc,
+            prior="spec",
+            random_state=seed,
+            feature_names=cm.feature_names,
+            sample_weight=cm.sample_weight,
+        )
         return point_from_group(tree, "em")
     return None
 
@@ -250,6 +266,7 @@ def fit_map(
     maxiter: int = 5000,
     tol: float = 1e-3,
     feature_names: Sequence[str] | None = None,
+    sample_weight: Any = None,
 ) -> xr.DataTree:
     """Maximum a posteriori estimate from several starts (L-BFGS-B on the compiled model).
 
@@ -289,10 +306,10 @@ def fit_map(
     xarray.DataTree
         With group ``map`` (attrs ``logp``, ``n_starts``, ``starts_agree``, ``logps``).
     """
-    m, Xc, names = _prepare(spec, X, feature_names)
+    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
     n_starts = check_int(n_starts, "n_starts", 1)
     seed = resolve_seed(random_seed)
-    cm = get_compiled(m, Xc, feature_names=names)
+    cm = get_compiled(m, Xc, feature_names=names, sample_weight=weights)
     d = Xc.shape[1]
     rng = np.random.default_rng(seed)
     if starts is None:
@@ -334,8 +351,9 @@ def fit_map(
             "starts_agree": agree,
             "logps": np.asarray(logps),
         },
+        coords=get_family(m.family).coords(Xc, names),
     )
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
     tree["map"] = xr.DataTree(ds)
     return tree
 
@@ -344,8 +362,9 @@ def fit_map(
 # NUTS
 
 
-def _posterior_dataset(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
-    keep = [v for v in ("w", "mu", "sigma", "cov", "corr", "p") if v in ds]
+def _posterior_dataset(ds: xr.Dataset, names: list[str], spec: ModelSpec) -> xr.Dataset:
+    """The result variables of a sampler's draws (free transformed variables dropped)."""
+    keep = [v for v in result_variables(spec.family, spec.covariance, len(names)) if v in ds]
     out = ds[keep]
     coords = {"feature": names}
     if "feature_bis" in out.dims:
@@ -358,14 +377,7 @@ _LL_BLOCK_ELEMENTS = 2_000_000  # (draws x observations x components x features)
 
 def _ll_params(post: xr.Dataset) -> dict[str, np.ndarray]:
     """The parameter arrays of a group of draws, (chain, draw, ...), for the mixture density."""
-    params = {
-        k: post[k].transpose("chain", "draw", ...).values
-        for k in ("w", "mu", "sigma", "cov", "p")
-        if k in post
-    }
-    if "cov" in params:
-        params.pop("sigma", None)  # a deterministic of cov for full covariance
-    return params
+    return group_arrays(post)
 
 
 def pointwise_log_likelihood(
@@ -378,7 +390,8 @@ def pointwise_log_likelihood(
     params : mapping
         ``w`` (..., K) and the component parameters with the same leading (draw) dims.
     X : ndarray of shape (N, D)
-    family : {"gaussian", "bernoulli"}
+    family : str
+        A name of :data:`bayesmix.families.FAMILIES`.
 
     Returns
     -------
@@ -475,15 +488,19 @@ def log_likelihood(
     return ds
 
 
-def _init_point(init, result, m, cm, Xc):
+def _init_point(init, result, m, cm, Xc, weights=None):
     if init == "default":
         return default_initvals(m, Xc)
     if result is not None and init in result.children:
         pt_ = point_from_group(result, init)
     elif init == "em":
-        pt_ = point_from_group(fit_em(m, Xc, prior="spec", random_state=0), "em")
+        pt_ = point_from_group(
+            fit_em(m, Xc, prior="spec", random_state=0, sample_weight=weights), "em"
+        )
     else:
-        pt_ = point_from_group(fit_map(m, Xc, random_seed=0, result=result), "map")
+        pt_ = point_from_group(
+            fit_map(m, Xc, random_seed=0, result=result, sample_weight=weights), "map"
+        )
     return point_to_initvals(m, pt_, Xc.shape[1])
 
 
@@ -503,6 +520,7 @@ def sample_nuts(
     jitter: float = 0.1,
     feature_names: Sequence[str] | None = None,
     log_likelihood: bool = True,
+    sample_weight: Any = None,
 ) -> xr.DataTree:
     """Sample the posterior with NUTS, chains started near the EM (or MAP) solution.
 
@@ -548,7 +566,7 @@ def sample_nuts(
         With ``posterior``, ``sample_stats``, ``observed_data`` and, with
         ``log_likelihood=True``, ``log_likelihood`` (x: chain, draw, obs_id).
     """
-    m, Xc, names = _prepare(spec, X, feature_names)
+    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
     if not isinstance(log_likelihood, bool):
         raise ParameterError(
             f"log_likelihood must be a bool: expected True or False, got {log_likelihood!r}"
@@ -570,8 +588,8 @@ def sample_nuts(
     seed = resolve_seed(random_seed)
     if progressbar is None:
         progressbar = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    cm = get_compiled(m, Xc, feature_names=names)
-    initvals = _init_point(init, result, m, cm, Xc)
+    cm = get_compiled(m, Xc, feature_names=names, sample_weight=weights)
+    initvals = _init_point(init, result, m, cm, Xc, weights)
     cores = min(chains, 2)
     if sampler == "nutpie":
         import nutpie
@@ -627,8 +645,8 @@ def sample_nuts(
             )
         post = trace["posterior"].to_dataset()
         stats = trace["sample_stats"].to_dataset()
-    post = _posterior_dataset(post, names)
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
+    post = _posterior_dataset(post, names, m)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
     tree["posterior"] = xr.DataTree(post.assign_attrs(sampler=sampler, seed=seed))
     tree["sample_stats"] = xr.DataTree(stats)
     n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
@@ -662,6 +680,7 @@ def fit_advi(
     learning_rate: float = 0.01,
     result: xr.DataTree | None = None,
     feature_names: Sequence[str] | None = None,
+    sample_weight: Any = None,
 ) -> xr.DataTree:
     """Mean-field ADVI started at the MAP-EM solution, optimised with Adam.
 
@@ -696,16 +715,18 @@ def fit_advi(
 
     from bayesmix.graphs import build_model
 
-    m, Xc, names = _prepare(spec, X, feature_names)
+    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
     n = check_int(n, "n", 1)
     draws = check_int(draws, "draws", 1)
     seed = resolve_seed(random_seed)
     if minibatch is None:
-        model = get_compiled(m, Xc, feature_names=names).model
+        model = get_compiled(m, Xc, feature_names=names, sample_weight=weights).model
     else:
         # a model of its own (pm.fit compiles its own functions; nothing to share)
-        model = build_model(m, Xc, feature_names=names, minibatch=minibatch)
-    initvals = _init_point("em", result, m, None, Xc)
+        model = build_model(
+            m, Xc, feature_names=names, minibatch=minibatch, sample_weight=weights
+        )
+    initvals = _init_point("em", result, m, None, Xc, weights)
     with _quiet_pymc():
         approx = pm.fit(
             n=n,
@@ -717,13 +738,13 @@ def fit_advi(
             obj_optimizer=pm.adam(learning_rate=learning_rate),
         )
         adt = approx.sample(draws, random_seed=seed)
-    post = _posterior_dataset(adt["posterior"].to_dataset(), names)
+    post = _posterior_dataset(adt["posterior"].to_dataset(), names, m)
     post.attrs = {
         "final_loss": float(approx.hist[-1]),
         "n": n,
         "seed": seed,
         "minibatch": 0 if minibatch is None else int(minibatch),
     }
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X))
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
     tree["advi"] = xr.DataTree(post)
     return tree

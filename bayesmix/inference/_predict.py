@@ -10,12 +10,14 @@ import xarray as xr
 from bayesmix import _math
 from bayesmix._validation import ParameterError
 from bayesmix.config import ModelSpec, RunSpec
+from bayesmix.families import get_family, result_variables, sample_draws
 from bayesmix.graphs import validate_data
 from bayesmix.inference._compiled import get_compiled
 from bayesmix.inference._tree import (
     as_model_spec,
     check_int,
     feature_names_of,
+    group_arrays,
     model_spec_of,
     new_tree,
     obs_id_coord,
@@ -36,13 +38,6 @@ __all__ = [
 # draws x observations x components per block of membership: ~8 MB per temporary, whatever N
 _MEMBERSHIP_BLOCK_ELEMENTS = 1_000_000
 MAX_PREDICTIVE_ELEMENTS = 50_000_000
-
-
-def _params_for_math(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    p = dict(params)
-    if "cov" in p:
-        p.pop("sigma", None)
-    return p
 
 
 def _check_result(result: Any) -> xr.DataTree:
@@ -80,7 +75,7 @@ def membership(result: xr.DataTree, X: Any = None, *, group: str = "posterior") 
     spec = model_spec_of(result)
     d = len(feature_names_of(result))
     Xc = observed_X(result) if X is None else validate_data(spec, X, n_features=d, fitting=False)
-    params = _params_for_math(point_from_group(result, group))
+    params = point_from_group(result, group)
     w = params["w"]
     if w.ndim == 1:
         mean = np.exp(_math.log_responsibilities(Xc, params, spec.family))
@@ -106,37 +101,6 @@ def membership(result: xr.DataTree, X: Any = None, *, group: str = "posterior") 
         coords=coords,
         attrs={"group": group},
     )
-
-
-def _draw_x(params: dict[str, np.ndarray], n: int, family: str, rng: np.random.Generator):
-    """Draw n observations per parameter draw: leading sample axis S -> (S, n, D)."""
-    w = params["w"]
-    s, k = w.shape
-    cdf = np.cumsum(w / w.sum(-1, keepdims=True), axis=-1)
-    z = np.minimum((rng.random((s, n, 1)) > cdf[:, None, :]).sum(-1), k - 1)  # (S, n)
-    rows = np.arange(s)[:, None]
-    if family == "bernoulli":
-        q = params["p"][rows, z]  # (S, n, D)
-        return (rng.random(q.shape) < q).astype(np.int64), z
-    mu = params["mu"][rows, z]
-    eps = rng.standard_normal(mu.shape)
-    if "cov" in params:
-        chol = np.linalg.cholesky(params["cov"])  # (S, K, D, D)
-        return mu + np.einsum("snij,snj->sni", chol[rows, z], eps), z
-    return mu + params["sigma"][rows, z] * eps, z
-
-
-def _replicate_dtype(X: np.ndarray, family: str) -> type:
-    """int8 for Bernoulli; float32 for Gaussian data unless its offset needs float64.
-
-    float32 resolves ``max|x| * 1.2e-7``: kept when that is below 1e-4 of the smallest
-    feature spread (a replicate is a random draw; only a spread-relative precision matters).
-    """
-    if family == "bernoulli":
-        return np.int8
-    spread = float(np.min(np.std(X, axis=0))) if X.shape[0] > 1 else 0.0
-    resolution = float(np.max(np.abs(X))) * np.finfo(np.float32).eps
-    return np.float32 if spread > 0 and resolution <= 1e-4 * spread else np.float64
 
 
 def sample_posterior_predictive(
@@ -196,15 +160,12 @@ def sample_posterior_predictive(
     keep = np.unique(np.linspace(0, nd - 1, num_draws).round().astype(int))
     ds = ds.isel(draw=keep)
     nd = keep.size
-    params = {
-        k: ds[k].stack(sample=("chain", "draw")).transpose("sample", ...).values
-        for k in ("w", "mu", "sigma", "cov", "p")
-        if k in ds
-    }
-    x = np.empty((nc * nd, X.shape[0], X.shape[1]), _replicate_dtype(X, spec.family))
+    params = group_arrays(ds.stack(sample=("chain", "draw")), sample_dims=("sample",))
+    fam = get_family(spec.family)
+    x = np.empty((nc * nd, X.shape[0], X.shape[1]), fam.replicate_dtype(X))
     for start in range(0, nc * nd, 64):  # blocks of draws bound the temporaries
-        blk = _params_for_math({k: v[start : start + 64] for k, v in params.items()})
-        x[start : start + 64] = _draw_x(blk, X.shape[0], spec.family, rng)[0]
+        blk = {k: v[start : start + 64] for k, v in params.items()}
+        x[start : start + 64] = sample_draws(fam, blk, X.shape[0], rng)[0]
     x = x.reshape(nc, nd, X.shape[0], X.shape[1])
     pp = xr.Dataset(
         {"x": (("chain", "draw", "obs_id", "feature"), x)},
@@ -269,11 +230,10 @@ def sample_prior_predictive(
     pr = pm.sample_prior_predictive(
         draws=draws, model=cm.model, random_seed=seed, compile_kwargs={"mode": "FAST_COMPILE"}
     )
-    keep = [v for v in ("w", "mu", "sigma", "cov", "corr", "p") if v in pr["prior"]]
-    prior = pr["prior"].to_dataset()[keep]
+    wanted = result_variables(spec.family, spec.covariance, Xc.shape[1])
+    prior = pr["prior"].to_dataset()[[v for v in wanted if v in pr["prior"]]]
     ppx = pr["prior_predictive"].to_dataset()[["x"]]
-    if spec.family == "bernoulli":
-        ppx["x"] = ppx["x"].astype(np.int64)
+    ppx["x"] = ppx["x"].astype(get_family(spec.family).observed_dtype, copy=False)
     prior = prior.assign_coords(feature=names)
     if "feature_bis" in prior.dims:
         prior = prior.assign_coords(feature_bis=names)
@@ -314,13 +274,13 @@ def generate(
     n = check_int(n, "n", 1)
     spec = model_spec_of(result)
     rng = np.random.default_rng(resolve_seed(random_seed))
-    params = _params_for_math(point_from_group(result, group))
+    params = point_from_group(result, group)
     if params["w"].ndim == 1:
         params = {k: v[None] for k, v in params.items()}
     s = params["w"].shape[0]
     idx = rng.integers(s, size=n)
     picked = {k: v[idx] for k, v in params.items()}  # one draw per new point
-    x, z = _draw_x(picked, 1, spec.family, rng)
+    x, z = sample_draws(spec.family, picked, 1, rng)
     return x[:, 0, :], z[:, 0]
 
 

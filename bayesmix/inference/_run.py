@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +12,8 @@ import xarray as xr
 
 from bayesmix._validation import ParameterError
 from bayesmix.config import METHODS, RunSpec
+from bayesmix.em import check_sample_weight
+from bayesmix.families import get_family
 from bayesmix.graphs import feature_labels, validate_data
 from bayesmix.inference._fit import fit_advi, fit_em, fit_map, sample_nuts
 from bayesmix.inference._predict import sample_posterior_predictive
@@ -37,8 +40,7 @@ def _recorded(category: type[Warning]) -> bool:
 
 def _warning_line(stage: str, message: Warning | str) -> str:
     text = " ".join(str(message).split())
-    for prefix in ("GaussianMixtureEM: ", "BernoulliMixtureEM: "):
-        text = text.removeprefix(prefix)
+    text = re.sub(r"^\w+MixtureEM: ", "", text)  # the estimator's name: the stage says it
     return f"{stage}: {text}"
 
 
@@ -48,6 +50,7 @@ def run(
     *,
     progressbar: bool | None = None,
     on_stage: Callable[[str], None] | None = None,
+    sample_weight: Any = None,
 ) -> xr.DataTree:
     """Fit ``run_spec.fit.methods`` in the order em -> map -> nuts -> advi into one tree.
 
@@ -62,6 +65,9 @@ def run(
     run_spec : RunSpec
     X : array-like of shape (N, D), optional
         Default: ``run_spec.data.load()``.
+    sample_weight : array-like of shape (N,), optional
+        Frequency weights of the rows, passed to every fit and stored in ``observed_data``.
+        Default: ``X.attrs["sample_weight"]`` (the ``[data] weights`` column), else none.
     progressbar : bool, optional
         Passed to :func:`sample_nuts`.
     on_stage : callable, optional
@@ -82,7 +88,7 @@ def run(
             "bayesmix.config.load_spec(path)"
         )
     if X is None:
-        X = run_spec.data.load()
+        X = run_spec.data.load(text=get_family(run_spec.model.family).text_features)
     fit = run_spec.fit
     for mth in fit.methods:
         if mth not in METHODS:
@@ -91,9 +97,12 @@ def run(
             )
     model = run_spec.model
     Xc = validate_data(model, X)
+    if sample_weight is None:
+        sample_weight = getattr(X, "attrs", {}).get("sample_weight")
+    weights = check_sample_weight(sample_weight, Xc.shape[0])
     names = feature_labels(X, None, Xc.shape[1])
     seed = resolve_seed(fit.seed)
-    tree = new_tree(run_spec, Xc, names, seed, row_labels(X))
+    tree = new_tree(run_spec, Xc, names, seed, row_labels(X), weights)
     recorded: list[str] = []
 
     @contextlib.contextmanager

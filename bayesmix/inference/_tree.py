@@ -13,6 +13,7 @@ import xarray as xr
 
 from bayesmix._validation import DataError, ParameterError
 from bayesmix.config import ModelSpec, RunSpec, spec_from_dict
+from bayesmix.families import get_family, result_variables
 
 RESULT_FORMAT = "bayesmix-result/1"
 POINT_GROUPS = ("em", "map")
@@ -67,39 +68,60 @@ def point_dataset(
     spec: ModelSpec,
     feature_names: list[str],
     attrs: Mapping[str, Any] | None = None,
+    coords: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """An xarray Dataset of one point estimate, with the names and dims of the contract.
 
     Parameters
     ----------
     point : mapping
-        ``w`` (K,); Gaussian ``mu`` (K, D), ``sigma`` (K, D), optionally ``cov`` and ``corr``
-        (K, D, D); Bernoulli ``p`` (K, D).
+        ``w`` (K,) and the family's variables
+        (:func:`bayesmix.families.result_variables`); others are ignored.
     spec : ModelSpec
     feature_names : list of str
     attrs : mapping, optional
+    coords : mapping, optional
+        Extra coordinates of the family's dims (:meth:`bayesmix.families.Family.coords`).
 
     Returns
     -------
     xarray.Dataset
     """
-    k = spec.n_components
-    coords = {"component": np.arange(k), "feature": list(feature_names)}
-    dims = {
-        "w": ("component",),
-        "mu": ("component", "feature"),
-        "sigma": ("component", "feature"),
-        "p": ("component", "feature"),
-        "cov": ("component", "feature", "feature_bis"),
-        "corr": ("component", "feature", "feature_bis"),
+    d = len(feature_names)
+    all_coords: dict[str, Any] = {
+        "component": np.arange(spec.n_components),
+        "feature": list(feature_names),
     }
     data = {}
-    for name, d in dims.items():
+    for name, dims in result_variables(spec.family, spec.covariance, d).items():
         if name in point and point[name] is not None:
-            data[name] = (d, np.asarray(point[name], dtype=float))
-    if "cov" in data:
-        coords["feature_bis"] = list(feature_names)
-    return xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
+            data[name] = (dims, np.asarray(point[name], dtype=float))
+            if "feature_bis" in dims:
+                all_coords["feature_bis"] = list(feature_names)
+    for name, value in (coords or {}).items():
+        if any(name in dims for dims, _ in data.values()):
+            all_coords[name] = value
+    return xr.Dataset(data, coords=all_coords, attrs=dict(attrs or {}))
+
+
+def group_arrays(
+    ds: xr.Dataset | xr.DataTree, *, sample_dims: tuple[str, ...] = ("chain", "draw")
+) -> dict[str, np.ndarray]:
+    """The one reader of a group's parameters into float arrays, in result names.
+
+    ``w`` and every other variable with a ``component`` dim, the sample dims first, in their
+    order (a point estimate has none). Variables with sample dims but no ``component`` dim
+    (e.g. ``lp``) are left out.
+    """
+    if isinstance(ds, xr.DataTree):
+        ds = ds.to_dataset()
+    out = {}
+    for name, da in ds.data_vars.items():
+        if "component" not in da.dims:
+            continue
+        lead = [dim for dim in sample_dims if dim in da.dims]
+        out[str(name)] = np.asarray(da.transpose(*lead, "component", ...).values, dtype=float)
+    return out
 
 
 def point_from_group(result: xr.DataTree, group: str) -> dict[str, np.ndarray]:
@@ -110,14 +132,9 @@ def point_from_group(result: xr.DataTree, group: str) -> dict[str, np.ndarray]:
             "corresponding fit first"
         )
     ds = result[group].to_dataset()
-    out = {}
-    for name in ("w", "mu", "sigma", "cov", "p"):
-        if name in ds:
-            da = ds[name]
-            if "chain" in da.dims:
-                da = da.stack(sample=("chain", "draw")).transpose("sample", ...)
-            out[name] = np.asarray(da.values, dtype=float)
-    return out
+    if "chain" in ds.dims and "draw" in ds.dims:
+        ds = ds.stack(sample=("chain", "draw"))
+    return group_arrays(ds, sample_dims=("sample",))
 
 
 def model_spec_of(result: xr.DataTree) -> ModelSpec:
@@ -139,6 +156,16 @@ def observed_X(result: xr.DataTree) -> np.ndarray:
             "result has no observed_data group: expected X to be passed; pass X explicitly"
         )
     return np.asarray(result["observed_data"]["x"].values, dtype=float)
+
+
+def weights_of(result: Any, n: int) -> np.ndarray | None:
+    """Frequency weights stored in the observed data of ``result`` (None: none, or not n rows)."""
+    if not isinstance(result, xr.DataTree) or "observed_data" not in result.children:
+        return None
+    obs = result["observed_data"]
+    if "sample_weight" not in obs.data_vars or obs["sample_weight"].size != n:
+        return None
+    return np.asarray(obs["sample_weight"].values, dtype=float)
 
 
 def feature_names_of(result: xr.DataTree) -> list[str]:
@@ -219,10 +246,13 @@ def new_tree(
     feature_names: list[str],
     seed: int | None,
     obs_ids: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> xr.DataTree:
     """A result tree with root attrs and the ``observed_data`` group.
 
-    ``obs_ids`` (N,) labels the rows (see :func:`row_labels`); default 0..N-1.
+    ``obs_ids`` (N,) labels the rows (see :func:`row_labels`); default 0..N-1. Frequency
+    weights, when the fit used them, are stored as ``observed_data["sample_weight"]``
+    (obs_id) and read back by :func:`weights_of`.
     """
     from bayesmix import __version__
 
@@ -235,17 +265,20 @@ def new_tree(
                 "spec": run.to_json(),
                 "seed": -1 if seed is None else int(seed),
                 "family": m.family,
-                "covariance": m.covariance if m.family == "gaussian" else "none",
+                "covariance": m.covariance if get_family(m.family).covariances else "none",
                 "n_components": m.n_components,
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "format": RESULT_FORMAT,
             }
         )
     )
-    xdata = X.astype(np.int64) if m.family == "bernoulli" else X
+    xdata = X.astype(get_family(m.family).observed_dtype, copy=False)
+    data = {"x": (("obs_id", "feature"), xdata)}
+    if sample_weight is not None:
+        data["sample_weight"] = (("obs_id",), np.asarray(sample_weight, dtype=float))
     root["observed_data"] = xr.DataTree(
         xr.Dataset(
-            {"x": (("obs_id", "feature"), xdata)},
+            data,
             coords={"obs_id": _obs_ids(obs_ids, X.shape[0]), "feature": list(feature_names)},
         )
     )
@@ -265,10 +298,11 @@ def ensure_tree(
     feature_names: list[str],
     seed: int | None,
     obs_ids: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> xr.DataTree:
     """``result`` (checked to be a DataTree) or a fresh tree (rows labelled by ``obs_ids``)."""
     if result is None:
-        return new_tree(spec, X, feature_names, seed, obs_ids)
+        return new_tree(spec, X, feature_names, seed, obs_ids, sample_weight)
     if not isinstance(result, xr.DataTree):
         raise ParameterError(
             f"result must be an xarray.DataTree or None, got {type(result).__name__}; pass the "

@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmix._validation import DataError, ParameterError
-from bayesmix.results.labels import COMPONENT_VARS, _group, _require_posterior
+from bayesmix.results.labels import _group, _require_posterior, component_vars
 
 __all__ = ["compare_estimates", "filled_columns", "EstimatesTable", "COLUMNS", "ADVI_COLUMNS"]
 
@@ -139,7 +139,7 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         post = _require_posterior(result, "compare_estimates")
         template = post
     sample_dims = ("chain", "draw") if template is post or template is advi else ()
-    names = [v for v in COMPONENT_VARS if v in template]
+    names = component_vars(template)
     names += [v for v in template.data_vars if v not in names]
     names = [
         v

@@ -124,17 +124,27 @@ def _fmt_vector(values: np.ndarray) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
-def _data_sd(result: xr.DataTree) -> tuple[int | None, np.ndarray | None]:
-    """Number of observations and the sd of each feature of ``observed_data`` (or None)."""
+def _data_sd(result: xr.DataTree) -> tuple[float | None, np.ndarray | None]:
+    """Number of observations and the sd of each feature of ``observed_data`` (or None).
+
+    With frequency weights (``observed_data["sample_weight"]``) the number is their sum and
+    the sd that of the repeated rows.
+    """
     obs = _group(result, "observed_data")
     if obs is None or "x" not in obs or "obs_id" not in obs["x"].dims:
         return None, None
     x = obs["x"]
-    n = int(x.sizes["obs_id"])
+    weights = None
+    if "sample_weight" in obs and obs["sample_weight"].sizes.get("obs_id") == x.sizes["obs_id"]:
+        weights = np.asarray(obs["sample_weight"].values, dtype=float)
+    n = float(weights.sum()) if weights is not None else int(x.sizes["obs_id"])
     if "feature" not in x.dims or n < 2:
         return n, None
-    sd = np.asarray(x.astype(float).std("obs_id", ddof=1).transpose("feature").values)
-    return n, sd
+    values = np.asarray(x.astype(float).transpose("obs_id", "feature").values)
+    if weights is None:
+        return n, values.std(axis=0, ddof=1)
+    mean = weights @ values / n
+    return n, np.sqrt(weights @ (values - mean) ** 2 / (n - 1.0))
 
 
 def _point_sigma(ds: xr.Dataset) -> np.ndarray | None:
@@ -174,7 +184,7 @@ def _degenerate_components(result: xr.DataTree, group: str) -> list[str]:
     for k in range(len(w)):
         parts = []
         if n is not None and w[k] * n < MIN_COMPONENT_POINTS:
-            parts.append(f"holds about {w[k] * n:.2g} of {n} observations (w = {w[k]:.2g})")
+            parts.append(f"holds about {w[k] * n:.2g} of {n:g} observations (w = {w[k]:.2g})")
         if sigma is not None and data_sd is not None and sigma.shape[1] == data_sd.shape[0]:
             tiny = np.flatnonzero((data_sd > 0) & (sigma[k] < MIN_SIGMA_FRACTION * data_sd))
             for d in tiny:

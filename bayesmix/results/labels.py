@@ -49,14 +49,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
-from scipy.special import logit
 
 from bayesmix import _math
 from bayesmix._validation import DataError, ParameterError
+from bayesmix.families import get_family, guess_family
 
-__all__ = ["relabel", "label_switching_report", "COMPONENT_VARS"]
-
-COMPONENT_VARS = ("w", "mu", "sigma", "cov", "corr", "p")
+__all__ = ["relabel", "label_switching_report", "component_vars"]
 METHODS = ("stephens", "pivot")
 REFERENCES = ("em", "map", "pivot")
 _SAMPLE_DIMS = ("chain", "draw")
@@ -103,7 +101,7 @@ def _require_posterior(result: xr.DataTree, what: str) -> xr.Dataset:
 
 def _component_names(ds: xr.Dataset) -> list[str]:
     """Variables of ``ds`` with a ``component`` dim, the known ones first."""
-    names = [v for v in COMPONENT_VARS if v in ds and "component" in ds[v].dims]
+    names = component_vars(ds)
     names += [v for v in ds.data_vars if v not in names and "component" in ds[v].dims]
     return names
 
@@ -133,37 +131,29 @@ def _stacked(da: xr.DataArray, lead: tuple[str, ...]) -> np.ndarray:
     return np.asarray(da.transpose(*order).values, dtype=float)
 
 
-def _features(ds: xr.Dataset, lead: tuple[str, ...]) -> np.ndarray:
-    """Per-component description ``theta`` of shape ``lead + (K, P)`` used by the pivot."""
-    parts = []
-    eps = 1e-12
-    if "w" in ds:
-        parts.append(np.log(np.clip(_stacked(ds["w"], lead), eps, None))[..., None])
-    if "mu" in ds:
-        mu = _stacked(ds["mu"], lead)
-        parts.append(mu if mu.ndim > len(lead) + 1 else mu[..., None])
-    if "sigma" in ds:
-        s = _stacked(ds["sigma"], lead)
-        s = s if s.ndim > len(lead) + 1 else s[..., None]
-        parts.append(np.log(np.clip(s, eps, None)))
-    elif "cov" in ds:
-        c = _stacked(ds["cov"], lead)
-        parts.append(0.5 * np.log(np.clip(np.diagonal(c, axis1=-2, axis2=-1), eps, None)))
-    if "p" in ds:
-        p = _stacked(ds["p"], lead)
-        parts.append(logit(np.clip(p, 1e-9, 1 - 1e-9)))
-    return np.concatenate(parts, axis=-1)
+def component_vars(ds: xr.Dataset) -> list[str]:
+    """The variables of a group that have a ``component`` dim, in the group's order."""
+    return [str(v) for v in ds.data_vars if "component" in ds[v].dims]
+
+
+def _family(result: xr.DataTree, ds: xr.Dataset):
+    name = result.attrs.get("family") or guess_family(ds.data_vars)
+    return get_family(str(name))
+
+
+def _features(ds: xr.Dataset, lead: tuple[str, ...], family) -> np.ndarray:
+    """Per-component description ``theta`` of shape ``lead + (K, P)`` used by the pivot.
+
+    ``log w`` and the family's :meth:`~bayesmix.families.Family.label_features`.
+    """
+    params = _params(ds, lead)
+    log_w = np.log(np.clip(params.pop("w"), 1e-12, None))[..., None]
+    return np.concatenate([log_w, family.label_features(params)], axis=-1)
 
 
 def _params(ds: xr.Dataset, lead: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Parameter dict for :mod:`bayesmix._math` with leading dims ``lead``."""
-    out = {}
-    for name in ("w", "mu", "sigma", "cov", "p"):
-        if name in ds:
-            out[name] = _stacked(ds[name], lead)
-    if "cov" in out:
-        out.pop("sigma", None)  # full covariance: sigma is only a derived quantity
-    return out
+    return {name: _stacked(ds[name], lead) for name in component_vars(ds)}
 
 
 # --------------------------------------------------------------------------------------
@@ -448,13 +438,14 @@ def relabel(
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     k = post.sizes["component"]
     lead = _SAMPLE_DIMS
-    theta = _features(post, lead).reshape(n_chain * n_draw, k, -1)
+    family = _family(result, post)
+    theta = _features(post, lead, family).reshape(n_chain * n_draw, k, -1)
 
     if reference == "pivot":
         c, d = _pivot_draw(result, post)
         ref = theta[c * n_draw + d]
     else:
-        ref = _features(_group(result, reference), ())
+        ref = _features(_group(result, reference), (), family)
     perm, n_iter = _pivot_perms(theta, ref)
 
     history: list[float] = []
@@ -466,7 +457,6 @@ def relabel(
                 f"variable 'x', got groups {sorted(result.children)}; add it or use "
                 "method='pivot'"
             )
-        family = str(result.attrs.get("family", "bernoulli" if "p" in post else "gaussian"))
         params = {
             key: val.reshape((n_chain * n_draw,) + val.shape[2:])
             for key, val in _params(post, lead).items()
@@ -509,7 +499,7 @@ def relabel(
         if group == reference:
             gperm = np.arange(k)
         else:
-            gperm = _match(_features(ds, ()), post_mean, scale)
+            gperm = _match(_features(ds, (), family), post_mean, scale)
             out[group] = xr.DataTree(_permute_point(ds, gperm))
         rel[f"{group}_permutation"] = ("component", gperm.astype(np.int64))
 

@@ -16,37 +16,30 @@ from bayesmix._validation import ParameterError
 __all__ = ["select_k", "recommend", "loo", "CRITERIA"]
 
 CRITERIA = ("bic", "aic", "icl", "loo")
-_GAUSSIAN_COVARIANCES = ("full", "tied", "diag", "spherical")
 _LOWER_IS_BETTER = ("bic", "aic", "icl")
 
 
-def _em_row(X, family, cov, k, n_init, seed) -> dict[str, Any]:
-    from bayesmix.em import BernoulliMixtureEM, GaussianMixtureEM
+def _em_row(X, family, cov, k, n_init, seed, weights=None) -> dict[str, Any]:
+    from bayesmix.config import ModelSpec
+    from bayesmix.families import get_family
+    from bayesmix.inference._fit import em_estimator
 
-    if family == "bernoulli":
-        est = BernoulliMixtureEM(k, n_init=n_init, random_state=seed, tol=1e-6, max_iter=1000)
-    else:
-        # k-means initialisation (scikit-learn's default): bayesmix.em's k-means++ start can
-        # collapse the tied model onto one component
-        est = GaussianMixtureEM(
-            k,
-            covariance_type=cov,
-            n_init=n_init,
-            init_params="kmeans",
-            random_state=seed,
-            tol=1e-6,
-            max_iter=1000,
-        )
+    fam = get_family(family)
+    spec = ModelSpec(family=family, n_components=k, covariance=cov or "full")
+    options = {"n_init": n_init, "random_state": seed, "tol": 1e-6, "max_iter": 1000}
+    if fam.select_init is not None:
+        options["init_params"] = fam.select_init
+    est = em_estimator(spec, X.shape[1], None, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        est.fit(X)
-    n_obs = np.asarray(X).shape[0]
+        est.fit(X, sample_weight=weights)
+    n_obs = np.asarray(X).shape[0] if weights is None else float(np.sum(weights))
     return {
         "n_parameters": int(est._n_parameters()),
-        "log_likelihood": float(est.score(X) * n_obs),
-        "bic": float(est.bic(X)),
-        "aic": float(est.aic(X)),
-        "icl": float(est.icl(X)),
+        "log_likelihood": float(est.score(X, sample_weight=weights) * n_obs),
+        "bic": float(est.bic(X, sample_weight=weights)),
+        "aic": float(est.aic(X, sample_weight=weights)),
+        "icl": float(est.icl(X, sample_weight=weights)),
         "converged": bool(est.converged_),
     }
 
@@ -257,6 +250,7 @@ def select_k(
     n_init: int = 5,
     random_state: int | None = None,
     on_stage: Callable[[str], None] | None = None,
+    sample_weight: Any = None,
 ) -> pd.DataFrame:
     """Compare numbers of components by EM's BIC, AIC, ICL and (optionally) PSIS-LOO.
 
@@ -269,10 +263,12 @@ def select_k(
         The data (a DataFrame is fine).
     ks : iterable of int
         Numbers of components to try.
-    family : {"gaussian", "bernoulli"}
+    family : str
+        A name of :data:`bayesmix.families.FAMILIES`.
     covariance_types : iterable of str
-        Gaussian covariance structures (``full``, ``tied``, ``diag``, ``spherical``; LOO
-        supports ``full``, ``diag``, ``spherical``). Ignored for Bernoulli.
+        Covariance structures of the family (Gaussian: ``full``, ``tied``, ``diag``,
+        ``spherical``; LOO supports ``full``, ``diag``, ``spherical``). Ignored for families
+        without one.
     bayesian : bool
         Also sample each model with NUTS (:func:`bayesmix.inference.sample_nuts`) and compute
         PSIS-LOO (:func:`arviz.loo`); slow.
@@ -287,6 +283,9 @@ def select_k(
         Seed of every fit.
     on_stage : callable, optional
         Called with a one-line description as each K starts (progress lines).
+    sample_weight : array-like of shape (N,), optional
+        Frequency weights of the rows for the EM fits (integer weights = repeated rows; N in
+        BIC is their sum). Not with ``bayesian=True``.
 
     Returns
     -------
@@ -299,19 +298,18 @@ def select_k(
         ``dse`` of the best), ``attrs["recommended_covariance"]`` = ``{criterion: type}``,
         ``attrs["recommended_by_covariance"]`` = ``{type: {criterion: k}}``.
     """
-    if family not in ("gaussian", "bernoulli"):
-        raise ParameterError(
-            f"unknown family: expected 'gaussian' or 'bernoulli', got {family!r}; pick one"
-        )
+    from bayesmix.families import get_family
+
+    fam = get_family(family)  # ParameterError for an unknown name
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 1:
         raise ParameterError(
             f"ks must be numbers of components >= 1: expected e.g. range(1, 7), got {ks}; "
             "pass positive integers"
         )
-    covs: list[Any] = [None] if family == "bernoulli" else list(covariance_types)
-    allowed = ("full", "diag", "spherical") if bayesian else _GAUSSIAN_COVARIANCES
-    bad = [c for c in covs if family == "gaussian" and c not in allowed]
+    covs: list[Any] = list(covariance_types) if fam.covariances else [None]
+    allowed = fam.covariances if bayesian else (fam.em_covariances or fam.covariances)
+    bad = [c for c in covs if c is not None and c not in allowed]
     if bad or not covs:
         raise ParameterError(
             f"unknown covariance types: expected a non-empty subset of {allowed}, got "
@@ -323,6 +321,14 @@ def select_k(
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:
         X = X[:, None]
+    from bayesmix.em import check_sample_weight
+
+    weights = check_sample_weight(sample_weight, X.shape[0])
+    if weights is not None and bayesian:
+        raise ParameterError(
+            "sample_weight with bayesian=True: expected one of them, got both; PSIS-LOO of "
+            "weighted rows is not implemented, compare the weighted fits by BIC/AIC/ICL"
+        )
 
     rng = np.random.default_rng(random_state)
     rows = []
@@ -335,7 +341,7 @@ def select_k(
             if on_stage is not None:
                 on_stage(f"{label}: EM" + (" then NUTS and PSIS-LOO" if bayesian else ""))
             with _warnings_of(label):
-                row.update(_em_row(X, family, cov, k, n_init, seed))
+                row.update(_em_row(X, family, cov, k, n_init, seed, weights))
                 if bayesian:
                     from bayesmix.config import ModelSpec
 

@@ -100,8 +100,8 @@ BAD = [
     ),
     (
         "unknown_family",
-        ["fit", "--family", "poisson", "--out", "{out}"],
-        r"--family: invalid choice: 'poisson' \(choose from 'gaussian', 'bernoulli'\);",
+        ["fit", "--family", "gamma", "--out", "{out}"],
+        r"--family: invalid choice: 'gamma' \(choose from 'gaussian', 'bernoulli', 'poisson',",
     ),
     (
         "unknown_covariance",

@@ -16,10 +16,13 @@ from scipy.special import logsumexp
 from scipy.stats import dirichlet, multivariate_normal, norm
 from sklearn.mixture import GaussianMixture
 
+from bayesmix import _math
 from bayesmix.config import RunSpec, load_spec, resolve_priors, spec_from_dict
 from bayesmix.data import load_table
 from bayesmix.em import GaussianMixtureEM
 from bayesmix.inference import em_prior
+from bayesmix.inference._fit import em_estimator
+from bayesmix.inference._tree import group_arrays
 from bayesmix.results.io import load
 
 from .conftest import MODELS, run_cli
@@ -322,6 +325,10 @@ SPEC_PLOTS = {
     "gaussian1": ["density_1d", "membership_uncertainty", "em_history"],
     "gaussian2": ["clusters_2d", "membership_uncertainty", "em_history"],
     "bernoulli": ["component_images", "generated_images", "em_history"],
+    "poisson": ["counts", "em_history"],
+    "categorical": ["item_profiles", "em_history"],
+    "student_t1": ["density_1d", "em_history"],
+    "student_t2": ["clusters_2d", "em_history"],
 }
 
 
@@ -367,11 +374,10 @@ def test_spec_runs(spec_path, tmp_path):
     assert ("posterior" in result.children) == ("nuts" in spec.fit.methods)
     table = pd.read_csv(out / "summary.csv")
     assert len(table) > 0 and "parameter" in table.columns
-    X = spec.data.load().to_numpy(float)
-    if spec.model.family == "bernoulli":
-        kind = "bernoulli"
-    else:
-        kind = "gaussian1" if X.shape[1] == 1 else "gaussian2"
+    n_features = result["observed_data"].sizes["feature"]
+    kind = spec.model.family
+    if kind not in SPEC_PLOTS:
+        kind += "1" if n_features == 1 else "2"
     _check_pngs(out, SPEC_PLOTS[kind])
     if "posterior" in result.children:
         _check_pngs(out, ["trace", "rank", "ppc"])
@@ -388,6 +394,16 @@ def test_spec_runs(spec_path, tmp_path):
     if kind == "bernoulli":
         assert set(np.unique(new.drop(columns="component").to_numpy())) <= {0, 1}
 
+    X = np.asarray(result["observed_data"]["x"].values, dtype=float)
+    if kind not in ("bernoulli", "gaussian1", "gaussian2"):
+        # other families: EM's mixture beats the one-component fit of the same family
+        em_w = result["em"]["w"].values
+        assert em_w.sum() == pytest.approx(1.0)
+        one_spec = dataclasses.replace(spec.model, n_components=1)
+        one = em_estimator(one_spec, X.shape[1], None, random_state=0).fit(X).score(X)
+        mixed = _math.mixture_log_density(X, group_arrays(result["em"]), spec.model.family)
+        assert mixed.mean() > one
+        return
     em = _point(result, "em")
     assert em["w"].sum() == pytest.approx(1.0)
     if kind == "bernoulli":

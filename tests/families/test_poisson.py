@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayesmix._validation import DataError, ParameterError
-from bayesmix.data._tables import load_death_notices
+from bayesmix.data import load_death_notices
 from bayesmix.em.poisson import PoissonMixtureEM
 from bayesmix.families.poisson import PoissonFamily
 from tests.em.em_helpers import hypothesis_settings

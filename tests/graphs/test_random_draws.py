@@ -131,7 +131,7 @@ def test_graph_random_bernoulli_has_the_mixture_moments():
 
 def test_graph_random_full_batched_parameters():
     # CustomDist hands parameters in with batch axes: one parameter set per batch element
-    from bayesmix.graphs._mixture import _random_full
+    from bayesmix.families.gaussian import _random_full
 
     rng = np.random.default_rng(5)
     cov, _ = _cov()

@@ -17,6 +17,7 @@ from scipy.stats import multivariate_normal
 
 from bayesmix._validation import ParameterError, SpecError
 from bayesmix.config import FitSpec, RunSpec, spec_from_dict
+from bayesmix.families import get_family
 from bayesmix.inference import (
     _fit,
     generate,
@@ -25,7 +26,6 @@ from bayesmix.inference import (
     sample_nuts,
     sample_posterior_predictive,
 )
-from bayesmix.inference._predict import _replicate_dtype
 from bayesmix.results import compare_estimates, load, save
 from bayesmix.results.select import loo
 
@@ -130,9 +130,9 @@ def test_posterior_predictive_float32_unless_the_offset_needs_float64(faithful_r
     far = np.column_stack([np.full(50, 1e6), np.zeros(50)]) + np.random.default_rng(0).normal(
         size=(50, 2)
     )
-    assert _replicate_dtype(far, "gaussian") is np.float64
-    assert _replicate_dtype(far - 1e6 * np.array([1, 0]), "gaussian") is np.float32
-    assert _replicate_dtype(np.ones((5, 2)), "bernoulli") is np.int8
+    assert get_family("gaussian").replicate_dtype(far) is np.float64
+    assert get_family("gaussian").replicate_dtype(far - 1e6 * np.array([1, 0])) is np.float32
+    assert get_family("bernoulli").replicate_dtype(np.ones((5, 2))) is np.int8
 
 
 def test_fit_spec_new_settings():

@@ -11,6 +11,7 @@ import xarray as xr
 
 from bayesmix._validation import ParameterError
 from bayesmix.config import ModelSpec
+from bayesmix.families import get_family
 from bayesmix.inference import _predict, sample_posterior_predictive
 from bayesmix.inference._tree import new_tree
 
@@ -113,7 +114,7 @@ def test_gaussian_replicate_dtype(data, dtype):
         "large offset": 1e6 + rng.normal(size=(50, 2)),
         "a constant zero column": np.zeros((50, 2)),
     }[data]
-    assert _predict._replicate_dtype(X, "gaussian") is dtype
+    assert get_family("gaussian").replicate_dtype(X) is dtype
 
 
 def test_same_seed_same_replicates_other_seed_others():

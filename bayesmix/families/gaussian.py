@@ -1,0 +1,459 @@
+"""Gaussian components with full, diagonal or spherical covariance matrices.
+
+Result variables: ``mu`` and ``sigma`` (component, feature); full covariance adds ``cov`` and
+``corr`` (component, feature, feature_bis). 1-D data are built as ``diag``.
+
+Priors (``k`` a component, ``d`` a feature; ``s_d`` and ``m_d`` the sample standard deviation
+and mean of feature ``d``)::
+
+    mu[k, d]     ~ Normal(mu_loc[d], mu_scale[d])       default mu_loc = m_d, mu_scale = 2 s_d
+    sigma[k, d]  ~ HalfNormal(sigma_scale[d])           default s_d (diag, full, 1-D)
+    sigma[k]     ~ HalfNormal(sigma_scale)              spherical: default RMS of the s_d
+    corr[k]      ~ LKJ(lkj_eta)                         full
+
+The graph's observed ``x`` is a ``CustomDist`` whose log density is
+
+    log p(x_n) = logsumexp_k [ log w_k + sum_d log N(x_nd | mu_kd, sigma_kd) ]   (diag, spherical)
+    log p(x_n) = logsumexp_k [ log w_k + log MvNormal(x_n | mu_k, L_k L_k^T) ]    (full)
+
+For full covariances the K inverse Cholesky factors are computed once per evaluation and all
+whitened residuals come from one (N, D) @ (D, K*D) product. That beat ``pm.Mixture`` over a
+list of ``pm.MvNormal.dist`` (3.4x per gradient at D=10, K=5, N=1e4) and over one batched
+``pm.MvNormal.dist`` (about 8x); both plain formulations stay available (``formulation=``
+``"mixture"`` / ``"batched"``) for comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, override
+
+import numpy as np
+
+from bayesmix._validation import DataError, check_X
+from bayesmix.families._base import BLOCK_ELEMENTS, Family, data_moments, stack_draws
+
+__all__ = ["GaussianFamily"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy densities of a block of draws
+
+
+def _sigma_block(X, mu, sigma):
+    # X (N, D); mu, sigma (S, K, D) -> (S, N, K). Differences are formed explicitly (not by
+    # expanding the square) so that data with a large offset keep their precision.
+    z = (X[None, None, :, :] - mu[:, :, None, :]) / sigma[:, :, None, :]  # (S, K, N, D)
+    quad = np.einsum("sknd,sknd->snk", z, z)
+    log_det = np.sum(np.log(sigma), axis=-1)  # (S, K)
+    d = X.shape[1]
+    return -0.5 * (d * _LOG_2PI + quad) - log_det[:, None, :]
+
+
+def _full_block(X, mu, cov):
+    # X (N, D); mu (S, K, D); cov (S, K, D, D) -> (S, N, K)
+    chol = np.linalg.cholesky(cov)  # raises LinAlgError when not positive definite
+    prec_chol = np.linalg.inv(chol)  # (S, K, D, D): lower triangular L^{-1}
+    # y_n = L^{-1} (x_n - mu) = L^{-1} x_n - L^{-1} mu
+    y = (X[None, None, :, :] - mu[:, :, None, :]) @ np.swapaxes(prec_chol, -1, -2)  # (S,K,N,D)
+    quad = np.einsum("sknd,sknd->snk", y, y)
+    log_det = np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (S, K)
+    d = X.shape[1]
+    return -0.5 * (d * _LOG_2PI + quad) - log_det[:, None, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTensor log densities (batch-safe: CustomDist hands parameters in with size-1 batch axes)
+
+
+def _logp_diag(value, w, mu, sigma):
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    v = value[..., None, :]  # (N, 1, D)
+    zsq = pt.sqr((v - mu) / sigma)  # (N, K, D)
+    comp = pt.sum(-0.5 * zsq - pt.log(sigma) - 0.5 * _LOG_2PI, axis=-1)  # (N, K)
+    return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+
+
+def _logp_full(value, w, mu, chol):
+    """Whitened residuals of every component from ONE (N, D) @ (D, K*D) matrix product.
+
+    With ``A_k = L_k^{-1}`` (K small triangular solves against the identity),
+    ``(x - mu_k)^T Sigma_k^{-1} (x - mu_k) = ||A_k x - A_k mu_k||^2`` and
+    ``log|Sigma_k| = 2 sum_d log L_k[d, d]``. The ``A_k^T`` side by side form a (D, K*D)
+    matrix, so all whitened residuals come from one product, and so does the gradient.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    k, d = mu.shape[-2], mu.shape[-1]
+    w = w.reshape((k,))
+    mu = mu.reshape((k, d))
+    chol = chol.reshape((k, d, d))
+    eye = pt.broadcast_to(pt.eye(d), (k, d, d))
+    inv = pt.linalg.solve_triangular(chol, eye, lower=True)  # (K, D, D): A_k = L_k^{-1}
+    proj = inv.transpose(2, 0, 1).reshape((d, k * d))  # proj[j, k*D + i] = A_k[i, j]
+    shift = pt.sum(inv * mu[:, None, :], axis=-1).reshape((k * d,))  # A_k mu_k, flattened
+    resid = pt.dot(value, proj) - shift  # (N, K*D)
+    sq = pt.sum(pt.sqr(resid).reshape((value.shape[0], k, d)), axis=-1)  # (N, K)
+    logdet = pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (K,) half
+    comp = -0.5 * sq - logdet - 0.5 * d * _LOG_2PI
+    return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+
+
+def _random_diag(w, mu, sigma, rng=None, size=None):
+    from bayesmix.families import graph_draw
+
+    core = {"w": 1, "mu": 2, "sigma": 2}
+    return graph_draw(GaussianFamily(), {"w": w, "mu": mu, "sigma": sigma}, core, rng, size)
+
+
+def _random_full(w, mu, chol, rng=None, size=None):
+    from bayesmix.families import graph_draw
+
+    core = {"w": 1, "mu": 2, "chol": 3}
+    return graph_draw(GaussianFamily(), {"w": w, "mu": mu, "chol": chol}, core, rng, size)
+
+
+def _per_feature(value, default: np.ndarray, where: str) -> np.ndarray:
+    from bayesmix._validation import SpecError
+
+    d = default.shape[0]
+    if value is None:
+        return default.astype(float)
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        return np.full(d, float(arr))
+    if arr.shape != (d,):
+        raise SpecError(
+            f"[priors] {where}: expected a number or {d} numbers (one per feature), "
+            f"got {arr.shape[0]}",
+            name="spec",
+        )
+    return arr
+
+
+class GaussianFamily(Family):
+    """Multivariate normal components (full, diagonal or spherical covariance)."""
+
+    name = "gaussian"
+    title = "Gaussian"
+    em_class = "GaussianMixtureEM"
+    covariances = ("full", "diag", "spherical")
+    em_covariances = ("full", "tied", "diag", "spherical")
+    # k-means initialisation (scikit-learn's default): bayesmix.em's k-means++ start can
+    # collapse the tied model onto one component
+    select_init = "kmeans"
+    orderable = True
+    prior_fields = ("mu_loc", "mu_scale", "sigma_scale", "lkj_eta")
+    plots = ("clusters", "membership_uncertainty")
+    trace_variables = ("w", "mu", "sigma")
+
+    @override
+    def effective_covariance(self, covariance, n_features):
+        # one feature: full, diag and spherical are the same model (tied is not: one variance)
+        return "diag" if n_features == 1 and covariance != "tied" else covariance
+
+    @override
+    def variables(self, covariance, n_features):
+        out = {"mu": ("component", "feature"), "sigma": ("component", "feature")}
+        if self.effective_covariance(covariance, n_features) == "full":
+            out["cov"] = ("component", "feature", "feature_bis")
+            out["corr"] = ("component", "feature", "feature_bis")
+        return out
+
+    @override
+    def check_data(self, X, *, n_components=None, covariance=None, fitting=True, name="X"):
+        return check_X(
+            X,
+            name=name,
+            n_components=n_components if fitting else None,
+            covariance_type="full" if (covariance == "full" and fitting) else None,
+            ensure_2d=False,
+        )
+
+    @override
+    def replicate_dtype(self, X):
+        """float32 unless the data's offset needs float64.
+
+        float32 resolves ``max|x| * 1.2e-7``: kept when that is below 1e-4 of the smallest
+        feature spread (a replicate is a random draw; only a spread-relative precision matters).
+        """
+        spread = float(np.min(np.std(X, axis=0))) if X.shape[0] > 1 else 0.0
+        resolution = float(np.max(np.abs(X))) * np.finfo(np.float32).eps
+        return np.float32 if spread > 0 and resolution <= 1e-4 * spread else np.float64
+
+    @override
+    def resolve_priors(self, priors, X, n_components, covariance, sample_weight=None):
+        from bayesmix._validation import SpecError
+
+        X = np.asarray(X, dtype=float)
+        mean, sd, _ = data_moments(X, sample_weight)
+        out = {
+            "mu_loc": _per_feature(priors.mu_loc, mean, "mu_loc"),
+            "mu_scale": _per_feature(priors.mu_scale, 2.0 * sd, "mu_scale"),
+        }
+        if covariance == "spherical" and X.shape[1] > 1:
+            if priors.sigma_scale is None:
+                out["sigma_scale"] = np.asarray(float(np.sqrt(np.mean(sd**2))))
+            else:
+                s = np.asarray(priors.sigma_scale, dtype=float)
+                if s.ndim != 0 and not np.allclose(s, s.flat[0]):
+                    msg = (
+                        "[priors] sigma_scale: expected one number for spherical covariance, "
+                        f"got {s.tolist()}; give a single scale"
+                    )
+                    raise SpecError(msg, name="spec")
+                out["sigma_scale"] = np.asarray(float(s.flat[0]))
+        else:
+            out["sigma_scale"] = _per_feature(priors.sigma_scale, sd, "sigma_scale")
+        if covariance == "full" and X.shape[1] > 1:
+            out["lkj_eta"] = np.asarray(float(priors.lkj_eta))
+        return out
+
+    # ------------------------------------------------------------------ NumPy
+    @override
+    def component_log_density(self, X, params: Mapping[str, Any]) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2:
+            raise DataError(f"X must be 2-D (n_samples, n_features), got ndim={X.ndim}")
+        lead = np.asarray(params["w"]).shape[:-1]
+        n, d = X.shape
+        k = np.asarray(params["w"]).shape[-1]
+        if params.get("cov") is not None:
+            arrays = stack_draws(params, ("mu", "cov"), lead, {"mu": 2, "cov": 3})
+            block_fn = _full_block
+        else:
+            arrays = stack_draws(params, ("mu", "sigma"), lead, {"mu": 2, "sigma": 2})
+            block_fn = _sigma_block
+        n_draws = arrays[0].shape[0]
+        out = np.empty((n_draws, n, k))
+        step = max(1, BLOCK_ELEMENTS // max(n * k * d, 1))
+        for start in range(0, n_draws, step):
+            stop = min(start + step, n_draws)
+            out[start:stop] = block_fn(X, *(a[start:stop] for a in arrays))
+        return out.reshape(lead + (n, k))
+
+    @override
+    def draw(self, params, z, rng):
+        rows = np.arange(z.shape[0])[:, None]
+        mu = np.asarray(params["mu"], float)[rows, z]  # (S, n, D)
+        eps = rng.standard_normal(mu.shape)
+        if params.get("chol") is not None:
+            chol = np.asarray(params["chol"], float)
+            return mu + np.einsum("snij,snj->sni", chol[rows, z], eps)
+        if params.get("cov") is not None:
+            chol = np.linalg.cholesky(np.asarray(params["cov"], float))  # (S, K, D, D)
+            return mu + np.einsum("snij,snj->sni", chol[rows, z], eps)
+        return mu + np.asarray(params["sigma"], float)[rows, z] * eps
+
+    @override
+    def n_parameters(self, n_components, n_features, covariance):
+        k, d = n_components, n_features
+        cov = self.effective_covariance(covariance, d)
+        n_cov = {
+            "full": k * d * (d + 1) // 2,
+            "tied": d * (d + 1) // 2,
+            "diag": k * d,
+            "spherical": k,
+        }[cov]
+        return int(n_cov + k * d + k - 1)
+
+    @override
+    def label_features(self, params):
+        mu = np.asarray(params["mu"], float)
+        if params.get("sigma") is not None:
+            log_s = np.log(np.clip(np.asarray(params["sigma"], float), 1e-12, None))
+        else:
+            c = np.asarray(params["cov"], float)
+            log_s = 0.5 * np.log(np.clip(np.diagonal(c, axis1=-2, axis2=-1), 1e-12, None))
+        return np.concatenate([mu, log_s], axis=-1)
+
+    @override
+    def marginal(self, params, j):
+        if params.get("cov") is not None:
+            sd = np.sqrt(np.asarray(params["cov"], float)[..., j, j])
+        else:
+            sd = np.asarray(params["sigma"], float)[..., j]
+        mu = np.asarray(params["mu"], float)[..., j : j + 1]
+        return {"w": np.asarray(params["w"], float), "mu": mu, "sigma": sd[..., None]}
+
+    @override
+    def order_key(self, point):
+        return np.asarray(point["mu"], float)[:, 0]
+
+    # ------------------------------------------------------------------ EM
+    @override
+    def em_kwargs(self, spec, priors, n_features):
+        cov = self.effective_covariance(spec.covariance, n_features)
+        out: dict[str, Any] = {"covariance_type": cov}
+        if priors is not None:
+            prior = {k: priors[k] for k in ("weights_alpha", "mu_loc", "mu_scale")}
+            # the EM engine has no LKJ/HalfNormal prior for full covariance matrices: the
+            # MAP-EM of a full model then differs from the PyMC model's mode
+            if cov != "full":
+                prior["sigma_scale"] = priors["sigma_scale"]
+            out["prior"] = prior
+        return out
+
+    @override
+    def em_point(self, estimator, n_features):
+        k = estimator.n_components
+        out = {
+            "w": np.asarray(estimator.weights_, float),
+            "mu": np.asarray(estimator.means_, float).reshape(k, n_features),
+        }
+        c = np.asarray(estimator.covariances_, float)
+        ctype = estimator.covariance_type
+        if ctype in ("full", "tied") and n_features > 1:
+            c = np.broadcast_to(c, (k, n_features, n_features)) if ctype == "tied" else c
+            sd = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
+            out["sigma"] = sd
+            out["cov"] = np.array(c)
+            out["corr"] = c / (sd[:, :, None] * sd[:, None, :])
+        elif ctype == "spherical":
+            out["sigma"] = np.repeat(np.sqrt(c).reshape(k, 1), n_features, axis=1)
+        else:
+            out["sigma"] = np.sqrt(c).reshape(k, n_features)
+        return out
+
+    # ------------------------------------------------------------------ graph
+    @override
+    def formulations(self, covariance, n_features):
+        if self.effective_covariance(covariance, n_features) == "full":
+            return ("custom", "mixture", "batched")
+        return ("custom",)
+
+    @override
+    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom"):
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        d, k = n_features, spec.n_components
+        cov = self.effective_covariance(spec.covariance, d)
+        mu_loc, mu_scale = priors["mu_loc"], priors["mu_scale"]
+        if spec.ordered:
+            first = pm.Normal(
+                "mu_first",
+                mu=mu_loc[0],
+                sigma=mu_scale[0],
+                dims="component",
+                transform=pm.distributions.transforms.ordered,
+            )
+            if d > 1:
+                rest = pm.Normal("mu_rest", mu=mu_loc[1:], sigma=mu_scale[1:], shape=(k, d - 1))
+                mu_val = pt.concatenate([first[:, None], rest], axis=1)
+            else:
+                mu_val = first[:, None]
+            mu = pm.Deterministic("mu", mu_val, dims=("component", "feature"))
+        else:
+            mu = pm.Normal("mu", mu=mu_loc, sigma=mu_scale, dims=("component", "feature"))
+
+        if cov == "spherical":
+            s = pm.HalfNormal("sigma_spherical", sigma=priors["sigma_scale"], dims="component")
+            sigma = pm.Deterministic(
+                "sigma", pt.repeat(s[:, None], d, axis=1), dims=("component", "feature")
+            )
+        else:
+            sigma = pm.HalfNormal(
+                "sigma", sigma=priors["sigma_scale"], dims=("component", "feature")
+            )
+
+        if cov != "full":
+            pm.CustomDist(
+                "x",
+                w,
+                mu,
+                sigma,
+                logp=_logp_diag,
+                random=_random_diag,
+                signature="(k),(k,d),(k,d)->(d)",
+                **observed,
+            )
+            return
+        corr_chol = pm.LKJCorr("corr_chol", n=d, eta=priors["lkj_eta"], size=k)  # (K, D, D)
+        chol = sigma[:, :, None] * corr_chol  # Cholesky factor of each covariance
+        pm.Deterministic(
+            "corr", corr_chol @ corr_chol.mT, dims=("component", "feature", "feature_bis")
+        )
+        pm.Deterministic("cov", chol @ chol.mT, dims=("component", "feature", "feature_bis"))
+        if formulation in ("mixture", "batched"):
+            comps = (
+                [pm.MvNormal.dist(mu=mu[j], chol=chol[j]) for j in range(k)]
+                if formulation == "mixture"
+                else pm.MvNormal.dist(mu=mu, chol=chol)  # mixture axis: last batch axis
+            )
+            pm.Mixture("x", w=w, comp_dists=comps, **observed)
+            return
+        pm.CustomDist(
+            "x",
+            w,
+            mu,
+            chol,
+            logp=_logp_full,
+            random=_random_full,
+            signature="(k),(k,d),(k,d,d)->(d)",
+            **observed,
+        )
+
+    @override
+    def free_var_names(self, spec, n_features):
+        cov = self.effective_covariance(spec.covariance, n_features)
+        if spec.ordered:
+            names = ["mu_first"] + (["mu_rest"] if n_features > 1 else [])
+        else:
+            names = ["mu"]
+        names += ["sigma_spherical"] if cov == "spherical" else ["sigma"]
+        if cov == "full":
+            names += ["corr_chol"]
+        return names
+
+    @override
+    def point_to_initvals(self, spec, point, n_features):
+        cov = self.effective_covariance(spec.covariance, n_features)
+        k = spec.n_components
+        out: dict[str, np.ndarray] = {}
+        mu = np.asarray(point["mu"], float).reshape(k, n_features)
+        if spec.ordered:
+            first = mu[:, 0].copy()
+            # the ordered transform needs strictly increasing values
+            for j in range(1, k):
+                first[j] = max(first[j], first[j - 1] + 1e-6 * (1 + abs(first[j - 1])))
+            out["mu_first"] = first
+            if n_features > 1:
+                out["mu_rest"] = mu[:, 1:]
+        else:
+            out["mu"] = mu
+        if point.get("cov") is not None and cov == "full":
+            c = np.asarray(point["cov"], float)
+            sd = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
+            corr = c / (sd[:, :, None] * sd[:, None, :])
+            out["sigma"] = sd
+            out["corr_chol"] = np.linalg.cholesky(corr)
+            return out
+        if point.get("cov") is not None:
+            sd = np.sqrt(np.diagonal(np.asarray(point["cov"], float), axis1=-2, axis2=-1))
+        else:
+            sd = np.asarray(point["sigma"], float).reshape(k, n_features)
+        if cov == "spherical":
+            out["sigma_spherical"] = np.sqrt(np.mean(sd**2, axis=1))
+        else:
+            out["sigma"] = sd
+        if cov == "full":
+            out["corr_chol"] = np.broadcast_to(
+                np.eye(n_features), (k, n_features, n_features)
+            ).copy()
+        return out
+
+    @override
+    def default_point(self, spec, X):
+        n, d = X.shape
+        k = spec.n_components
+        order = np.argsort(X[:, 0], kind="stable")
+        chunks = np.array_split(order, k)
+        mu = np.stack([X[c].mean(axis=0) if len(c) else X.mean(axis=0) for c in chunks])
+        sd = X.std(axis=0) if n > 1 else np.ones(d)
+        return {"mu": mu, "sigma": np.broadcast_to(np.where(sd > 0, sd, 1.0) / k, (k, d))}
