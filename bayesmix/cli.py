@@ -892,11 +892,27 @@ def _samples_frame(result, generated):
             names = [f"x{j}" for j in range(X.shape[1])]
         df = pd.DataFrame(X, columns=names)
         df["component"] = np.asarray(z).astype(int)
+        df = _level_names(result, df)
     if "component" not in df.columns:
         raise DataError(
             "generated data has no 'component' column: expected features plus 'component'; "
             "this is a bug, please report it"
         )
+    return df
+
+
+def _level_names(result, df):
+    """Level codes -> the data's level names (``observed_data.attrs["levels"]``), if any."""
+    import json
+
+    try:
+        levels = json.loads(result["observed_data"].attrs.get("levels", "{}"))
+    except (KeyError, TypeError, ValueError):
+        return df
+    for col, names in levels.items():
+        if col in df.columns:
+            codes = df[col].to_numpy().astype(int)
+            df[col] = [names[c] if 0 <= c < len(names) else str(c) for c in codes]
     return df
 
 

@@ -267,6 +267,14 @@ class Family:
         """
         raise NotImplementedError
 
+    def data_attrs(self, X: Any, feature_names: list[str]) -> dict[str, str]:
+        """Attrs of the stored ``observed_data`` that describe the raw data (strings only).
+
+        E.g. the categorical family's level names per item, ``levels`` (JSON: feature ->
+        list of names), used by the summary table and the plots.
+        """
+        return {}
+
     def graph_key(self, X: np.ndarray) -> Any:
         """What of the data besides its shape fixes the graph (compiled-model cache key)."""
         return None

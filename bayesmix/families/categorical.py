@@ -219,6 +219,16 @@ class CategoricalFamily(Family):
         return np.int64
 
     @override
+    def data_attrs(self, X, feature_names):
+        import json
+
+        if np.ndim(X) == 1 and not isinstance(X, pd.DataFrame):
+            X = np.asarray(X).reshape(-1, 1)
+        _, levels = encode_items(X)
+        named = {str(f): [str(v) for v in lv] for f, lv in zip(feature_names, levels, strict=True)}
+        return {"levels": json.dumps(named)}
+
+    @override
     def graph_key(self, X):
         return tuple(int(v) for v in np.asarray(X).max(axis=0).astype(int) + 1)
 

@@ -210,7 +210,7 @@ def fit_em(
         coords=get_family(m.family).coords(Xc, names),
     )
     ds["lower_bounds"] = ("iteration", np.asarray(est.lower_bounds_, float))
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["em"] = xr.DataTree(ds)
     return tree
 
@@ -353,7 +353,7 @@ def fit_map(
         },
         coords=get_family(m.family).coords(Xc, names),
     )
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["map"] = xr.DataTree(ds)
     return tree
 
@@ -646,7 +646,7 @@ def sample_nuts(
         post = trace["posterior"].to_dataset()
         stats = trace["sample_stats"].to_dataset()
     post = _posterior_dataset(post, names, m)
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["posterior"] = xr.DataTree(post.assign_attrs(sampler=sampler, seed=seed))
     tree["sample_stats"] = xr.DataTree(stats)
     n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
@@ -745,6 +745,6 @@ def fit_advi(
         "seed": seed,
         "minibatch": 0 if minibatch is None else int(minibatch),
     }
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["advi"] = xr.DataTree(post)
     return tree

@@ -102,7 +102,7 @@ def run(
     weights = check_sample_weight(sample_weight, Xc.shape[0])
     names = feature_labels(X, None, Xc.shape[1])
     seed = resolve_seed(fit.seed)
-    tree = new_tree(run_spec, Xc, names, seed, row_labels(X), weights)
+    tree = new_tree(run_spec, Xc, names, seed, row_labels(X), weights, X)
     recorded: list[str] = []
 
     @contextlib.contextmanager

@@ -247,8 +247,12 @@ def new_tree(
     seed: int | None,
     obs_ids: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
+    raw: Any = None,
 ) -> xr.DataTree:
     """A result tree with root attrs and the ``observed_data`` group.
+
+    ``raw`` is the data as given (e.g. a DataFrame of text levels): the family's
+    ``data_attrs`` of it become the attrs of ``observed_data``.
 
     ``obs_ids`` (N,) labels the rows (see :func:`row_labels`); default 0..N-1. Frequency
     weights, when the fit used them, are stored as ``observed_data["sample_weight"]``
@@ -276,10 +280,13 @@ def new_tree(
     data = {"x": (("obs_id", "feature"), xdata)}
     if sample_weight is not None:
         data["sample_weight"] = (("obs_id",), np.asarray(sample_weight, dtype=float))
+    fam = get_family(m.family)
+    attrs = fam.data_attrs(X if raw is None else raw, list(feature_names))
     root["observed_data"] = xr.DataTree(
         xr.Dataset(
             data,
             coords={"obs_id": _obs_ids(obs_ids, X.shape[0]), "feature": list(feature_names)},
+            attrs=attrs,
         )
     )
     return root
@@ -299,10 +306,11 @@ def ensure_tree(
     seed: int | None,
     obs_ids: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
+    raw: Any = None,
 ) -> xr.DataTree:
     """``result`` (checked to be a DataTree) or a fresh tree (rows labelled by ``obs_ids``)."""
     if result is None:
-        return new_tree(spec, X, feature_names, seed, obs_ids, sample_weight)
+        return new_tree(spec, X, feature_names, seed, obs_ids, sample_weight, raw)
     if not isinstance(result, xr.DataTree):
         raise ParameterError(
             f"result must be an xarray.DataTree or None, got {type(result).__name__}; pass the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,8 @@ COLUMNS = (
     "ess_tail",
     "em_z",
 )
+#: Entry dims in the order of the table's columns; other dims of a variable (e.g. ``level``)
+#: follow them.
 _ENTRY_DIMS = ("component", "feature", "feature_bis")
 _MATRIX_VARS = ("cov", "corr")
 
@@ -65,6 +68,12 @@ def _entries(da: xr.DataArray, sample_dims: tuple[str, ...]) -> tuple[list[str],
         # lower triangle; the diagonal of a correlation matrix is the constant 1
         tri = fi > fj if da.name == "corr" else fi >= fj
         keep = np.broadcast_to(tri, shape).copy()
+    # entries that are exactly 0 everywhere are padding (e.g. the levels an item lacks)
+    values = da.transpose(*[d for d in sample_dims if d in da.dims], *rest).values
+    lead = values.ndim - len(rest)
+    padding = np.all(values == 0, axis=tuple(range(lead))) if lead else values == 0
+    if padding.any() and not padding.all():
+        keep &= ~padding
     return rest, keep
 
 
@@ -146,7 +155,6 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         for v in names
         if set(sample_dims) <= set(template[v].dims)
         and np.issubdtype(template[v].dtype, np.floating)
-        and set(template[v].dims) - set(sample_dims) <= set(_ENTRY_DIMS)
         and (sample_dims or "component" in template[v].dims)
     ]
     stats = {}
@@ -198,6 +206,7 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         frames.append(pd.DataFrame(frame))
 
     table = pd.concat(frames, ignore_index=True)
+    table = _name_levels(table, result)
     for col in ("component", "feature"):
         if col not in table:
             table[col] = None
@@ -206,6 +215,8 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
     cols = list(COLUMNS[:3])
     if "feature_bis" in table:
         cols.append("feature_bis")
+    known = set(COLUMNS) | set(ADVI_COLUMNS) | {"feature_bis", "em_quantile"}
+    cols += [c for c in table.columns if c not in known]  # other entry dims, e.g. level
     cols += list(COLUMNS[3:]) + ["em_quantile"]
     if advi is not None:
         cols += list(ADVI_COLUMNS)
@@ -216,6 +227,33 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
             "advi_* columns: draws from the mean-field ADVI approximation of the posterior, "
             "not posterior draws (no R-hat or ESS; the sd is often too small)"
         )
+    return table
+
+
+def _name_levels(table: pd.DataFrame, result: Any) -> pd.DataFrame:
+    """Level codes -> level names, from ``observed_data.attrs["levels"]`` (categorical data)."""
+    if "level" not in table or not isinstance(result, xr.DataTree):
+        return table
+    if "observed_data" not in result.children:
+        return table
+    import json
+
+    try:
+        names = json.loads(result["observed_data"].attrs.get("levels", "{}"))
+    except (TypeError, ValueError):
+        return table
+    if not names:
+        return table
+
+    def label(row) -> Any:
+        if pd.isna(row["level"]):
+            return None
+        levels = names.get(str(row.get("feature")), [])
+        code = int(row["level"])
+        return levels[code] if code < len(levels) else str(code)
+
+    table = table.copy()
+    table["level"] = table.apply(label, axis=1)
     return table
 
 

@@ -20,6 +20,7 @@ from bayesmix import _math
 from bayesmix.config import RunSpec, load_spec, resolve_priors, spec_from_dict
 from bayesmix.data import load_table
 from bayesmix.em import GaussianMixtureEM
+from bayesmix.families import get_family
 from bayesmix.inference import em_prior
 from bayesmix.inference._fit import em_estimator
 from bayesmix.inference._tree import group_arrays
@@ -389,7 +390,8 @@ def test_spec_runs(spec_path, tmp_path):
     )
     assert code == 0, stderr
     new = pd.read_csv(tmp_path / "new.csv")
-    assert list(new.columns) == [*spec.data.load().columns, "component"]
+    text = get_family(spec.model.family).text_features
+    assert list(new.columns) == [*spec.data.load(text=text).columns, "component"]
     assert len(new) == 30 and new["component"].between(0, spec.model.n_components - 1).all()
     if kind == "bernoulli":
         assert set(np.unique(new.drop(columns="component").to_numpy())) <= {0, 1}
