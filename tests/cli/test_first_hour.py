@@ -219,7 +219,7 @@ def test_select_refuses_k_and_takes_several_covariances(csvs, tmp_path):
 
 
 def test_family_error_lists_choices_once():
-    code, _, stderr = run_cli(["fit", "--family", "poisson"])
+    code, _, stderr = run_cli(["fit", "--family", "gamma"])
     assert code == 2
     assert stderr.count("bernoulli") == 1 and "[model]" not in stderr
 
