@@ -547,7 +547,7 @@ def test_rank_separates_chains_even_without_coords(result_1d):
 
 
 def test_relabelled_aligns_switched_chain_to_em(result_1d):
-    out = plotting._relabelled(result_1d)
+    out = plotting._common._relabelled(result_1d)
     mu = out["posterior"]["mu"].values[..., 0]  # (chain, draw, component)
     em_mu = result_1d["em"]["mu"].values[:, 0]
     # every draw's component k is closest to EM component k
@@ -557,7 +557,7 @@ def test_relabelled_aligns_switched_chain_to_em(result_1d):
     raw = result_1d["posterior"]["mu"].values[1, :, :, 0]
     assert np.all(np.abs(raw[:, 0, None] - em_mu).argmin(axis=-1) == 1)
     # an aligned tree is not aligned again
-    assert plotting._relabelled(out) is out
+    assert plotting._common._relabelled(out) is out
 
 
 # --------------------------------------------------------------------------------------------

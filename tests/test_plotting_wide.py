@@ -112,7 +112,7 @@ def test_separating_pair_agrees_with_sklearn_accuracy():
     X = centres[z] + rng.normal(size=(n, 5))
     gm = GaussianMixture(3, covariance_type="full", random_state=0).fit(X)
     params = {"w": gm.weights_, "mu": gm.means_, "cov": gm.covariances_}
-    i, j = plotting._separating_pair(params, 5)
+    i, j = plotting.clusters_2d._separating_pair(params, 5)
     scores = {}
     for a in range(5):
         for b in range(a + 1, 5):
@@ -317,7 +317,7 @@ def test_write_plots_reports_failures_and_keeps_going(result_6d, tmp_path, monke
     def broken(*args, **kwargs):
         raise ValueError("no\nluck  here")
 
-    monkeypatch.setattr(plotting, "plot_rank", broken)
+    monkeypatch.setattr(plotting.plan, "plot_rank", broken)
     old = os.umask(0o022)
     try:
         written, failed = plotting.write_plots(result_6d, tmp_path / "plots")
@@ -358,7 +358,7 @@ def test_figures_say_how_to_choose_in_the_callers_words(result_6d, tmp_path, mon
         titles[Path(path).stem] = " ".join(texts)
         return real(fig, path, **kw)
 
-    monkeypatch.setattr(plotting, "save_figure", keep_titles)
+    monkeypatch.setattr(plotting.plan, "save_figure", keep_titles)
     for hints, expected, absent in (
         ("cli", "--features", "features=["),
         ("python", "features=[", "--features"),

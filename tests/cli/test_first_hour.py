@@ -323,7 +323,7 @@ def test_a_plot_that_fails_is_named(csvs, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("no room for 52 panels")
 
-    monkeypatch.setattr(plotting, "plot_em_history", broken)
+    monkeypatch.setattr(plotting.plan, "plot_em_history", broken)
     out = tmp_path / "broken"
     code, _, stderr = run_cli(
         ["fit", "--data", csvs / "three.csv", "--methods", "em", "--out", out]
