@@ -14,9 +14,11 @@ cheap; scikit-learn is imported lazily inside :func:`check_random_state`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,41 @@ __all__ = [
     "check_positive",
     "check_probability_simplex",
     "check_random_state",
+    "already_checked",
+    "checked_data",
 ]
+
+#: (data as given, validated array) pairs trusted for the whole of a command (checked_data).
+_CHECKED: contextvars.ContextVar[tuple[tuple[Any, np.ndarray], ...]] = contextvars.ContextVar(
+    "bayesmix_checked_data", default=()
+)
+
+
+@contextlib.contextmanager
+def checked_data(source: Any, checked: np.ndarray | None = None) -> Iterator[None]:
+    """Within the block, the data are not checked again (once per command).
+
+    :func:`check_X` and :func:`bayesmix.graphs.validate_data` return ``checked`` for
+    ``source`` or ``checked``. A command (``inference.run``, the CLI) validates its data once
+    and then hands the same object to every fit, each of which would otherwise check it again
+    (NaN/inf, distinct rows, the family's support). Only these very objects are trusted, only
+    inside the block. ``checked`` defaults to ``source`` (an array validated already).
+    """
+    checked = source if checked is None else checked
+    token = _CHECKED.set(_CHECKED.get() + ((source, checked),))
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+def already_checked(X: Any, dtype: Any = None) -> np.ndarray | None:
+    """The validated array of ``X`` inside a :func:`checked_data` block, else None."""
+    for source, checked in _CHECKED.get():
+        if X is source or X is checked:
+            if dtype is None or checked.dtype == np.dtype(dtype):
+                return checked
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,6 +300,9 @@ def check_X(
         samples, constant columns with full/tied covariance, or non-binary values with
         ``binary=True``.
     """
+    known = already_checked(X, dtype)
+    if known is not None:
+        return known
     if n_components is not None:
         n_components = check_n_components(n_components)
     if covariance_type is not None:

@@ -36,7 +36,13 @@ from pathlib import Path
 
 from bayesmix import __version__
 from bayesmix._files import default_folder_mode
-from bayesmix._validation import BayesmixError, DataError, ParameterError, SpecError
+from bayesmix._validation import (
+    BayesmixError,
+    DataError,
+    ParameterError,
+    SpecError,
+    checked_data,
+)
 from bayesmix.config import COVARIANCES, FAMILIES, METHODS, SAMPLERS, RunSpec, load_spec
 from bayesmix.families import get_family
 
@@ -446,7 +452,7 @@ def _load_data(spec: RunSpec, log: Callable[[str], None] | None = None):
     family = get_family(spec.model.family)
     df = spec.data.load(text=family.text_features)
     k = spec.model.n_components
-    family.check_data(
+    df.attrs["checked"] = family.check_data(
         df,
         n_components=k,
         covariance=spec.model.covariance,
@@ -694,6 +700,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _warnings_as_lines(),
         _quiet_libraries(not progress, args.quiet),
         _staged_dir(out, args.force) as tmp,
+        checked_data(X, X.attrs.pop("checked")),  # the data are checked once per command
     ):
         with _em_start_bar(progress):
             result = inference.run(spec, X, progressbar=progress, on_stage=log)

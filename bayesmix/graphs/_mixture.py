@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesmix._validation import DataError, ParameterError, check_choice
+from bayesmix._validation import DataError, ParameterError, already_checked, check_choice
 from bayesmix.config import ModelSpec, resolve_priors
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family
@@ -75,12 +75,14 @@ def validate_data(
         (e.g. non-binary data for a Bernoulli mixture), a constant column with full
         covariance, or the wrong number of features.
     """
-    Xc = get_family(spec.family).check_data(
-        X,
-        n_components=spec.n_components if fitting else None,
-        covariance=spec.covariance,
-        fitting=fitting,
-    )
+    Xc = already_checked(X)  # validated once for the whole command
+    if Xc is None:
+        Xc = get_family(spec.family).check_data(
+            X,
+            n_components=spec.n_components if fitting else None,
+            covariance=spec.covariance,
+            fitting=fitting,
+        )
     if n_features is not None and Xc.shape[1] != n_features:
         raise DataError(
             f"X has {Xc.shape[1]} features but the model was fitted with {n_features}: "

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesmix._validation import checked_data
 from bayesmix.config import ModelSpec, resolve_priors
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family, result_variables
@@ -89,14 +90,15 @@ class CompiledMixture:
         self.X = np.array(X, dtype=float)
         self.sample_weight = None if sample_weight is None else np.array(sample_weight, float)
         self.priors = resolve_priors(spec, self.X, self.sample_weight)
-        self.model = build_model(
-            spec,
-            self.X,
-            feature_names=self.feature_names,
-            priors=self.priors,
-            formulation=formulation,
-            sample_weight=self.sample_weight,
-        )
+        with checked_data(self.X):  # a copy of data validated by get_compiled
+            self.model = build_model(
+                spec,
+                self.X,
+                feature_names=self.feature_names,
+                priors=self.priors,
+                formulation=formulation,
+                sample_weight=self.sample_weight,
+            )
         self.n_compiles = 0
         self._nutpie = None
         self._nutpie_py = None

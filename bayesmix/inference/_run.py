@@ -10,7 +10,7 @@ from typing import Any
 
 import xarray as xr
 
-from bayesmix._validation import ParameterError
+from bayesmix._validation import ParameterError, checked_data
 from bayesmix.config import METHODS, RunSpec
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family
@@ -110,7 +110,8 @@ def run(
         if on_stage is not None:
             on_stage(f"{name}: {detail}" if detail else name)
         try:
-            with warnings.catch_warnings(record=True) as caught:
+            # every fit gets the array validated above: no second check of the data
+            with checked_data(X, Xc), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 yield
         finally:  # also when the stage fails: its warnings may say why

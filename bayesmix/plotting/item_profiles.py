@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
@@ -30,6 +32,8 @@ def plot_item_profiles(result: xr.DataTree, *, max_items: int = 12, axes=None) -
     X, names = _observed(result)
     label, ref = _point_or_posterior_mean(result)
     probs = ref["probs"]  # (K, D, L)
+    # the level names of text answers (observed_data attrs "levels": feature -> names)
+    level_names = json.loads(result["observed_data"].attrs.get("levels", "{}"))
     k = probs.shape[0]
     colors = component_colors(k)
     shown = list(range(min(X.shape[1], max_items)))
@@ -48,6 +52,9 @@ def plot_item_profiles(result: xr.DataTree, *, max_items: int = 12, axes=None) -
                 label=f"class {c} (w={ref['w'][c]:.2f})",
             )
         ax.set_xticks(levels)
+        names_j = level_names.get(str(names[j]), [])
+        if len(names_j) >= n_levels:
+            ax.set_xticklabels(names_j[:n_levels], rotation=30 if n_levels > 3 else 0)
         ax.set_ylim(0, 1)
         ax.set_title(str(names[j]), fontsize="medium")
         if p == 0:
