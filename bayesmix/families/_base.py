@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Family", "data_moments", "stack_draws"]
+__all__ = ["Family", "chunk_rows", "chunk_means", "data_moments", "stack_draws"]
 
 #: Elements of the largest temporary made per block of draws in a log density.
 BLOCK_ELEMENTS = 4_000_000
@@ -62,6 +62,21 @@ def stack_draws(params: Mapping[str, Any], names: tuple[str, ...], lead: tuple[i
         tail = a.shape[a.ndim - core[name] :]
         out.append(np.broadcast_to(a, lead + tail).reshape((-1, *tail)))
     return tuple(out)
+
+
+def chunk_rows(X: np.ndarray, k: int) -> list[np.ndarray]:
+    """Row indices of K chunks of the data sorted by feature 0 (an empty chunk: every row).
+
+    The usual starting point without a fit (``Family.default_point``): one chunk per component.
+    """
+    order = np.argsort(np.asarray(X)[:, 0], kind="stable")
+    return [c if len(c) else order for c in np.array_split(order, k)]
+
+
+def chunk_means(X: np.ndarray, k: int) -> np.ndarray:
+    """Feature means (K, D) of the :func:`chunk_rows` chunks."""
+    X = np.asarray(X, dtype=float)
+    return np.stack([X[c].mean(axis=0) for c in chunk_rows(X, k)])
 
 
 def data_moments(

@@ -13,7 +13,7 @@ from typing import Any, override
 import numpy as np
 
 from bayesmix._validation import check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, stack_draws
+from bayesmix.families._base import BLOCK_ELEMENTS, Family, chunk_means, stack_draws
 
 __all__ = ["BernoulliFamily"]
 
@@ -164,8 +164,4 @@ class BernoulliFamily(Family):
 
     @override
     def default_point(self, spec, X):
-        k = spec.n_components
-        order = np.argsort(X[:, 0], kind="stable")
-        chunks = np.array_split(order, k)
-        mu = np.stack([X[c].mean(axis=0) if len(c) else X.mean(axis=0) for c in chunks])
-        return {"p": np.clip(mu, 0.05, 0.95)}
+        return {"p": np.clip(chunk_means(X, spec.n_components), 0.05, 0.95)}

@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse
 
 from bayesmix._validation import DataError, ParameterError, _fmt_value, check_X
-from bayesmix.families._base import Family, stack_draws
+from bayesmix.families._base import Family, chunk_rows, stack_draws
 
 __all__ = ["CategoricalFamily", "encode_items", "pad_probs"]
 
@@ -362,8 +362,7 @@ class CategoricalFamily(Family):
         k = spec.n_components
         codes = np.asarray(X).astype(np.intp)
         n_levels = codes.max(axis=0) + 1
-        order = np.argsort(codes[:, 0], kind="stable")
-        chunks = [c if len(c) else order for c in np.array_split(order, k)]
+        chunks = chunk_rows(codes, k)
         probs = []
         for d, n_l in enumerate(n_levels):
             counts = np.stack([np.bincount(codes[c, d], minlength=n_l) for c in chunks]) + 0.5

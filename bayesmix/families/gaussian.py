@@ -31,7 +31,7 @@ from typing import Any, override
 import numpy as np
 
 from bayesmix._validation import DataError, check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, data_moments, stack_draws
+from bayesmix.families._base import BLOCK_ELEMENTS, Family, chunk_means, data_moments, stack_draws
 
 __all__ = ["GaussianFamily"]
 
@@ -452,8 +452,6 @@ class GaussianFamily(Family):
     def default_point(self, spec, X):
         n, d = X.shape
         k = spec.n_components
-        order = np.argsort(X[:, 0], kind="stable")
-        chunks = np.array_split(order, k)
-        mu = np.stack([X[c].mean(axis=0) if len(c) else X.mean(axis=0) for c in chunks])
+        mu = chunk_means(X, k)
         sd = X.std(axis=0) if n > 1 else np.ones(d)
         return {"mu": mu, "sigma": np.broadcast_to(np.where(sd > 0, sd, 1.0) / k, (k, d))}

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from bayesmix._validation import DataError, _fmt_value, check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, data_moments, stack_draws
+from bayesmix.families._base import BLOCK_ELEMENTS, Family, chunk_means, data_moments, stack_draws
 
 __all__ = ["RATE_FLOOR", "PoissonFamily", "check_counts", "poisson_log_density"]
 
@@ -217,8 +217,4 @@ class PoissonFamily(Family):
 
     @override
     def default_point(self, spec, X):
-        k = spec.n_components
-        order = np.argsort(X[:, 0], kind="stable")
-        chunks = np.array_split(order, k)
-        mean = np.stack([X[c].mean(axis=0) if len(c) else X.mean(axis=0) for c in chunks])
-        return {"rate": np.maximum(mean, 0.05)}
+        return {"rate": np.maximum(chunk_means(X, spec.n_components), 0.05)}
