@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from bayesmix._files import atomic_path
+from bayesmix._validation import ParameterError
+from bayesmix.families import get_family
 from bayesmix.results.compare import filled_columns
 
 __all__ = ["CAPTIONS", "write_report"]
@@ -51,6 +53,11 @@ CAPTIONS: dict[str, str] = {
     "component_images": "Each component's pixel probabilities, drawn as an image, with its "
     "weight.",
     "generated_images": "New images drawn from the fitted mixture.",
+    "counts": "Counts: the share of observations at each value (bars) with the fitted "
+    "probability mass of each weighted component (dashed) and of the mixture (black), one "
+    "panel per feature.",
+    "item_profiles": "Latent classes: each item's probability of every answer in each class "
+    "(bars grouped by answer), with the class weights in the legend.",
 }
 
 _CSS = """
@@ -128,6 +135,22 @@ def _table_html(table: pd.DataFrame, max_rows: int = 150) -> str:
     )
 
 
+def _relevant_keys(spec: dict) -> set[tuple[str, str]]:
+    """The (section, key) pairs of [model] and [priors] that the spec's family reads."""
+    model = spec.get("model", {}) if isinstance(spec.get("model"), dict) else {}
+    try:
+        fam = get_family(str(model.get("family", "gaussian")))
+    except ParameterError:  # a family this version does not know: show everything
+        return {(s, k) for s in ("model", "priors") for k in spec.get(s, {}) or {}}
+    keys = {("model", "family"), ("model", "components")}
+    if fam.covariances:
+        keys.add(("model", "covariance"))
+    if fam.orderable:
+        keys.add(("model", "ordered"))
+    keys |= {("priors", f) for f in ("weights_alpha", *fam.prior_fields)}
+    return keys
+
+
 def _spec_html(spec_json: str | None) -> str:
     if not spec_json:
         return "<p>(no spec stored in the result)</p>"
@@ -136,10 +159,12 @@ def _spec_html(spec_json: str | None) -> str:
     except (TypeError, ValueError):
         return f"<pre>{_esc(spec_json)}</pre>"
     rows = []
+    relevant = _relevant_keys(spec)
     for section, content in spec.items():
         if isinstance(content, dict):
             for key, value in content.items():
-                rows.append((section, key, value))
+                if (section, key) in relevant or section not in ("model", "priors"):
+                    rows.append((section, key, value))
         else:
             rows.append(("", section, content))
     rows.sort(key=lambda r: r[0] != "")  # top-level keys (name) first

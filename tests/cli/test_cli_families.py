@@ -142,6 +142,13 @@ def test_cli_counts_fit_draws_the_counts_figure(tmp_path):
     assert code == 0, stderr
     assert (tmp_path / "out" / "counts.png").is_file()
     assert "rate" in stdout
+    # the report's spec table shows what a Poisson model reads, not the other families' keys
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    spec_table = page[page.index("<h2>Spec</h2>") : page.index("<h2>Estimates</h2>")]
+    assert ">weights_alpha<" in spec_table and ">family<" in spec_table
+    for other in ("beta_a", "lkj_eta", "dof_shape", "covariance", "ordered"):
+        assert f">{other}<" not in spec_table
+    assert "probability mass of each weighted component" in page  # the counts caption
     # non-counts are refused in the CLI's words, exit 2
     df.assign(arrivals=df["arrivals"] + 0.5).to_csv(path, index=False)
     code, _, stderr = run_cli(
