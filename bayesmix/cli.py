@@ -788,7 +788,8 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     progress = _show_progress(args)
     what = "EM criteria" + (" and PSIS-LOO (NUTS for each K)" if args.loo else "")
-    log(f"fitting K = {', '.join(map(str, ks))} ({', '.join(covs)}): {what}")
+    shown = f" ({', '.join(covs)})" if get_family(spec.model.family).covariances else ""
+    log(f"fitting K = {', '.join(map(str, ks))}{shown}: {what}")
     with (
         _warnings_as_lines(),
         _quiet_libraries(not progress, args.quiet),

@@ -316,11 +316,7 @@ def select_k(
             f"{list(covariance_types)}; pick from the list"
             + (" (LOO has no tied model)" if bayesian else "")
         )
-    if hasattr(X, "to_numpy"):
-        X = X.to_numpy()
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
+    X = fam.check_data(X, n_components=max(ks))  # the family's support (codes for text)
     from bayesmix.em import check_sample_weight
 
     weights = check_sample_weight(sample_weight, X.shape[0])

@@ -165,3 +165,31 @@ def test_cli_counts_fit_draws_the_counts_figure(tmp_path):
         ]
     )
     assert code == 2 and "counts" in stderr and "Traceback" not in stderr
+
+
+def test_select_k_takes_text_answers(survey_csv, tmp_path):
+    from bayesmix.results import select_k
+
+    X = load_table(survey_csv, id_column="id", text=True)
+    table = select_k(X, [1, 2, 3], family="categorical", random_state=0, n_init=2)
+    free = sum(len(v) - 1 for v in LEVELS.values())  # per class: 2 + 1
+    np.testing.assert_array_equal(table["n_parameters"], [k * free + k - 1 for k in (1, 2, 3)])
+    assert table.attrs["recommended"]["bic"] == 2
+    code, stdout, stderr = run_cli(
+        [
+            "select",
+            "--data",
+            survey_csv,
+            "--family",
+            "categorical",
+            "--id-column",
+            "id",
+            "--k",
+            "1..3",
+            "--quiet",
+            "--out",
+            tmp_path / "sel",
+        ]
+    )
+    assert code == 0, stderr
+    assert "recommended K: bic 2" in stdout
