@@ -1,0 +1,496 @@
+"""Mixtures of multivariate Student-t distributions fitted by ECM (ML) or MAP-ECM.
+
+Component log density: :func:`bayesmix.families.student_t.t_log_density` (full or diagonal
+scale matrices ``Sigma_k``, degrees of freedom ``nu_k``).
+
+The algorithm (McLachlan & Peel 2000, section 7.5; Liu & Rubin 1995) treats each observation
+as Gaussian given a latent scale ``u_n ~ Gamma(nu_k / 2, rate nu_k / 2)``:
+``x_n | u_n, z_n = k ~ N(mu_k, Sigma_k / u_n)``. The E-step at the current parameters gives,
+with ``delta_nk = (x_n - mu_k)^T Sigma_k^{-1} (x_n - mu_k)``,
+
+* the responsibilities ``r_nk``;
+* ``u_nk = E[u_n | x_n, z_n = k] = (nu_k + D) / (nu_k + delta_nk)``;
+* ``E[log u_n | x_n, z_n = k] = psi((nu_k + D) / 2) - log((nu_k + delta_nk) / 2)``.
+
+CM-steps, each the maximiser of the expected complete-data log-likelihood (plus the log prior
+for MAP-EM) over its block with the others held (ECM: the objective never decreases), with
+``n_k = sum_n r_nk`` (sums of responsibilities only, so sample weights apply unchanged):
+
+1. weights ``w_k = n_k / N`` (ML) or the Dirichlet posterior mode
+   ``max(n_k + alpha_k - 1, 0)`` normalised (``prior["weights_alpha"]``);
+2. locations ``mu_k = sum_n r_nk u_nk x_n / sum_n r_nk u_nk`` (ML); with
+   ``mu_kd ~ Normal(mu_loc_d, mu_scale_d)`` (``prior["mu_scale"]``) given the current scale:
+   ``(a_k P_k + S0^{-1}) mu_k = P_k sum_n r_nk u_nk x_n + S0^{-1} mu_loc`` with
+   ``a_k = sum_n r_nk u_nk``, ``P_k = Sigma_k^{-1}``, ``S0 = diag(mu_scale^2)``;
+3. scales, given the new locations, from ``S_k = sum_n r_nk u_nk (x_n - mu_k)(x_n - mu_k)^T``:
+   ``Sigma_k = S_k / n_k`` (ML; divided by ``n_k``, not by ``sum r u``), plus ``reg_covar``
+   on the diagonal. MAP with ``sigma_kd ~ HalfNormal(sigma_scale_d)`` on the scale standard
+   deviations: diag in closed form, ``s^2 = 2 S / (n_k + sqrt(n_k^2 + 4 S / t^2))``; full
+   (with ``sigma_scale`` and/or ``lkj_eta``: the correlation's Cholesky factor under PyMC's
+   ``LKJCorr`` density) numerically: ``scipy.optimize.minimize`` (BFGS) per component over
+   the log standard deviations and unit-row Cholesky factors of the correlation, started at
+   the current value and kept only when it improves the objective;
+4. degrees of freedom (unless fixed by ``dof``): the root of the 1-D equation
+   ``n_k/2 [log(nu/2) + 1 - psi(nu/2)] + 1/2 sum_n r_nk (E[log u_nk] - u_nk)
+   + (a - 1)/nu - b = 0`` (the last two terms with ``nu_k ~ Gamma(a, b)``,
+   ``prior["dof_shape"]`` and ``prior["dof_rate"]``), found by ``scipy.optimize.brentq`` on
+   ``DOF_BOUNDS = (0.01, 1000)``; when the left side keeps one sign on the bracket the bound is
+   taken (nu -> infinity, Gaussian-like data, gives 1000). The left side decreases in nu,
+   so the root is the maximiser.
+
+The objective in ``lower_bounds_`` is the mean log-likelihood per sample (MAP-EM: plus the log
+prior density divided by N, every normalising constant included, PyMC's
+``model.logp(jacobian=False)`` of the Student-t family's graph with the same priors). It
+never decreases with ``reg_covar=0`` (``reg_covar`` is added after the scale update).
+
+The first parameters come from the initial responsibilities with ``u = 1`` (a Gaussian
+M-step) and ``nu = 10`` (or the fixed ``dof``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as sps
+from scipy.special import digamma, gammaln, xlogy
+
+from bayesmix._validation import ParameterError, check_choice, check_positive, check_X
+from bayesmix.em._base import BaseMixtureEM
+from bayesmix.families.student_t import (
+    DOF_BOUNDS,
+    lkj_chol_logp,
+    mahalanobis,
+    t_log_density_from_maha,
+)
+
+__all__ = ["StudentTMixtureEM"]
+
+COVARIANCE_TYPES = ("full", "diag")
+PRIOR_KEYS = (
+    "weights_alpha",
+    "mu_loc",
+    "mu_scale",
+    "sigma_scale",
+    "lkj_eta",
+    "dof_shape",
+    "dof_rate",
+)
+#: Degrees of freedom of every component at the start of EM (when not fixed).
+DOF_INIT = 10.0
+
+
+def _halfnormal_variance(n, s, t):
+    """Maximiser s^2 of -n log s - S/(2 s^2) - s^2/(2 t^2) (stable form)."""
+    return 2.0 * s / (n + np.sqrt(n * n + 4.0 * s / (t * t)))
+
+
+def _vector(value: Any, key: str, length: int) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(length, float(arr))
+    if arr.shape != (length,) or not np.all(np.isfinite(arr)):
+        raise ParameterError(
+            f"{key} is invalid: expected a finite scalar or shape ({length},), got "
+            f"{np.asarray(value).tolist()}; pass {length} numbers"
+        )
+    return arr
+
+
+def _positive_vector(value: Any, key: str, length: int) -> np.ndarray:
+    arr = _vector(value, key, length)
+    if np.any(arr <= 0):
+        raise ParameterError(
+            f"{key} must be positive: expected values > 0, got {arr.tolist()}; pass positive "
+            "values"
+        )
+    return arr
+
+
+def _corr_chol_from_params(v: np.ndarray, d: int) -> np.ndarray:
+    """Lower Cholesky factor of a correlation matrix: row i is ``(v_i, 1) / ||(v_i, 1)||``."""
+    chol = np.eye(d)
+    pos = 0
+    for i in range(1, d):
+        row = np.append(v[pos : pos + i], 1.0)
+        chol[i, : i + 1] = row / np.linalg.norm(row)
+        pos += i
+    return chol
+
+
+def _params_from_corr_chol(chol: np.ndarray) -> np.ndarray:
+    d = chol.shape[0]
+    return np.concatenate([chol[i, :i] / chol[i, i] for i in range(1, d)] or [np.empty(0)])
+
+
+def _scale_objective(theta, scatter, n, t, eta):
+    """Minus the scale part of the expected log posterior of one component, and its gradient.
+
+    ``theta`` = log standard deviations (D) then the off-diagonal parameters of the unit-row
+    Cholesky factor of the correlation (:func:`_corr_chol_from_params`); the value is
+    ``n/2 log|Sigma| + 1/2 tr(Sigma^{-1} S) - log HalfNormal(s | t) - log LKJ(L | eta)``
+    divided by ``max(n, 1)``. Gradient through ``G = d/dSigma = (n P - P S P) / 2``.
+    """
+    d = scatter.shape[0]
+    s = np.exp(theta[:d])
+    corr_chol = _corr_chol_from_params(theta[d:], d)
+    corr = corr_chol @ corr_chol.T
+    sigma = np.outer(s, s) * corr
+    try:
+        prec = np.linalg.inv(sigma)
+        sign, log_det = np.linalg.slogdet(sigma)
+    except np.linalg.LinAlgError:
+        return np.inf, np.zeros_like(theta)
+    if sign <= 0:
+        return np.inf, np.zeros_like(theta)
+    value = 0.5 * n * log_det + 0.5 * np.sum(prec * scatter)
+    g_sigma = 0.5 * (n * prec - prec @ scatter @ prec)
+    m = np.outer(s, s) * g_sigma  # d value / d corr
+    grad = np.empty_like(theta)
+    grad[:d] = 2.0 * np.diagonal(m @ corr)
+    if t is not None:
+        value += np.sum(0.5 * (s / t) ** 2 + np.log(t) - 0.5 * np.log(2.0 / np.pi))
+        grad[:d] += (s / t) ** 2
+    g_chol = 2.0 * m @ corr_chol
+    exponents = None if eta is None else 2.0 * eta - 2.0 + d - np.arange(1, d + 1)
+    if eta is not None:
+        value -= float(lkj_chol_logp(corr_chol, eta))
+    pos = d
+    for i in range(1, d):
+        v = theta[pos : pos + i]
+        row = np.append(v, 1.0)
+        norm = np.linalg.norm(row)
+        r = row / norm
+        gi = g_chol[i, : i + 1]
+        grad[pos : pos + i] = ((gi - r * (r @ gi)) / norm)[:i]
+        if exponents is not None:  # -c_i log L_ii = c_i / 2 log(1 + |v|^2)
+            grad[pos : pos + i] += exponents[i] * v / (1.0 + v @ v)
+        pos += i
+    scale = max(n, 1.0)
+    return value / scale, grad / scale
+
+
+class StudentTMixtureEM(BaseMixtureEM):
+    """Mixture of multivariate Student-t distributions fitted by ECM (or MAP-ECM).
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    covariance_type : {"full", "diag"}, default "full"
+        Structure of the scale matrices.
+    dof : None, float or array-like of shape (n_components,), default None
+        Degrees of freedom: None estimates one per component; a number (or K numbers) fixes
+        them.
+    tol : float, default 1e-3
+        Stop when the objective per sample changes by less than ``tol`` (> 0).
+    reg_covar : float, default 1e-6
+        Added to the diagonal of every scale matrix after its update (>= 0).
+    max_iter : int, default 100
+    n_init : int, default 1
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default "kmeans"
+        Initial responsibilities, as in :class:`bayesmix.em.GaussianMixtureEM`.
+    random_state : None, int, numpy Generator or RandomState
+    warm_start : bool, default False
+    verbose : int, default 0
+    prior : dict, optional
+        MAP-EM (see the module docstring): ``weights_alpha`` (scalar or (K,)), ``mu_loc`` /
+        ``mu_scale`` (scalars or (D,)), ``sigma_scale`` (scalar or (D,)), ``lkj_eta``
+        (scalar, full), ``dof_shape`` and ``dof_rate`` (scalars). Absent keys: flat.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, D)
+        Locations.
+    covariances_ : ndarray of shape (K, D, D) (full) or (K, D) (diag)
+        Scale matrices (diag: their diagonals), not covariances: the covariance of component
+        k is ``dofs_[k] / (dofs_[k] - 2) * covariances_[k]`` when ``dofs_[k] > 2``.
+    dofs_ : ndarray of shape (K,)
+        Degrees of freedom.
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+        As in :class:`bayesmix.em.GaussianMixtureEM`.
+    """
+
+    _init_choices = ("kmeans", "k-means++", "random", "random_from_data")
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        dof: Any = None,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        prior: dict | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.dof = dof
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.prior = prior
+
+    # ------------------------------------------------------------------ checks
+    def _check_X(self, X, *, fitting):
+        if fitting:
+            return check_X(
+                X,
+                n_components=self.n_components,
+                covariance_type=self.covariance_type if self.reg_covar == 0 else None,
+                min_samples=2,
+            )
+        return check_X(X)
+
+    def _check_family_parameters(self, X):
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_positive(self.reg_covar, "reg_covar", strict=False)
+        k, d = self.n_components, X.shape[1]
+        self._dof_fixed = None
+        if self.dof is not None:
+            self._dof_fixed = _positive_vector(self.dof, "dof", k)
+        self._prior = self._resolve_prior(k, d)
+
+    def _resolve_prior(self, k: int, d: int) -> dict:
+        prior = self.prior
+        if prior is None:
+            return {}
+        if not isinstance(prior, dict):
+            raise ParameterError(
+                f"prior has the wrong type: expected a dict or None, got {type(prior).__name__}; "
+                "pass e.g. prior={'dof_shape': 2.0, 'dof_rate': 0.1}"
+            )
+        unknown = sorted(set(prior) - set(PRIOR_KEYS))
+        if unknown:
+            raise ParameterError(
+                f"unknown prior key(s) {unknown}: expected keys among {list(PRIOR_KEYS)}; remove "
+                "or rename them"
+            )
+        get = prior.get
+        out: dict[str, Any] = {}
+        if get("weights_alpha") is not None:
+            out["weights_alpha"] = _positive_vector(
+                get("weights_alpha"), "prior['weights_alpha']", k
+            )
+        if get("mu_scale") is not None:
+            out["mu_scale"] = _positive_vector(get("mu_scale"), "prior['mu_scale']", d)
+            loc = get("mu_loc")
+            out["mu_loc"] = np.zeros(d) if loc is None else _vector(loc, "prior['mu_loc']", d)
+        if get("sigma_scale") is not None:
+            out["sigma_scale"] = _positive_vector(get("sigma_scale"), "prior['sigma_scale']", d)
+        if get("lkj_eta") is not None and self.covariance_type == "full" and d > 1:
+            out["lkj_eta"] = float(_positive_vector(get("lkj_eta"), "prior['lkj_eta']", 1)[0])
+        a, b = get("dof_shape"), get("dof_rate")
+        if (a is None) != (b is None):
+            raise ParameterError(
+                "prior has only one of dof_shape and dof_rate: expected both (the Gamma prior "
+                "of the degrees of freedom) or neither; add the other one"
+            )
+        if a is not None:
+            out["dof_shape"] = float(_positive_vector(a, "prior['dof_shape']", 1)[0])
+            out["dof_rate"] = float(_positive_vector(b, "prior['dof_rate']", 1)[0])
+        return out
+
+    # ------------------------------------------------------------------ densities
+    @property
+    def _diag(self) -> bool:
+        return self.covariance_type == "diag"
+
+    def _scale_factor(self) -> np.ndarray:
+        """Standard deviations (K, D) (diag) or lower Cholesky factors (K, D, D) (full)."""
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        return np.sqrt(cov) if self._diag else np.linalg.cholesky(cov)
+
+    def _estimate_log_prob_block(self, X, out):
+        maha, half_log_det = mahalanobis(X, self.means_, self._scale, self._diag)
+        out[:] = t_log_density_from_maha(maha, half_log_det, self.dofs_, X.shape[1])
+
+    # ------------------------------------------------------------------ M-step
+    def _initialize(self, X, resp):
+        k = self.n_components
+        self.dofs_ = (
+            self._dof_fixed.copy() if self._dof_fixed is not None else np.full(k, DOF_INIT)
+        )
+        self._update(X, resp, u=None, elog_u=None, initial=True)
+
+    def _m_step(self, X, resp):
+        d = X.shape[1]
+        maha, _ = mahalanobis(X, self.means_, self._scale, self._diag)  # (N, K)
+        nu = self.dofs_
+        u = (nu + d) / (nu + maha)
+        elog_u = digamma(0.5 * (nu + d)) - np.log(0.5 * (nu + maha))
+        self._update(X, resp, u=u, elog_u=elog_u, initial=False)
+
+    def _update(self, X, resp, u, elog_u, initial):
+        prior = self._prior
+        k, d = resp.shape[1], X.shape[1]
+        nk = resp.sum(axis=0) + 10 * np.finfo(np.float64).eps
+        # 1. weights
+        if "weights_alpha" in prior:
+            w = np.maximum(nk + prior["weights_alpha"] - 1.0, 0.0)
+        else:
+            w = nk.copy()
+        self.weights_ = w / w.sum()
+        # 2. locations (given the current scales for MAP)
+        ru = resp if u is None else resp * u
+        a = ru.sum(axis=0) + 10 * np.finfo(np.float64).eps
+        sx = ru.T @ X  # (K, D)
+        if "mu_scale" in prior and not initial:
+            prior_prec = 1.0 / prior["mu_scale"] ** 2
+            loc_term = prior["mu_loc"] * prior_prec
+            cov = np.asarray(self.covariances_, dtype=np.float64)
+            if self._diag:
+                means = (sx / cov + loc_term) / (a[:, None] / cov + prior_prec)
+            else:
+                prec = np.linalg.inv(cov)
+                lhs = a[:, None, None] * prec + np.diag(prior_prec)
+                rhs = np.einsum("kde,ke->kd", prec, sx) + loc_term
+                means = np.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
+        else:
+            means = sx / a[:, None]
+        # 3. scales given the new locations
+        if self._diag:
+            scatter = np.stack([ru[:, j] @ (X - means[j]) ** 2 for j in range(k)])  # (K, D)
+            if "sigma_scale" in prior:
+                cov = _halfnormal_variance(nk[:, None], scatter, prior["sigma_scale"])
+            else:
+                cov = scatter / nk[:, None]
+            cov = cov + self.reg_covar
+        else:
+            scatter = np.empty((k, d, d))
+            for j in range(k):
+                diff = X - means[j]
+                scatter[j] = (ru[:, j, None] * diff).T @ diff
+            if d == 1 and "sigma_scale" in prior:
+                cov = _halfnormal_variance(nk[:, None, None], scatter, prior["sigma_scale"][0])
+            elif ("sigma_scale" in prior or "lkj_eta" in prior) and not initial:
+                cov = np.stack(
+                    [
+                        self._map_scale(scatter[j], nk[j], self.covariances_[j] - self._reg_eye(d))
+                        for j in range(k)
+                    ]
+                )
+            else:
+                cov = scatter / nk[:, None, None]
+            cov = cov + self._reg_eye(d)
+        self.means_ = means
+        self.covariances_ = cov
+        # 4. degrees of freedom
+        if u is not None and self._dof_fixed is None:
+            c = np.sum(resp * (elog_u - u), axis=0)  # (K,)
+            self.dofs_ = np.array([self._solve_dof(nk[j], c[j]) for j in range(k)])
+        self._scale = self._scale_factor()
+
+    def _reg_eye(self, d):
+        return self.reg_covar * np.eye(d)
+
+    def _solve_dof(self, n: float, c: float) -> float:
+        """Maximiser of the nu part of the expected log posterior (module docstring, step 4)."""
+        shape = self._prior.get("dof_shape", 1.0)
+        rate = self._prior.get("dof_rate", 0.0)
+
+        def slope(nu):
+            half = 0.5 * nu
+            return (
+                0.5 * n * (np.log(half) + 1.0 - digamma(half))
+                + 0.5 * c
+                + (shape - 1.0) / nu
+                - rate
+            )
+
+        lo, hi = DOF_BOUNDS
+        f_lo, f_hi = slope(lo), slope(hi)
+        if f_hi >= 0:
+            return hi
+        if f_lo <= 0:
+            return lo
+        return optimize.brentq(slope, lo, hi, xtol=1e-12, rtol=4 * np.finfo(float).eps)
+
+    def _map_scale(self, scatter, n, current):
+        """Full scale matrix maximising the expected log posterior of one component."""
+        d = scatter.shape[0]
+        t = self._prior.get("sigma_scale")
+        eta = self._prior.get("lkj_eta")
+        sd = np.sqrt(np.diagonal(current))
+        corr_chol = np.linalg.cholesky(current / np.outer(sd, sd))
+        start = np.concatenate([np.log(sd), _params_from_corr_chol(corr_chol)])
+        res = optimize.minimize(
+            _scale_objective,
+            start,
+            args=(scatter, n, t, eta),
+            jac=True,
+            method="BFGS",
+            options={"gtol": 1e-9},
+        )
+        best = res.x if np.isfinite(res.fun) else start
+        if (
+            _scale_objective(best, scatter, n, t, eta)[0]
+            > _scale_objective(start, scatter, n, t, eta)[0]
+        ):
+            best = start  # never step down (ECM)
+        s, corr_chol = np.exp(best[:d]), _corr_chol_from_params(best[d:], d)
+        chol = s[:, None] * corr_chol
+        return chol @ chol.T
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _has_implicit_prior(self):
+        return bool(getattr(self, "_prior", None))
+
+    def _log_prior(self):
+        prior = self._prior
+        total = 0.0
+        if "weights_alpha" in prior:
+            a = prior["weights_alpha"]
+            total += gammaln(a.sum()) - gammaln(a).sum() + xlogy(a - 1.0, self.weights_).sum()
+        if "mu_scale" in prior:
+            total += sps.norm.logpdf(self.means_, prior["mu_loc"], prior["mu_scale"]).sum()
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        sd = np.sqrt(cov) if self._diag else np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        if "sigma_scale" in prior:
+            total += sps.halfnorm.logpdf(sd, scale=prior["sigma_scale"]).sum()
+        if "lkj_eta" in prior:
+            corr = cov / (sd[:, :, None] * sd[:, None, :])
+            total += float(np.sum(lkj_chol_logp(np.linalg.cholesky(corr), prior["lkj_eta"])))
+        if "dof_shape" in prior:
+            total += sps.gamma.logpdf(
+                self.dofs_, prior["dof_shape"], scale=1.0 / prior["dof_rate"]
+            ).sum()
+        return float(total)
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.dofs_)
+
+    def _set_parameters(self, params):
+        self.weights_, self.means_, self.covariances_, self.dofs_ = params
+        self._scale = self._scale_factor()
+
+    def _n_parameters(self):
+        k, d = self.means_.shape
+        n_scale = k * d if self._diag else k * d * (d + 1) // 2
+        n_dof = k if self.dof is None else 0
+        return int(n_scale + k * d + n_dof + k - 1)
+
+    def _sample_component(self, k, n, rng):
+        d = self.means_.shape[1]
+        eps = rng.standard_normal((n, d))
+        eps = eps * self._scale[k] if self._diag else eps @ self._scale[k].T
+        nu = float(self.dofs_[k])
+        u = rng.gamma(0.5 * nu, 2.0 / nu, size=n)
+        return self.means_[k] + eps / np.sqrt(u)[:, None]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
