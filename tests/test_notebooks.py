@@ -15,7 +15,12 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = {"old_faithful.ipynb", "handwritten_digits.ipynb", "heights_and_returns.ipynb"}
+EXPECTED = {
+    "old_faithful.ipynb",
+    "handwritten_digits.ipynb",
+    "heights_and_returns.ipynb",
+    "beyond_gaussians.ipynb",
+}
 FAST_LINE = 'BAYESMIX_FAST = os.environ.get("BAYESMIX_FAST") == "1"'
 CELL_TIMEOUT_S = 600  # one cell; the first NUTS cell compiles a model (minutes on a cold cache)
 PREFIX_TAG = "KERNEL_PREFIX="
