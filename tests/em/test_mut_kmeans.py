@@ -38,10 +38,11 @@ def _lloyd_reference(X, centres, max_iter, tol):
     return centres, d.argmin(axis=1), d.min(axis=1).sum(), n_iter
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
 @pytest.mark.parametrize("tol", [0.0, 1e-4, 0.05])
 @pytest.mark.parametrize("max_iter", [1, 2, 300])
-def test_lloyd_iterations_and_stopping_rule_match_the_definition(tol, max_iter):
-    X = _blobs()
+def test_lloyd_iterations_and_stopping_rule_match_the_definition(tol, max_iter, sign):
+    X = sign * _blobs()  # centres moving both ways: the shift is a sum of squares
     init = X[[0, 1, 2]]  # three points of one blob: several iterations to converge
     ours = KMeans(3, init=init, max_iter=max_iter, tol=tol).fit(X)
     centres, labels, inertia, n_iter = _lloyd_reference(X, init, max_iter, tol)
@@ -117,13 +118,15 @@ def test_string_inits_are_the_seedings_on_the_same_stream():
     np.testing.assert_array_equal(rnd.cluster_centers_, ref.cluster_centers_)
 
 
+@pytest.mark.parametrize("d", [1, 2])
 @pytest.mark.parametrize("init", ["k-means++", "random"])
-def test_n_init_keeps_the_first_best_of_the_restarts(init):
+def test_n_init_keeps_the_first_best_of_the_restarts(init, d):
     """n_init restarts on one stream = n_init single fits drawing from that stream in turn;
     the lowest inertia is kept, and among equal inertias (the same partition, other label
-    order) the first."""
+    order; exact ties in 1-D, where every distance is one product) the first."""
     rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(size=(40, 2)) + c for c in ([0, 0], [3, 0], [0, 3], [3, 3])])
+    centres = ([0, 0], [3, 0], [0, 3], [3, 3]) if d == 2 else ([0], [9], [18], [27])
+    X = np.concatenate([rng.normal(size=(40, d)) + c for c in centres])
     stream = np.random.default_rng(11)
     singles = [KMeans(4, init=init, random_state=stream).fit(X) for _ in range(8)]
     best = KMeans(4, init=init, n_init=8, random_state=np.random.default_rng(11)).fit(X)
