@@ -314,7 +314,7 @@ class StudentTMixtureEM(BaseMixtureEM):
         return np.sqrt(cov) if self._diag else np.linalg.cholesky(cov)
 
     def _estimate_log_prob_block(self, X, out):
-        maha, half_log_det = mahalanobis(X, self.means_, self._scale, self._diag)
+        maha, half_log_det = mahalanobis(X, self.means_, self._scale_factor(), self._diag)
         out[:] = t_log_density_from_maha(maha, half_log_det, self.dofs_, X.shape[1])
 
     # ------------------------------------------------------------------ M-step
@@ -327,7 +327,7 @@ class StudentTMixtureEM(BaseMixtureEM):
 
     def _m_step(self, X, resp):
         d = X.shape[1]
-        maha, _ = mahalanobis(X, self.means_, self._scale, self._diag)  # (N, K)
+        maha, _ = mahalanobis(X, self.means_, self._scale_factor(), self._diag)  # (N, K)
         nu = self.dofs_
         u = (nu + d) / (nu + maha)
         elog_u = digamma(0.5 * (nu + d)) - np.log(0.5 * (nu + maha))
@@ -391,7 +391,6 @@ class StudentTMixtureEM(BaseMixtureEM):
         if u is not None and self._dof_fixed is None:
             c = np.sum(resp * (elog_u - u), axis=0)  # (K,)
             self.dofs_ = np.array([self._solve_dof(nk[j], c[j]) for j in range(k)])
-        self._scale = self._scale_factor()
 
     def _reg_eye(self, d):
         return self.reg_covar * np.eye(d)
@@ -474,7 +473,6 @@ class StudentTMixtureEM(BaseMixtureEM):
 
     def _set_parameters(self, params):
         self.weights_, self.means_, self.covariances_, self.dofs_ = params
-        self._scale = self._scale_factor()
 
     def _n_parameters(self):
         k, d = self.means_.shape
@@ -484,8 +482,9 @@ class StudentTMixtureEM(BaseMixtureEM):
 
     def _sample_component(self, k, n, rng):
         d = self.means_.shape[1]
+        scale = self._scale_factor()
         eps = rng.standard_normal((n, d))
-        eps = eps * self._scale[k] if self._diag else eps @ self._scale[k].T
+        eps = eps * scale[k] if self._diag else eps @ scale[k].T
         nu = float(self.dofs_[k])
         u = rng.gamma(0.5 * nu, 2.0 / nu, size=n)
         return self.means_[k] + eps / np.sqrt(u)[:, None]
