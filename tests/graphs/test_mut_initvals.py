@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bayesmix.config import ModelSpec
-from bayesmix.graphs import default_initvals, point_to_initvals
+from bayesmix.graphs import default_initvals, free_var_names, point_to_initvals
 
 
 def _chunks(n, k):
@@ -60,6 +60,7 @@ def test_default_initvals_more_components_than_rows_and_one_row():
     init = default_initvals(ModelSpec("gaussian", 3, "diag"), X)
     # the third chunk is empty: its mean is the data mean
     np.testing.assert_allclose(init["mu"], _quantile_means(X, 3), rtol=1e-12)
+    np.testing.assert_allclose(init["sigma"], np.tile(X.std(axis=0) / 3, (3, 1)), rtol=1e-12)
     one = default_initvals(ModelSpec("gaussian", 2, "diag"), X[:1])
     np.testing.assert_allclose(one["sigma"], np.full((2, 2), 0.5))  # no spread: 1 / K
 
@@ -126,3 +127,23 @@ def test_point_to_initvals_from_covariances():
     # "cov": None means no covariance given
     none_cov = point_to_initvals(ModelSpec("gaussian", 2, "full"), {**diag_point, "cov": None}, 3)
     np.testing.assert_array_equal(none_cov["corr_chol"], full2["corr_chol"])
+
+
+def test_default_initvals_ties_in_the_first_feature_keep_the_row_order():
+    """Rows are sorted by feature 0 stably: tied rows stay in data order."""
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.integers(0, 2, 600), rng.normal(size=(600, 2))]).astype(float)
+    init = default_initvals(ModelSpec("gaussian", 5, "diag"), X)
+    np.testing.assert_allclose(init["mu"], _quantile_means(X, 5), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag", "spherical"])
+def test_point_to_initvals_one_feature_gives_the_graphs_free_variables(covariance):
+    spec = ModelSpec("gaussian", 2, covariance)
+    point = {
+        "w": np.array([0.3, 0.7]),
+        "mu": np.array([[-1.0], [2.0]]),
+        "cov": np.array([[[0.5]], [[2.0]]]),
+    }
+    init = point_to_initvals(spec, point, 1)
+    assert set(init) == set(free_var_names(spec, 1))
