@@ -1,4 +1,4 @@
-"""Hand-written NumPy EM: Gaussian, Bernoulli, Poisson and categorical mixtures, and K-means.
+"""Hand-written NumPy EM: Gaussian, Student-t, Bernoulli, Poisson, categorical mixtures, K-means.
 
 Uses NumPy and SciPy only (plus scikit-learn's estimator base classes and validation
 helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask arrays
@@ -17,6 +17,7 @@ from bayesmix.em.categorical import CategoricalMixtureEM
 from bayesmix.em.gaussian import GaussianMixtureEM
 from bayesmix.em.kmeans import KMeans, kmeans_plusplus
 from bayesmix.em.poisson import PoissonMixtureEM
+from bayesmix.em.student_t import StudentTMixtureEM
 
 __all__ = [
     "BaseMixtureEM",
@@ -26,6 +27,7 @@ __all__ = [
     "GaussianMixtureEM",
     "KMeans",
     "PoissonMixtureEM",
+    "StudentTMixtureEM",
     "check_sample_weight",
     "kmeans_plusplus",
     "on_each_start",

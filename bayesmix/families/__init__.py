@@ -39,6 +39,7 @@ _REGISTRY: dict[str, str] = {
     "bernoulli": "bayesmix.families.bernoulli:BernoulliFamily",
     "poisson": "bayesmix.families.poisson:PoissonFamily",
     "categorical": "bayesmix.families.categorical:CategoricalFamily",
+    "student_t": "bayesmix.families.student_t:StudentTFamily",
 }
 
 FAMILIES: tuple[str, ...] = tuple(_REGISTRY)
