@@ -56,7 +56,7 @@ from scipy import optimize
 from scipy import stats as sps
 from scipy.special import digamma, gammaln, xlogy
 
-from bayesmix._validation import ParameterError, check_choice, check_positive, check_X
+from bayesmix._validation import DataError, ParameterError, check_choice, check_positive, check_X
 from bayesmix.em._base import BaseMixtureEM
 from bayesmix.families.student_t import (
     DOF_BOUNDS,
@@ -311,7 +311,22 @@ class StudentTMixtureEM(BaseMixtureEM):
     def _scale_factor(self) -> np.ndarray:
         """Standard deviations (K, D) (diag) or lower Cholesky factors (K, D, D) (full)."""
         cov = np.asarray(self.covariances_, dtype=np.float64)
-        return np.sqrt(cov) if self._diag else np.linalg.cholesky(cov)
+        if self._diag:
+            bad = ~(cov > 0).all(axis=1)
+        else:
+            try:
+                return np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                bad = np.array([np.any(np.linalg.eigvalsh(c) <= 0) for c in cov])
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"the scale matrix of component {k} is not positive definite: expected "
+                "positive variances, got a singular scale (a component collapsed onto too few "
+                f"distinct points); increase reg_covar (now {self.reg_covar:g}) or use fewer "
+                "components"
+            )
+        return np.sqrt(cov)
 
     def _estimate_log_prob_block(self, X, out):
         maha, half_log_det = mahalanobis(X, self.means_, self._scale_factor(), self._diag)

@@ -12,7 +12,7 @@ from scipy.special import logsumexp, softmax
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from bayesmix._validation import ParameterError
+from bayesmix._validation import DataError, ParameterError
 from bayesmix.em import GaussianMixtureEM
 from bayesmix.em.student_t import StudentTMixtureEM
 from bayesmix.families import sample_draws
@@ -351,6 +351,19 @@ def test_parameter_errors():
     for kwargs, match in cases:
         with pytest.raises(ParameterError, match=match):
             StudentTMixtureEM(2, **kwargs).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_collapsed_component_is_a_data_error(covariance_type):
+    # three components on two repeated points and one other row: a scale becomes singular
+    X = np.r_[np.zeros((5, 2)), np.full((5, 2), 3.0), [[1.0, 2.0]]]
+    est = StudentTMixtureEM(3, covariance_type=covariance_type, reg_covar=0, random_state=0)
+    with pytest.raises(DataError, match="not positive definite: expected .*; increase reg_covar"):
+        est.fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.set_params(reg_covar=1e-6).fit(X)  # the regulariser keeps it positive
+    assert np.all(np.isfinite(est.score_samples(X)))
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
