@@ -37,17 +37,27 @@ def _truth(family: str) -> dict[str, np.ndarray]:
         low = np.tile([0.8, 0.15, 0.05], (5, 1))
         high = np.tile([0.1, 0.2, 0.7], (5, 1))
         return {"w": w, "probs": np.stack([low, high])}
+    if family == "student_t":
+        return {
+            "w": w,
+            "mu": np.array([[-4.0, -3.0], [4.0, 3.0]]),
+            "sigma": np.array([[1.0, 0.8], [0.7, 1.2]]),
+            "nu": np.array([6.0, 8.0]),
+        }
     raise AssertionError(f"no test parameters for family {family!r}")
 
 
 NEW_FAMILIES = [f for f in ("poisson", "categorical", "student_t") if f in FAMILIES]
+COVARIANCE = {"student_t": "diag"}
+DISCRETE = ("poisson", "categorical")
 
 
 def _moments(family: str, params: dict[str, np.ndarray]):
     """Exact mean and variance of the test statistics of one draw from the mixture.
 
     Poisson: the counts ``x_d`` (E = sum_k w_k rate_kd, Var = E[x^2] - E^2 with
-    E[x^2 | k] = rate + rate^2). Categorical: the level indicators ``1{x_d = l}`` (a Bernoulli
+    E[x^2 | k] = rate + rate^2). Student-t: ``x_d`` (E[x^2 | k] = mu^2 + sigma^2 nu / (nu - 2),
+    nu > 2). Categorical: the level indicators ``1{x_d = l}`` (a Bernoulli
     with p = sum_k w_k probs_kdl). ``params`` may carry a leading draw axis (then averaged).
     Returns two arrays of the shape of :func:`_statistic`'s last axes.
     """
@@ -60,6 +70,11 @@ def _moments(family: str, params: dict[str, np.ndarray]):
         probs = np.asarray(params["probs"], float)
         mean = np.einsum("...k,...kdl->...dl", w, probs)
         second = mean
+    elif family == "student_t":
+        mu, sigma = np.asarray(params["mu"], float), np.asarray(params["sigma"], float)
+        nu = np.asarray(params["nu"], float)[..., None]
+        mean = np.einsum("...k,...kd->...d", w, mu)
+        second = np.einsum("...k,...kd->...d", w, mu**2 + sigma**2 * nu / (nu - 2.0))
     else:  # pragma: no cover - a family without a moment reference here
         raise AssertionError(family)
     if mean.ndim > (2 if family == "categorical" else 1):
@@ -93,7 +108,9 @@ def case(request):
     truth = _truth(family)
     rng = np.random.default_rng([14, NEW_FAMILIES.index(family)])
     X, z = _math.sample_mixture(truth, N_OBS, family, rng)
-    spec = ModelSpec(family, 2, priors=PriorSpec(weights_alpha=2.0))
+    spec = ModelSpec(
+        family, 2, COVARIANCE.get(family, "full"), priors=PriorSpec(weights_alpha=2.0)
+    )
     return family, spec, truth, np.asarray(X), np.asarray(z)
 
 
@@ -134,7 +151,7 @@ def test_map_em_lands_on_fit_map_mode_from_other_starts(case):
     fam = get_family(family)
     # EM's default tol (1e-6 on the mean log-likelihood) stops categorical MAP-EM about 1e-3
     # (relative) short of the mode in flat directions; a tight tol reaches it
-    em = _point(fit_em(spec, X, random_state=0, tol=1e-10, max_iter=10_000), "em")
+    em = _point(fit_em(spec, X, random_state=0, tol=1e-14, max_iter=20_000), "em")
     default = {"w": np.array([0.5, 0.5]), **fam.default_point(spec, X)}
     # the truth with its components' weights swapped: far from the mode, same labels order
     swapped = {**truth, "w": truth["w"][::-1]}
@@ -200,10 +217,11 @@ def test_generate_matches_the_mixture_moments(fitted, case):
     from bayesmix.inference import generate
 
     family, _, _, X, _ = case
-    n_levels = int(X.max()) + 1
+    n_levels = int(X.max()) + 1 if family == "categorical" else None
     em = _point(fitted, "em")
     x_new, z_new = generate(fitted, 20_000, group="em", random_seed=5)
-    assert x_new.shape == (20_000, X.shape[1]) and np.issubdtype(x_new.dtype, np.integer)
+    assert x_new.shape == (20_000, X.shape[1])
+    assert np.issubdtype(x_new.dtype, np.integer) == (family in DISCRETE)
     _assert_moments(family, x_new, em, n_levels)
     # labels drawn with the weights (binomial standard error)
     frac = np.mean(z_new == 1)
@@ -220,8 +238,8 @@ def test_posterior_predictive_dims_dtype_and_moments(fitted, case):
     assert pp.dims == ("chain", "draw", "obs_id", "feature")
     assert pp.sizes["obs_id"] == X.shape[0] and pp.sizes["feature"] == X.shape[1]
     assert pp.sizes["chain"] * pp.sizes["draw"] == 100
-    assert np.issubdtype(pp.dtype, np.integer)
-    n_levels = int(X.max()) + 1
+    assert np.issubdtype(pp.dtype, np.integer) == (family in DISCRETE)
+    n_levels = int(X.max()) + 1 if family == "categorical" else None
     if family == "categorical":
         assert pp.values.min() >= 0 and pp.values.max() < n_levels
     # the replicates of each draw come from that draw's parameters
@@ -279,9 +297,34 @@ def test_relabel_keeps_an_unswitched_posterior(fitted, case):
 
 
 def _one_component_loglik(family: str, X: np.ndarray) -> float:
-    """The K = 1 maximum log-likelihood from SciPy (closed-form MLE of one component)."""
+    """The K = 1 maximum log-likelihood from SciPy.
+
+    Closed-form MLEs for Poisson (the mean) and categorical (the frequencies); for the
+    Student-t (diagonal scale) direct numerical optimisation of SciPy's ``multivariate_t``
+    with nu in EM's bounds.
+    """
     if family == "poisson":
         return float(stats.poisson.logpmf(X, X.mean(axis=0)).sum())
+    if family == "student_t":
+        from scipy.optimize import minimize
+
+        d = X.shape[1]
+
+        def negative(theta):
+            shape = np.diag(np.exp(2.0 * theta[d : 2 * d]))
+            return -stats.multivariate_t.logpdf(X, theta[:d], shape, df=np.exp(theta[-1])).sum()
+
+        x0 = np.concatenate([np.median(X, axis=0), np.log(X.std(axis=0)), [np.log(10.0)]])
+        # EM keeps nu in DOF_BOUNDS = (0.01, 1000) (nu -> infinity on light-tailed data)
+        bounds = [(None, None)] * (2 * d) + [(np.log(0.01), np.log(1000.0))]
+        res = minimize(
+            negative,
+            x0,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 20_000, "maxfev": 20_000},
+        )
+        return -float(res.fun)
     total = 0.0
     for d in range(X.shape[1]):
         freq = np.bincount(X[:, d]) / X.shape[0]
@@ -293,13 +336,22 @@ def test_select_k_picks_two_by_bic(case):
     from bayesmix.results import select_k
 
     family, _, _, X, _ = case
-    table = select_k(X, ks=[1, 2, 3], family=family, random_state=0, n_init=3)
+    covariances = (COVARIANCE.get(family, "full"),)
+    table = select_k(
+        X, ks=[1, 2, 3], family=family, covariance_types=covariances, random_state=0, n_init=3
+    )
     assert table.attrs["recommended"]["bic"] == 2
     one = table[table["k"] == 1].iloc[0]
     ll = _one_component_loglik(family, X)
     assert one["log_likelihood"] == pytest.approx(ll, rel=1e-8)
     # BIC = -2 ll + p log N with p the free parameters of one component
-    n_levels = [int(X[:, d].max()) + 1 for d in range(X.shape[1])]
-    p = X.shape[1] if family == "poisson" else sum(n - 1 for n in n_levels)
+    d = X.shape[1]
+    if family == "poisson":
+        p = d
+    elif family == "categorical":
+        p = sum(int(X[:, j].max()) for j in range(d))  # L_j - 1 free probabilities per item
+    else:
+        p = 2 * d + 1  # locations, diagonal scales, one dof
     assert one["n_parameters"] == p
-    assert one["bic"] == pytest.approx(-2 * ll + p * np.log(X.shape[0]), rel=1e-8)
+    ll_em = one["log_likelihood"]
+    assert one["bic"] == pytest.approx(-2 * ll_em + p * np.log(X.shape[0]), rel=1e-10)
