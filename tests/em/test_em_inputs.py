@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from bayesmix._validation import DataError, ParameterError
@@ -66,6 +67,7 @@ def test_bad_data(estimator):
     "estimator", [GaussianMixtureEM(2), KMeans(2), BernoulliMixtureEM(2)], ids=type
 )
 def test_predict_before_fit_and_wrong_features(estimator):
+    estimator = clone(estimator)  # a fresh one each run (the parameters are built at import)
     data = XB if isinstance(estimator, BernoulliMixtureEM) else X
     with pytest.raises(NotFittedError):
         estimator.predict(data)
