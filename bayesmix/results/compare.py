@@ -68,12 +68,13 @@ def _entries(da: xr.DataArray, sample_dims: tuple[str, ...]) -> tuple[list[str],
         # lower triangle; the diagonal of a correlation matrix is the constant 1
         tri = fi > fj if da.name == "corr" else fi >= fj
         keep = np.broadcast_to(tri, shape).copy()
-    # entries that are exactly 0 everywhere are padding (e.g. the levels an item lacks)
-    values = da.transpose(*[d for d in sample_dims if d in da.dims], *rest).values
-    lead = values.ndim - len(rest)
-    padding = np.all(values == 0, axis=tuple(range(lead))) if lead else values == 0
-    if padding.any() and not padding.all():
-        keep &= ~padding
+    if any(d not in _ENTRY_DIMS for d in rest):
+        # a padded extra dim (e.g. the levels an item lacks): entries exactly 0 in every draw
+        values = da.transpose(*[d for d in sample_dims if d in da.dims], *rest).values
+        lead = values.ndim - len(rest)
+        padding = np.all(values == 0, axis=tuple(range(lead))) if lead else values == 0
+        if padding.any() and not padding.all():
+            keep &= ~padding
     return rest, keep
 
 
