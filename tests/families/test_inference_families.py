@@ -25,7 +25,7 @@ from bayesmix.families import FAMILIES, get_family
 pytestmark = pytest.mark.slow
 
 N_OBS = 300
-DRAWS, TUNE, CHAINS = 500, 500, 4
+DRAWS, TUNE, CHAINS = 500, 500, 2
 
 
 def _truth(family: str) -> dict[str, np.ndarray]:
@@ -127,7 +127,7 @@ def case(request):
 
 @pytest.fixture(scope="module")
 def fitted(case):
-    """em -> map -> nuts (4 x 500 draws after 500 tuning steps) through inference.run."""
+    """em -> map -> nuts (2 x 500 draws after 500 tuning steps) through inference.run."""
     from bayesmix.inference import run
 
     family, spec, _, X, _ = case
