@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Family", "chunk_rows", "chunk_means", "data_moments", "stack_draws"]
+__all__ = ["Family", "chunk_means", "chunk_rows", "data_moments", "per_feature", "stack_draws"]
 
 #: Elements of the largest temporary made per block of draws in a log density.
 BLOCK_ELEMENTS = 4_000_000
@@ -62,6 +62,28 @@ def stack_draws(params: Mapping[str, Any], names: tuple[str, ...], lead: tuple[i
         tail = a.shape[a.ndim - core[name] :]
         out.append(np.broadcast_to(a, lead + tail).reshape((-1, *tail)))
     return tuple(out)
+
+
+def per_feature(value: Any, default: np.ndarray, where: str) -> np.ndarray:
+    """A ``[priors]`` number or per-feature list as a (D,) array; ``None``: ``default``.
+
+    Raises SpecError (``[priors] <where>: ...``) for a list of the wrong length.
+    """
+    from bayesmix._validation import SpecError
+
+    d = default.shape[0]
+    if value is None:
+        return default.astype(float)
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        return np.full(d, float(arr))
+    if arr.shape != (d,):
+        raise SpecError(
+            f"[priors] {where}: expected a number or {d} numbers (one per feature), "
+            f"got {arr.shape[0]}; give one value per feature",
+            name="spec",
+        )
+    return arr
 
 
 def chunk_rows(X: np.ndarray, k: int) -> list[np.ndarray]:

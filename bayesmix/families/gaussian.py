@@ -31,7 +31,14 @@ from typing import Any, override
 import numpy as np
 
 from bayesmix._validation import DataError, check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, chunk_means, data_moments, stack_draws
+from bayesmix.families._base import (
+    BLOCK_ELEMENTS,
+    Family,
+    chunk_means,
+    data_moments,
+    per_feature,
+    stack_draws,
+)
 
 __all__ = ["GaussianFamily"]
 
@@ -118,24 +125,6 @@ def _random_full(w, mu, chol, rng=None, size=None):
     return graph_draw(GaussianFamily(), {"w": w, "mu": mu, "chol": chol}, core, rng, size)
 
 
-def _per_feature(value, default: np.ndarray, where: str) -> np.ndarray:
-    from bayesmix._validation import SpecError
-
-    d = default.shape[0]
-    if value is None:
-        return default.astype(float)
-    arr = np.asarray(value, dtype=float)
-    if arr.ndim == 0:
-        return np.full(d, float(arr))
-    if arr.shape != (d,):
-        raise SpecError(
-            f"[priors] {where}: expected a number or {d} numbers (one per feature), "
-            f"got {arr.shape[0]}",
-            name="spec",
-        )
-    return arr
-
-
 class GaussianFamily(Family):
     """Multivariate normal components (full, diagonal or spherical covariance)."""
 
@@ -193,8 +182,8 @@ class GaussianFamily(Family):
         X = np.asarray(X, dtype=float)
         mean, sd, _ = data_moments(X, sample_weight)
         out = {
-            "mu_loc": _per_feature(priors.mu_loc, mean, "mu_loc"),
-            "mu_scale": _per_feature(priors.mu_scale, 2.0 * sd, "mu_scale"),
+            "mu_loc": per_feature(priors.mu_loc, mean, "mu_loc"),
+            "mu_scale": per_feature(priors.mu_scale, 2.0 * sd, "mu_scale"),
         }
         if covariance == "spherical" and X.shape[1] > 1:
             if priors.sigma_scale is None:
@@ -209,7 +198,7 @@ class GaussianFamily(Family):
                     raise SpecError(msg, name="spec")
                 out["sigma_scale"] = np.asarray(float(s.flat[0]))
         else:
-            out["sigma_scale"] = _per_feature(priors.sigma_scale, sd, "sigma_scale")
+            out["sigma_scale"] = per_feature(priors.sigma_scale, sd, "sigma_scale")
         if covariance == "full" and X.shape[1] > 1:
             out["lkj_eta"] = np.asarray(float(priors.lkj_eta))
         return out

@@ -43,7 +43,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from bayesmix._validation import DataError, SpecError, check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, data_moments, stack_draws
+from bayesmix.families._base import BLOCK_ELEMENTS, Family, data_moments, per_feature, stack_draws
 
 __all__ = [
     "DOF_BOUNDS",
@@ -186,22 +186,6 @@ def _random_full(w, mu, chol, nu, rng=None, size=None):
     return graph_draw(StudentTFamily(), params, core, rng, size)
 
 
-def _per_feature(value, default: np.ndarray, where: str) -> np.ndarray:
-    d = default.shape[0]
-    if value is None:
-        return default.astype(float)
-    arr = np.asarray(value, dtype=float)
-    if arr.ndim == 0:
-        return np.full(d, float(arr))
-    if arr.shape != (d,):
-        raise SpecError(
-            f"[priors] {where}: expected a number or {d} numbers (one per feature), "
-            f"got {arr.shape[0]}; give one scale per feature",
-            name="spec",
-        )
-    return arr
-
-
 def _positive_scalar(value, where: str) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if arr.ndim != 0 or not np.isfinite(arr) or arr <= 0:
@@ -254,9 +238,9 @@ class StudentTFamily(Family):
         X = np.asarray(X, dtype=float)
         mean, sd, _ = data_moments(X, sample_weight)
         out = {
-            "mu_loc": _per_feature(getattr(priors, "mu_loc", None), mean, "mu_loc"),
-            "mu_scale": _per_feature(getattr(priors, "mu_scale", None), 2.0 * sd, "mu_scale"),
-            "sigma_scale": _per_feature(getattr(priors, "sigma_scale", None), sd, "sigma_scale"),
+            "mu_loc": per_feature(getattr(priors, "mu_loc", None), mean, "mu_loc"),
+            "mu_scale": per_feature(getattr(priors, "mu_scale", None), 2.0 * sd, "mu_scale"),
+            "sigma_scale": per_feature(getattr(priors, "sigma_scale", None), sd, "sigma_scale"),
         }
         if self.effective_covariance(covariance, X.shape[1]) == "full":
             out["lkj_eta"] = _positive_scalar(getattr(priors, "lkj_eta", 2.0), "lkj_eta")
