@@ -52,13 +52,14 @@ from typing import Any
 
 import numpy as np
 
-from bayesmix._validation import SpecError
+from bayesmix._validation import ParameterError, SpecError
 from bayesmix.families import FAMILIES, get_family
 
 __all__ = [
     "FAMILIES",
     "COVARIANCES",
     "METHODS",
+    "WEIGHT_PRIORS",
     "SAMPLERS",
     "DataSpec",
     "FitSpec",
@@ -74,6 +75,12 @@ __all__ = [
 COVARIANCES = ("full", "diag", "spherical")
 METHODS = ("em", "map", "nuts", "advi")
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
+#: Priors of the mixture weights: a Dirichlet, a sparse (overfitted) Dirichlet, a truncated DP.
+WEIGHT_PRIORS = ("dirichlet", "sparse", "dp")
+#: Default number of components (K_max, the truncation) of sparse and DP mixtures.
+KMAX_DEFAULT = 10
+#: Default Dirichlet concentration e0 of a sparse finite mixture (Malsiner-Walli et al. 2016).
+SPARSE_ALPHA_DEFAULT = 0.01
 BUILTIN_DATA = (
     "old_faithful",
     "low_dim_gauss_mix",
@@ -94,7 +101,11 @@ class PriorSpec:
     The model is (``k`` a component, ``d`` a feature, ``s_d`` the sample standard deviation of
     feature ``d``, ``m_d`` its sample mean)::
 
-        w               ~ Dirichlet(weights_alpha * ones(K))
+        w               ~ Dirichlet(weights_alpha * ones(K))         (weights = "dirichlet")
+        w               ~ Dirichlet(e0 * ones(K))                    (weights = "sparse")
+                          e0 = weights_alpha, or e0 ~ Gamma(weights_alpha_prior)
+        w               ~ StickBreaking(alpha, K)                    (weights = "dp")
+                          alpha ~ Gamma(dp_alpha_prior)
         mu[k, d]        ~ Normal(mu_loc[d], mu_scale[d])             (gaussian)
         sigma[k, d]     ~ HalfNormal(sigma_scale[d])                 (diag, full, 1-D)
         sigma[k]        ~ HalfNormal(sigma_scale)                    (spherical: one per component)
@@ -124,8 +135,19 @@ class PriorSpec:
 
     Parameters
     ----------
-    weights_alpha : float or tuple of float
-        Dirichlet concentration (scalar or one per component). 1 is flat on the simplex.
+    weights : {"dirichlet", "sparse", "dp"}
+        Prior of the mixture weights. ``"sparse"``: an overfitted finite mixture whose small
+        Dirichlet concentration empties the superfluous components (Malsiner-Walli,
+        Fruehwirth-Schnatter & Gruen 2016); ``"dp"``: a Dirichlet process truncated at K
+        components (stick-breaking, the last stick takes the rest).
+    weights_alpha : float, tuple of float or None
+        Dirichlet concentration (scalar or one per component). None: 1 (flat on the simplex)
+        for ``"dirichlet"``, 0.01 for ``"sparse"``. Not used by ``"dp"``.
+    weights_alpha_prior : (float, float) or None
+        ``"sparse"`` only: a Gamma(shape, rate) hyperprior on the concentration e0 (a free
+        variable then), instead of the fixed ``weights_alpha``.
+    dp_alpha_prior : (float, float)
+        ``"dp"`` only: Gamma(shape, rate) prior on the DP concentration alpha.
     mu_loc, mu_scale, sigma_scale : float, tuple of float or None
         See above.
     lkj_eta : float
@@ -142,7 +164,10 @@ class PriorSpec:
         (Juarez & Steel 2010: 2 and 0.1).
     """
 
-    weights_alpha: Number = 1.0
+    weights: str = "dirichlet"
+    weights_alpha: Number | None = None
+    weights_alpha_prior: tuple[float, float] | None = None
+    dp_alpha_prior: tuple[float, float] = (1.0, 1.0)
     mu_loc: Number | None = None
     mu_scale: Number | None = None
     sigma_scale: Number | None = None
@@ -156,11 +181,14 @@ class PriorSpec:
     dof_rate: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists for tuples), omitting ``None`` entries (TOML has no null)."""
+        """Plain dict (lists for tuples), omitting ``None`` entries (TOML has no null).
+
+        ``dp_alpha_prior`` appears only with ``weights = "dp"`` (the only prior that reads it).
+        """
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if v is None:
+            if v is None or (f.name == "dp_alpha_prior" and self.weights != "dp"):
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -445,6 +473,21 @@ class _Collector:
             return tuple(float(x) for x in v)
         return float(v)
 
+    def pair(self, where: str, v: Any, what: str) -> tuple[float, float] | None:
+        ok = isinstance(v, list | tuple) and len(v) == 2
+        if ok:
+            for x in v:
+                if isinstance(x, bool) or not isinstance(
+                    x, int | float | np.integer | np.floating
+                ):
+                    ok = False
+                elif not np.isfinite(x) or x <= 0:
+                    ok = False
+        if not ok:
+            self.add(f"{where}: expected two positive numbers {what}, got {v!r}")
+            return None
+        return (float(v[0]), float(v[1]))
+
     def real(self, where: str, v: Any) -> Any:
         if v is None:
             return None
@@ -592,7 +635,9 @@ def spec_from_dict(
     mt = tables["model"]
     family = col.choice("[model] family", mt.get("family", "gaussian"), FAMILIES) or "gaussian"
     fam = get_family(family)
-    k = col.integer("[model] components", mt.get("components", 2), minimum=1) or 2
+    weights_prior = tables["priors"].get("weights", "dirichlet")
+    k_default = KMAX_DEFAULT if weights_prior in ("sparse", "dp") else 2
+    k = col.integer("[model] components", mt.get("components", k_default), minimum=1) or 2
     cov = col.choice("[model] covariance", mt.get("covariance", "full"), COVARIANCES) or "full"
     if "covariance" in mt and fam.covariances and cov not in fam.covariances:
         col.add(
@@ -611,9 +656,36 @@ def spec_from_dict(
     # [priors]
     pt_ = tables["priors"]
     pri = {}
-    pri["weights_alpha"] = col.positive(
-        "[priors] weights_alpha", pt_.get("weights_alpha", 1.0), vector=True
+    pri["weights"] = (
+        col.choice("[priors] weights", pt_.get("weights", "dirichlet"), WEIGHT_PRIORS)
+        or "dirichlet"
     )
+    pri["weights_alpha"] = col.positive(
+        "[priors] weights_alpha", pt_.get("weights_alpha"), vector=True, allow_none=True
+    )
+    for key in ("weights_alpha_prior", "dp_alpha_prior"):
+        if key in pt_:
+            pri[key] = col.pair(f"[priors] {key}", pt_[key], "[shape, rate]")
+    if pri["weights"] == "dp" and "weights_alpha" in pt_:
+        col.add(
+            '[priors] weights_alpha: not used with weights = "dp" (its concentration has the '
+            "prior dp_alpha_prior); remove weights_alpha or set dp_alpha_prior = [shape, rate]"
+        )
+    if pri["weights"] != "dp" and "dp_alpha_prior" in pt_:
+        col.add(
+            f'[priors] dp_alpha_prior: only used with weights = "dp", got weights = '
+            f'{pri["weights"]!r}; set weights = "dp" or remove dp_alpha_prior'
+        )
+    if pri["weights"] != "sparse" and "weights_alpha_prior" in pt_:
+        col.add(
+            f'[priors] weights_alpha_prior: only used with weights = "sparse", got weights = '
+            f'{pri["weights"]!r}; set weights = "sparse" or remove weights_alpha_prior'
+        )
+    if "weights_alpha" in pt_ and "weights_alpha_prior" in pt_:
+        col.add(
+            "[priors] weights_alpha and weights_alpha_prior: expected one of them (a fixed "
+            "concentration or a Gamma prior on it), got both; remove one"
+        )
     if isinstance(pri["weights_alpha"], tuple) and len(pri["weights_alpha"]) != k:
         col.add(
             f"[priors] weights_alpha: expected a number or {k} numbers (one per "
@@ -761,14 +833,24 @@ def resolve_priors(
     Returns
     -------
     dict of str to ndarray
-        ``weights_alpha`` (K,) always. Gaussian: ``mu_loc`` (D,), ``mu_scale`` (D,),
+        ``weights_alpha`` (K,) always (the concentration, or e0 of a sparse mixture);
+        ``weights_alpha_prior`` (2,) for a sparse mixture with a Gamma prior on e0;
+        ``dp_alpha_prior`` (2,) for a DP mixture. Gaussian: ``mu_loc`` (D,), ``mu_scale`` (D,),
         ``sigma_scale`` (D,) or () for spherical covariances, and ``lkj_eta`` () for full
         covariances with D > 1. Bernoulli: ``beta_a`` (), ``beta_b`` ().
     """
     pr = model_spec.priors
     X = np.asarray(X, dtype=float)
     k = model_spec.n_components
-    alpha = np.asarray(pr.weights_alpha, dtype=float)
+    if pr.weights not in WEIGHT_PRIORS:
+        raise ParameterError(
+            f"weights={pr.weights!r} is not a weights prior: expected one of "
+            f"{', '.join(WEIGHT_PRIORS)}; pass one of them"
+        )
+    if pr.weights_alpha is not None:
+        alpha = np.asarray(pr.weights_alpha, dtype=float)
+    else:
+        alpha = np.asarray(SPARSE_ALPHA_DEFAULT if pr.weights == "sparse" else 1.0)
     if alpha.ndim == 0:
         alpha = np.full(k, float(alpha))
     elif alpha.shape != (k,):
@@ -776,6 +858,10 @@ def resolve_priors(
             [f"[priors] weights_alpha: expected a number or {k} numbers, got {alpha.shape[0]}"]
         )
     out: dict[str, np.ndarray] = {"weights_alpha": alpha}
+    if pr.weights == "sparse" and pr.weights_alpha_prior is not None:
+        out["weights_alpha_prior"] = np.asarray(pr.weights_alpha_prior, dtype=float)
+    if pr.weights == "dp":
+        out["dp_alpha_prior"] = np.asarray(pr.dp_alpha_prior, dtype=float)
     fam = get_family(model_spec.family)
     out.update(fam.resolve_priors(pr, X, k, model_spec.covariance, sample_weight=sample_weight))
     return out

@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 
 import numpy as np
@@ -257,3 +258,48 @@ def test_unknown_choice_lists_the_choices_once():
     assert msg.count("bernoulli") == 1 and "valid values" not in msg
     with pytest.raises(SpecError, match=r"did you mean 'gaussian'\?"):
         spec_from_dict({"model": {"family": "gausian"}})
+
+
+def test_weights_priors_parse_default_and_resolve():
+    X = np.random.default_rng(0).normal(size=(30, 1))
+    sparse = spec_from_dict({"priors": {"weights": "sparse"}}).model
+    assert sparse.n_components == 10  # K_max default of sparse and DP mixtures
+    assert np.array_equal(resolve_priors(sparse, X)["weights_alpha"], np.full(10, 0.01))
+    hyper = spec_from_dict(
+        {
+            "model": {"components": 4},
+            "priors": {"weights": "sparse", "weights_alpha_prior": [10, 40]},
+        }
+    ).model
+    assert np.array_equal(resolve_priors(hyper, X)["weights_alpha_prior"], [10.0, 40.0])
+    dp = spec_from_dict({"model": {"components": 6}, "priors": {"weights": "dp"}}).model
+    pri = resolve_priors(dp, X)
+    assert dp.n_components == 6 and np.array_equal(pri["dp_alpha_prior"], [1.0, 1.0])
+    assert "dp_alpha_prior" not in resolve_priors(spec_from_dict({}).model, X)
+    plain = spec_from_dict({}).model
+    assert plain.n_components == 2
+    assert np.array_equal(resolve_priors(plain, X)["weights_alpha"], [1.0, 1.0])
+    # the DP's prior survives a JSON round trip; the Dirichlet's spec does not carry it
+    run = spec_from_dict({"priors": {"weights": "dp", "dp_alpha_prior": [2, 4]}})
+    assert RunSpec.from_json(run.to_json()).model.priors.dp_alpha_prior == (2.0, 4.0)
+    assert "dp_alpha_prior" not in spec_from_dict({}).model.priors.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("priors", "words"),
+    [
+        ({"weights": "dp", "weights_alpha": 1.0}, "weights_alpha: not used"),
+        ({"weights_alpha_prior": [1, 2]}, 'only used with weights = "sparse"'),
+        ({"dp_alpha_prior": [1, 2]}, 'only used with weights = "dp"'),
+        (
+            {"weights": "sparse", "weights_alpha": 0.1, "weights_alpha_prior": [1, 2]},
+            "got both",
+        ),
+        ({"weights": "sparse", "weights_alpha_prior": [1]}, "two positive numbers"),
+        ({"weights": "dp", "dp_alpha_prior": [1, -2]}, "two positive numbers"),
+        ({"weights": "sprse"}, "did you mean 'sparse'"),
+    ],
+)
+def test_weights_prior_problems_say_what_to_do(priors, words):
+    with pytest.raises(SpecError, match=r"\[priors\] .*" + re.escape(words)):
+        spec_from_dict({"priors": priors})
