@@ -44,7 +44,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Family", "chunk_means", "chunk_rows", "data_moments", "per_feature", "stack_draws"]
+__all__ = [
+    "Family",
+    "chunk_means",
+    "chunk_rows",
+    "data_moments",
+    "normal_locations",
+    "per_feature",
+    "stack_draws",
+]
 
 #: Elements of the largest temporary made per block of draws in a log density.
 BLOCK_ELEMENTS = 4_000_000
@@ -121,6 +129,37 @@ def data_moments(
         var = w @ (X - mean) ** 2 / (n - 1.0) if n > 1 else np.ones(X.shape[1])
         sd = np.sqrt(var)
     return mean, np.where(sd > 0, sd, 1.0), n
+
+
+def normal_locations(spec: Any, priors: Mapping[str, Any], n_features: int):
+    """Inside a ``pm.Model``: the component locations ``mu`` (component, feature).
+
+    ``mu[k, d] ~ Normal(prior_mu_loc[d], prior_mu_scale[d])``. With ``spec.ordered`` the first
+    feature's locations are a free ``mu_first`` with PyMC's ordered transform (its density is
+    the exchangeable prior restricted to increasing values, without a K! factor), the others a
+    free ``mu_rest`` (component, D - 1), and ``mu`` is a Deterministic. Families with Normal
+    location priors (Gaussian, Student-t) share this.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    d, k = n_features, spec.n_components
+    mu_loc, mu_scale = priors["mu_loc"], priors["mu_scale"]
+    if not getattr(spec, "ordered", False):
+        return pm.Normal("mu", mu=mu_loc, sigma=mu_scale, dims=("component", "feature"))
+    first = pm.Normal(
+        "mu_first",
+        mu=mu_loc[0],
+        sigma=mu_scale[0],
+        dims="component",
+        transform=pm.distributions.transforms.ordered,
+    )
+    if d > 1:
+        rest = pm.Normal("mu_rest", mu=mu_loc[1:], sigma=mu_scale[1:], shape=(k, d - 1))
+        mu_val = pt.concatenate([first[:, None], rest], axis=1)
+    else:
+        mu_val = first[:, None]
+    return pm.Deterministic("mu", mu_val, dims=("component", "feature"))
 
 
 class Family:
@@ -260,9 +299,13 @@ class Family:
         """Keyword arguments of the EM estimator for a ``ModelSpec`` (prior None: ML).
 
         The caller adds ``n_components``, ``n_init``, ``random_state``, ``tol``, ``max_iter``
-        (and ``reg_covar`` when the estimator has it).
+        (and ``reg_covar`` when the estimator has it). By default the MAP-EM prior holds
+        ``weights_alpha`` and the family's ``prior_fields``, as the estimator's ``prior``.
         """
-        return {}
+        if priors is None:
+            return {}
+        keys = ("weights_alpha", *self.prior_fields)
+        return {"prior": {key: priors[key] for key in keys if key in priors}}
 
     def em_point(self, estimator: Any, n_features: int) -> dict[str, np.ndarray]:
         """The fitted estimator's parameters as result variables (``w`` included)."""

@@ -118,18 +118,6 @@ class BernoulliFamily(Family):
 
     # ------------------------------------------------------------------ EM
     @override
-    def em_kwargs(self, spec, priors, n_features):
-        if priors is None:
-            return {}
-        return {
-            "prior": {
-                "weights_alpha": priors["weights_alpha"],
-                "beta_a": priors["beta_a"],
-                "beta_b": priors["beta_b"],
-            }
-        }
-
-    @override
     def em_point(self, estimator, n_features):
         return {
             "w": np.asarray(estimator.weights_, float),

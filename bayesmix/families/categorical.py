@@ -298,17 +298,6 @@ class CategoricalFamily(Family):
 
     # ------------------------------------------------------------------ EM
     @override
-    def em_kwargs(self, spec, priors, n_features):
-        if priors is None:
-            return {}
-        return {
-            "prior": {
-                "weights_alpha": priors["weights_alpha"],
-                "category_alpha": priors["category_alpha"],
-            }
-        }
-
-    @override
     def em_point(self, estimator, n_features):
         return {"w": np.asarray(estimator.weights_, float), "probs": estimator.probs_}
 

@@ -168,18 +168,6 @@ class PoissonFamily(Family):
 
     # ------------------------------------------------------------------ EM
     @override
-    def em_kwargs(self, spec, priors, n_features):
-        if priors is None:
-            return {}
-        return {
-            "prior": {
-                "weights_alpha": priors["weights_alpha"],
-                "rate_shape": priors["rate_shape"],
-                "rate_rate": priors["rate_rate"],
-            }
-        }
-
-    @override
     def em_point(self, estimator, n_features):
         return {
             "w": np.asarray(estimator.weights_, float),

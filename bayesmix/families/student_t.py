@@ -43,7 +43,14 @@ import numpy as np
 from scipy.special import gammaln
 
 from bayesmix._validation import DataError, SpecError, check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, data_moments, per_feature, stack_draws
+from bayesmix.families._base import (
+    BLOCK_ELEMENTS,
+    Family,
+    data_moments,
+    normal_locations,
+    per_feature,
+    stack_draws,
+)
 
 __all__ = [
     "DOF_BOUNDS",
@@ -356,27 +363,10 @@ class StudentTFamily(Family):
     @override
     def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom"):
         import pymc as pm
-        import pytensor.tensor as pt
 
         d, k = n_features, spec.n_components
         cov = self.effective_covariance(spec.covariance, d)
-        mu_loc, mu_scale = priors["mu_loc"], priors["mu_scale"]
-        if getattr(spec, "ordered", False):
-            first = pm.Normal(
-                "mu_first",
-                mu=mu_loc[0],
-                sigma=mu_scale[0],
-                dims="component",
-                transform=pm.distributions.transforms.ordered,
-            )
-            if d > 1:
-                rest = pm.Normal("mu_rest", mu=mu_loc[1:], sigma=mu_scale[1:], shape=(k, d - 1))
-                mu_val = pt.concatenate([first[:, None], rest], axis=1)
-            else:
-                mu_val = first[:, None]
-            mu = pm.Deterministic("mu", mu_val, dims=("component", "feature"))
-        else:
-            mu = pm.Normal("mu", mu=mu_loc, sigma=mu_scale, dims=("component", "feature"))
+        mu = normal_locations(spec, priors, d)
         sigma = pm.HalfNormal("sigma", sigma=priors["sigma_scale"], dims=("component", "feature"))
         nu = pm.Gamma("nu", alpha=priors["dof_shape"], beta=priors["dof_rate"], dims="component")
         if cov != "full":
