@@ -72,6 +72,7 @@ from bayesmix._validation import (
 __all__ = [
     "BaseMixtureEM",
     "DegenerateComponentWarning",
+    "check_prior_dict",
     "check_sample_weight",
     "normalize_log_prob_inplace",
     "on_each_start",
@@ -110,6 +111,24 @@ def on_each_start(callback: Callable[[int, int], None]) -> Iterator[None]:
         yield
     finally:
         _START_CALLBACK.reset(token)
+
+
+def check_prior_dict(prior: Any, keys: tuple[str, ...], example: str) -> dict:
+    """``prior`` as a dict (``{}`` for None); ParameterError for another type or unknown keys."""
+    if prior is None:
+        return {}
+    if not isinstance(prior, dict):
+        raise ParameterError(
+            f"prior has the wrong type: expected a dict or None, got {type(prior).__name__}; "
+            f"pass e.g. prior={example}"
+        )
+    unknown = sorted(set(prior) - set(keys))
+    if unknown:
+        raise ParameterError(
+            f"unknown prior key(s) {unknown}: expected keys among {list(keys)}; remove or "
+            "rename them"
+        )
+    return prior
 
 
 class DegenerateComponentWarning(UserWarning):

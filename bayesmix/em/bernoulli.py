@@ -34,7 +34,7 @@ from scipy import stats as sps
 from scipy.special import gammaln, xlogy
 
 from bayesmix._validation import ParameterError, check_positive, check_X
-from bayesmix.em._base import BaseMixtureEM, row_blocks
+from bayesmix.em._base import BaseMixtureEM, check_prior_dict, row_blocks
 
 __all__ = ["BernoulliMixtureEM"]
 
@@ -139,20 +139,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
     def _check_family_parameters(self, X):
         check_positive(self.smoothing, "smoothing", strict=False)
         k, d = self.n_components, X.shape[1]
-        prior = self.prior
-        if prior is None:
-            prior = {}
-        if not isinstance(prior, dict):
-            raise ParameterError(
-                f"prior has the wrong type: expected a dict or None, got {type(prior).__name__};"
-                " pass e.g. prior={'beta_a': 2.0, 'beta_b': 2.0}"
-            )
-        unknown = sorted(set(prior) - set(PRIOR_KEYS))
-        if unknown:
-            raise ParameterError(
-                f"unknown prior key(s) {unknown}: expected keys among {list(PRIOR_KEYS)}; "
-                "remove or rename them"
-            )
+        prior = check_prior_dict(self.prior, PRIOR_KEYS, "{'beta_a': 2.0, 'beta_b': 2.0}")
 
         def vector(key, length):
             value = np.asarray(prior[key], dtype=np.float64)

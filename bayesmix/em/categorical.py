@@ -33,8 +33,7 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 
 from bayesmix._validation import ParameterError, check_positive, check_X
-from bayesmix.em._base import BaseMixtureEM, row_blocks
-from bayesmix.em.poisson import check_prior_dict
+from bayesmix.em._base import BaseMixtureEM, check_prior_dict, row_blocks
 from bayesmix.families.categorical import encode_items, pad_probs
 
 __all__ = ["CategoricalMixtureEM"]

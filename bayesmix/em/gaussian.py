@@ -105,6 +105,7 @@ from bayesmix.em._base import (
     _EMPTY_COUNT,
     BaseMixtureEM,
     DegenerateComponentWarning,
+    check_prior_dict,
     row_blocks,
     weighted_sum,
 )
@@ -1076,17 +1077,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         """Validate ``prior`` and return it with arrays of the right shapes (or None)."""
         if self.prior is None:
             return None
-        if not isinstance(self.prior, dict):
-            raise ParameterError(
-                f"prior has the wrong type: expected a dict or None, got "
-                f"{type(self.prior).__name__}; pass e.g. prior={{'weights_alpha': 2.0}}"
-            )
-        unknown = sorted(set(self.prior) - set(PRIOR_KEYS))
-        if unknown:
-            raise ParameterError(
-                f"unknown prior key(s) {unknown}: expected keys among {list(PRIOR_KEYS)}; "
-                "remove or rename them"
-            )
+        check_prior_dict(self.prior, PRIOR_KEYS, "{'weights_alpha': 2.0}")
         k, ctype = self.n_components, self.covariance_type
         out: dict[str, Any] = {}
 

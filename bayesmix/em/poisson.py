@@ -27,7 +27,7 @@ from scipy import stats as sps
 from scipy.special import gammaln, xlogy
 
 from bayesmix._validation import ParameterError, check_X
-from bayesmix.em._base import BaseMixtureEM, row_blocks
+from bayesmix.em._base import BaseMixtureEM, check_prior_dict, row_blocks
 from bayesmix.families.poisson import RATE_FLOOR, check_counts, poisson_log_density
 
 __all__ = ["PoissonMixtureEM"]
@@ -45,24 +45,6 @@ def _prior_vector(prior: dict, key: str, length: int) -> np.ndarray:
             f"{np.asarray(prior[key]).tolist()}; pass positive values"
         )
     return value
-
-
-def check_prior_dict(prior: Any, keys: tuple[str, ...], example: str) -> dict:
-    """``prior`` as a dict (``{}`` for None); ParameterError for another type or unknown keys."""
-    if prior is None:
-        return {}
-    if not isinstance(prior, dict):
-        raise ParameterError(
-            f"prior has the wrong type: expected a dict or None, got {type(prior).__name__}; "
-            f"pass e.g. prior={example}"
-        )
-    unknown = sorted(set(prior) - set(keys))
-    if unknown:
-        raise ParameterError(
-            f"unknown prior key(s) {unknown}: expected keys among {list(keys)}; remove or "
-            "rename them"
-        )
-    return prior
 
 
 class PoissonMixtureEM(BaseMixtureEM):

@@ -65,7 +65,7 @@ from scipy import stats as sps
 from scipy.special import digamma, gammaln, logsumexp, xlogy
 
 from bayesmix._validation import DataError, ParameterError, check_choice, check_positive, check_X
-from bayesmix.em._base import BaseMixtureEM, weighted_sum
+from bayesmix.em._base import BaseMixtureEM, check_prior_dict, weighted_sum
 from bayesmix.families.student_t import (
     DOF_BOUNDS,
     lkj_chol_logp,
@@ -281,20 +281,9 @@ class StudentTMixtureEM(BaseMixtureEM):
         self._prior = self._resolve_prior(k, d)
 
     def _resolve_prior(self, k: int, d: int) -> dict:
-        prior = self.prior
-        if prior is None:
+        prior = check_prior_dict(self.prior, PRIOR_KEYS, "{'dof_shape': 2.0, 'dof_rate': 0.1}")
+        if not prior:
             return {}
-        if not isinstance(prior, dict):
-            raise ParameterError(
-                f"prior has the wrong type: expected a dict or None, got {type(prior).__name__}; "
-                "pass e.g. prior={'dof_shape': 2.0, 'dof_rate': 0.1}"
-            )
-        unknown = sorted(set(prior) - set(PRIOR_KEYS))
-        if unknown:
-            raise ParameterError(
-                f"unknown prior key(s) {unknown}: expected keys among {list(PRIOR_KEYS)}; remove "
-                "or rename them"
-            )
         get = prior.get
         out: dict[str, Any] = {}
         if get("weights_alpha") is not None:
