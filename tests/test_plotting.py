@@ -824,3 +824,23 @@ def test_real_nuts_fit_every_figure(nuts_2d, tmp_path):
     for k in range(2):
         ref = np.sort(mean[best == k, k])[::-1]
         np.testing.assert_allclose(_line(ax, f"membership-{k}").get_ydata(), ref, atol=1e-8)
+
+
+def test_student_t_ellipses_are_named_scale_contours_not_sd():
+    from bayesmix.config import ModelSpec
+    from bayesmix.inference import fit_em
+
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.standard_t(4, size=(60, 2)), rng.standard_t(4, size=(60, 2)) + 6])
+    res = fit_em(ModelSpec(family="student_t", n_components=2, covariance="full"), X, n_init=1)
+    ax = plotting.plot_clusters_2d(res).axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "EM (MAP) scale x1" in texts or "EM (ML) scale x1" in texts
+    assert not any(t.endswith(" sd") for t in texts)
+    # the solid ellipse is the scale matrix's Mahalanobis-1 contour: its axes are the
+    # square roots of the scale matrix's eigenvalues
+    cov = res["em"]["cov"].values[0]
+    ell = _ellipses(ax, "point-ellipse")[0]
+    np.testing.assert_allclose(
+        sorted([ell.width / 2, ell.height / 2]), np.sqrt(np.linalg.eigvalsh(cov)), rtol=1e-6
+    )

@@ -190,6 +190,9 @@ class Family:
     #: "membership_uncertainty", "counts" (count histograms with the fitted pmf), ...
     #: The fit's own figures (EM history, trace, rank, PPC) are drawn for every family.
     plots: ClassVar[tuple[str, ...]] = ()
+    #: Legend text of the n-th ellipse of the 2-D cluster plot (``{n}``: 1 or 2): the
+    #: contour at Mahalanobis distance n of the component's ``cov``.
+    ellipse_unit: ClassVar[str] = "{n} sd"
     #: Posterior variables shown by default in trace and rank plots (``w`` first).
     trace_variables: ClassVar[tuple[str, ...]] = ("w",)
     #: How the PPC figure compares data: "density" (continuous), "frequency" (binary: the

@@ -214,6 +214,8 @@ class StudentTFamily(Family):
     select_init = "kmeans"
     orderable = True
     prior_fields = ("mu_loc", "mu_scale", "sigma_scale", "lkj_eta", "dof_shape", "dof_rate")
+    # ``cov`` is the scale matrix (the covariance is nu / (nu - 2) times it): not an sd contour
+    ellipse_unit = "scale x{n}"
     plots = ("clusters", "membership_uncertainty")
     trace_variables = ("w", "mu", "sigma", "nu")
 

@@ -120,7 +120,9 @@ def plot_clusters_2d(
     over ``n_draws`` aligned draws when a posterior exists, else the point estimate; it uses
     every feature, not just the ones shown. Solid ellipses are the EM (else MAP) 1- and 2-sd
     contours; thin transparent ellipses are the 2-sd contours of ``n_ellipses`` posterior
-    draws; crosses mark the MAP means when present.
+    draws; crosses mark the MAP means when present. For a Student-t mixture the ellipses are
+    those of the scale matrices (Mahalanobis distance 1 and 2; ``Family.ellipse_unit`` names
+    them in the legend).
 
     Axis limits follow the bulk of the data: points far out (beyond the 0.5%..99.5% quantiles
     by more than half their range) are drawn as triangles at the edge and counted in the legend.
@@ -272,9 +274,10 @@ def plot_clusters_2d(
         handles = [Patch(color=colors[c], label=f"component {c}") for c in range(k)]
         if ref is not None:
             label = _method_label(result, ref_group)
+            unit = family.ellipse_unit
             handles += [
-                Line2D([], [], color="0.2", lw=2, label=f"{label} 1 sd"),
-                Line2D([], [], color="0.2", lw=2, ls="--", label=f"{label} 2 sd"),
+                Line2D([], [], color="0.2", lw=2, label=f"{label} {unit.format(n=1)}"),
+                Line2D([], [], color="0.2", lw=2, ls="--", label=f"{label} {unit.format(n=2)}"),
             ]
         if draws is not None:
             handles.append(
@@ -284,7 +287,10 @@ def plot_clusters_2d(
                     color="0.2",
                     lw=0.8,
                     alpha=0.5,
-                    label=f"posterior draws, 2 sd (n = {draws['mu'].shape[0]})",
+                    label=(
+                        f"posterior draws, {family.ellipse_unit.format(n=2)} "
+                        f"(n = {draws['mu'].shape[0]})"
+                    ),
                 )
             )
         if mp is not None:
