@@ -9,16 +9,30 @@ from bayesmix.results.compare import EstimatesTable, compare_estimates
 from bayesmix.results.diagnostics import Diagnostics, diagnose
 from bayesmix.results.io import load, save
 from bayesmix.results.labels import label_switching_report, relabel
+from bayesmix.results.partition import (
+    coclustering,
+    draw_allocations,
+    expected_loss,
+    kplus_posterior,
+    n_filled,
+    point_partition,
+)
 from bayesmix.results.select import loo, recommend, select_k
 
 __all__ = [
     "Diagnostics",
     "EstimatesTable",
+    "coclustering",
     "compare_estimates",
     "diagnose",
+    "draw_allocations",
+    "expected_loss",
+    "kplus_posterior",
     "label_switching_report",
     "load",
     "loo",
+    "n_filled",
+    "point_partition",
     "recommend",
     "relabel",
     "save",
