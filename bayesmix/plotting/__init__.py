@@ -18,6 +18,7 @@ them; they import only ``_common`` (colours, readers of a result, hints, ``save_
 
 from bayesmix.plotting._common import FEATURE_UNITS, component_colors, save_figure
 from bayesmix.plotting.clusters_2d import MAX_MATRIX_FEATURES, plot_clusters_2d
+from bayesmix.plotting.coclustering import plot_coclustering
 from bayesmix.plotting.counts import plot_count_histogram
 from bayesmix.plotting.density_1d import plot_density_1d
 from bayesmix.plotting.em_history import plot_em_history
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_MATRIX_FEATURES",
     "component_colors",
     "plot_clusters_2d",
+    "plot_coclustering",
     "plot_component_images",
     "plot_count_histogram",
     "plot_density_1d",
