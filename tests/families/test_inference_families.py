@@ -198,6 +198,24 @@ def test_nuts_converges_without_divergences(fitted, case):
     assert n_div == 0
 
 
+def test_advi_means_near_nuts(fitted, case):
+    """fit_advi on the family's graph: the approximation's means within 3 posterior sds of
+    NUTS's (the weights and the locations; Student-t's dofs are weakly identified)."""
+    from bayesmix.inference import fit_advi
+
+    family, spec, _, X, _ = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ADVI's own "approximation" notes
+        tree = fit_advi(spec, X, n=4000, draws=400, random_seed=3, result=fitted.copy())
+    names = [n for n in _truth(family) if n != "nu"]
+    assert set(_truth(family)) <= set(tree["advi"].data_vars)
+    for name in names:
+        adv = tree["advi"][name].mean(("chain", "draw")).values
+        nuts = tree["posterior"][name].mean(("chain", "draw")).values
+        sd = tree["posterior"][name].std(("chain", "draw")).values
+        assert np.all(np.abs(adv - nuts) <= 3 * sd + 1e-3), (name, adv, nuts, sd)
+
+
 def test_posterior_covers_the_truth(fitted, case):
     """Posterior means within 4 posterior sds of the simulated parameters (no switching)."""
     family, _, truth, _, _ = case
