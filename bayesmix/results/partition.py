@@ -201,8 +201,10 @@ def _as_allocations(
 
 
 def _flat_labels(da: xr.DataArray) -> np.ndarray:
-    """(S, N) labels 0..L-1 (the same integer is the same label across draws)."""
+    """(S, N) labels in 0..L-1, L = O(N) (the same integer is the same label across draws)."""
     values = da.values.reshape(-1, da.sizes["obs_id"])
+    if values.min() >= 0 and values.max() < 4 * values.shape[1] + 64:
+        return values.astype(np.int64)  # already small labels (unused ones cost nothing)
     _, inv = np.unique(values, return_inverse=True)
     return inv.reshape(values.shape).astype(np.int64)
 
@@ -429,7 +431,7 @@ def _check_labels(labels: Any, n: int) -> np.ndarray:
     return np.unique(lab, return_inverse=True)[1].reshape(lab.shape)
 
 
-def _losses(labels: np.ndarray, p: np.ndarray, loss: str) -> np.ndarray:
+def _losses(labels: np.ndarray, p: np.ndarray, loss: str, dtype: Any = np.float64) -> np.ndarray:
     """Expected losses (C,) of C partitions (C, N) with labels 0..m_c-1, by blocks of P A.
 
     Binder (equal costs): ``sum_{i<j} |1[c_i = c_j] - P_ij|``
@@ -445,15 +447,16 @@ def _losses(labels: np.ndarray, p: np.ndarray, loss: str) -> np.ndarray:
     out = np.empty(c)
     t = (p.sum() - np.trace(p)) / 2.0
     log_rows = np.log2(p.sum(axis=1))
+    pc = p.astype(dtype, copy=False)
     start = 0
     while start < c:
         stop = start + 1
         while stop < c and (offset[stop + 1] - offset[start]) * n <= _ONEHOT_ELEMENTS:
             stop += 1
-        a = np.zeros((n, offset[stop] - offset[start]))
+        a = np.zeros((n, offset[stop] - offset[start]), dtype=dtype)
         rows = np.broadcast_to(np.arange(n), (stop - start, n))
         a[rows, cols[start:stop] - offset[start]] = 1.0
-        pa = p @ a  # (N, columns): sum of P over each cluster's members
+        pa = (pc @ a).astype(float)  # (N, columns): sum of P over each cluster's members
         for j in range(start, stop):
             own = pa[np.arange(n), cols[j] - offset[start]]  # sum_{m in C(n)} P_nm
             sizes = np.bincount(labels[j], minlength=widths[j]).astype(float)
@@ -511,7 +514,7 @@ def _xlog2x(v: np.ndarray) -> np.ndarray:
 class _Search:
     """Greedy moves of one observation at a time under Binder's loss or the VI lower bound.
 
-    ``b[n, k] = sum_{m in cluster k} P_nm`` (over allocated points) is kept up to date, so the
+    ``bt[k, n] = sum_{m in cluster k} P_nm`` (over allocated points) is kept up to date, so the
     change of the loss when one point joins each cluster costs O(N) for all clusters at once.
     Unallocated points have label -1 (sequential allocation starts with all of them).
     """
@@ -522,15 +525,16 @@ class _Search:
         self.loss = loss
         self.rng = rng
         self.diag = np.diag(p).copy()
+        self.xlog2x = _xlog2x(np.arange(self.n + 2, dtype=float))  # n log2 n by cluster size
 
     def start(self, labels: np.ndarray) -> None:
         self.labels = labels.astype(np.int64).copy()
         cap = max(8, int(self.labels.max()) + 2)
         alloc = self.labels >= 0
         self.counts = np.bincount(self.labels[alloc], minlength=cap)
-        a = np.zeros((self.n, cap))
-        a[np.flatnonzero(alloc), self.labels[alloc]] = 1.0
-        self.b = self.p @ a
+        a = np.zeros((cap, self.n))
+        a[self.labels[alloc], np.flatnonzero(alloc)] = 1.0
+        self.bt = a @ self.p  # (clusters, N): rows are contiguous, P is symmetric
 
     def _add(self, i: int, k: int) -> None:
         if k < 0:  # a new cluster: the first empty slot, growing the arrays when none is left
@@ -538,17 +542,17 @@ class _Search:
             if empty.size == 0:
                 cap = self.counts.size
                 self.counts = np.concatenate([self.counts, np.zeros(cap, dtype=np.int64)])
-                self.b = np.concatenate([self.b, np.zeros((self.n, cap))], axis=1)
+                self.bt = np.concatenate([self.bt, np.zeros((cap, self.n))])
                 k = cap
             else:
                 k = int(empty[0])
-        self.b[:, k] += self.p[:, i]
+        self.bt[k] += self.p[i]
         self.counts[k] += 1
         self.labels[i] = k
 
     def _remove(self, i: int) -> int:
         a = int(self.labels[i])
-        self.b[:, a] -= self.p[:, i]
+        self.bt[a] -= self.p[i]
         self.counts[a] -= 1
         self.labels[i] = -1
         return a
@@ -558,21 +562,19 @@ class _Search:
 
         Returns the changes per cluster slot (inf for an empty slot) and for a new cluster.
         """
-        nk = self.counts.astype(float)
         if self.loss == "binder":
             # pairs (i, j), j in k, go from "apart" (cost P_ij) to "together" (1 - P_ij)
-            cost = nk - 2.0 * self.b[i]
+            cost = self.counts - 2.0 * self.bt[:, i]
             new = 0.0
         else:
-            # N * VI_lb = sum_k [n_k log2 n_k - 2 sum_{n in k} log2 b[n, k]] + constant
+            # N * VI_lb = sum_k [n_k log2 n_k - 2 sum_{n in k} log2 bt[k, n]] + constant
             alloc = np.flatnonzero(self.labels >= 0)
             lab = self.labels[alloc]
-            bn = self.b[alloc, lab]
-            gain = np.bincount(
-                lab, np.log2(bn + self.p[alloc, i]) - np.log2(bn), minlength=nk.size
-            )
-            own = np.log2(self.b[i] + self.diag[i])
-            cost = _xlog2x(nk + 1) - _xlog2x(nk) - 2.0 * (gain + own)
+            bn = self.bt[lab, alloc]
+            gain = np.bincount(lab, np.log1p(self.p[alloc, i] / bn), minlength=self.counts.size)
+            own = np.log1p(self.bt[:, i] / self.diag[i]) + np.log(self.diag[i])
+            size_term = self.xlog2x[self.counts + 1] - self.xlog2x[self.counts]
+            cost = size_term - 2.0 * (gain + own) / np.log(2.0)
             new = -2.0 * float(np.log2(self.diag[i]))
         return np.where(self.counts > 0, cost, np.inf), new
 
@@ -610,14 +612,23 @@ class _Search:
 
 
 def _canonical(labels: np.ndarray) -> np.ndarray:
-    """(C, N) labels renamed 0, 1, ... by first appearance in each row."""
-    out = np.empty_like(labels, dtype=np.int64)
-    for r, row in enumerate(labels):
-        _, first, inv = np.unique(row, return_index=True, return_inverse=True)
-        rank = np.empty(first.size, dtype=np.int64)
-        rank[np.argsort(first)] = np.arange(first.size)
-        out[r] = rank[inv]
-    return out
+    """(C, N) labels in 0..L-1 renamed 0, 1, ... by first appearance in each row."""
+    c, n = labels.shape
+    if c == 0:
+        return labels.astype(np.int64)
+    rows = np.broadcast_to(np.arange(c)[:, None], labels.shape)
+    first = np.full((c, int(labels.max()) + 1), n)
+    np.minimum.at(first, (rows, labels), np.broadcast_to(np.arange(n), labels.shape))
+    rank = np.argsort(np.argsort(first, axis=1, kind="stable"), axis=1, kind="stable")
+    return np.take_along_axis(rank, labels, axis=1)
+
+
+def _unique_rows(a: np.ndarray) -> np.ndarray:
+    """The distinct rows of ``a``, in order of first appearance (hashing, no sort)."""
+    seen: dict[bytes, int] = {}
+    for r, row in enumerate(np.ascontiguousarray(a, dtype=np.int64)):
+        seen.setdefault(row.tobytes(), r)
+    return a[list(seen.values())]
 
 
 def _by_size(labels: np.ndarray) -> np.ndarray:
@@ -707,9 +718,9 @@ def point_partition(
         max_clusters = int(_occupied(z).sum(axis=1).max()) + 2 if z is not None else 20
     pool = [_hclust_candidates(p, min(n, max_clusters))]
     if z is not None:
-        pool.append(np.unique(_canonical(z), axis=0))
-    cands = np.unique(np.concatenate(pool), axis=0)
-    scores = _losses(cands, p, loss)
+        pool.append(_canonical(z))
+    cands = _unique_rows(np.concatenate(pool))
+    scores = _losses(cands, p, loss, np.float32)  # screening; the finals are scored in float64
     search = _Search(p, loss, rng)
     finals = [cands[np.argmin(scores)]]
     for j in np.argsort(scores, kind="stable")[:n_refine]:
@@ -720,7 +731,7 @@ def point_partition(
         search.allocate(rng.permutation(n))
         search.sweeten()
         finals.append(search.result())
-    finals = np.unique(np.asarray(finals), axis=0)
+    finals = _unique_rows(np.asarray(finals))
     final_scores = _losses(finals, p, loss)
     best = _by_size(finals[int(np.argmin(final_scores))])
     return xr.DataArray(
