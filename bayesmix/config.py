@@ -60,6 +60,7 @@ __all__ = [
     "COVARIANCES",
     "METHODS",
     "WEIGHT_PRIORS",
+    "VARIANCE_PRIORS",
     "SAMPLERS",
     "DataSpec",
     "FitSpec",
@@ -72,11 +73,14 @@ __all__ = [
 ]
 
 #: Every covariance setting of any family (each family accepts its own ``covariances``).
-COVARIANCES = ("full", "diag", "spherical")
+COVARIANCES = ("full", "diag", "spherical", "tied")
 METHODS = ("em", "map", "nuts", "advi")
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 #: Priors of the mixture weights: a Dirichlet, a sparse (overfitted) Dirichlet, a truncated DP.
 WEIGHT_PRIORS = ("dirichlet", "sparse", "dp")
+#: Priors of the Gaussian variances (``[priors] variance``): HalfNormal on the standard
+#: deviations, inverse-gamma on the variances, inverse-Wishart on the covariance matrices.
+VARIANCE_PRIORS = ("half_normal", "inverse_gamma", "inverse_wishart")
 #: Default number of components (K_max, the truncation) of sparse and DP mixtures.
 KMAX_DEFAULT = 10
 #: Default Dirichlet concentration e0 of a sparse finite mixture (Malsiner-Walli et al. 2016).
@@ -87,6 +91,8 @@ BUILTIN_DATA = (
     "digits",
     "death_notices",
     "death_notices_table",
+    "galaxies",
+    "galaxies_1000kms",
 )
 #: Separator names accepted in ``[data] sep`` (as in ``bayesmix.data.SEPARATOR_NAMES``).
 DATA_SEPARATORS = ("comma", "semicolon", "tab", "pipe", "whitespace")
@@ -110,6 +116,15 @@ class PriorSpec:
         sigma[k, d]     ~ HalfNormal(sigma_scale[d])                 (diag, full, 1-D)
         sigma[k]        ~ HalfNormal(sigma_scale)                    (spherical: one per component)
         corr[k]         ~ LKJ(lkj_eta)                               (full)
+                          tied: one sigma[d] and one corr shared by the components
+        sigma[k, d]^2   ~ InverseGamma(variance_alpha, variance_beta[d])
+                          (variance = "inverse_gamma": 1-D, diag; spherical: one variance
+                          per component, one beta; tied 1-D: one variance)
+        Sigma[k]        ~ InverseWishart(2 variance_alpha + D - 1, 2 diag(variance_beta))
+                          (variance = "inverse_wishart": full, tied; each diagonal element
+                          is then InverseGamma(variance_alpha, variance_beta[d]))
+        variance_beta[d] ~ Gamma(g, h)    with variance_beta_prior = [g, h] (shape, rate):
+                          Richardson & Green's (1997) hierarchical form
         p[k, d]         ~ Beta(beta_a, beta_b)                       (bernoulli)
         rate[k, d]      ~ Gamma(rate_shape[d], rate_rate[d])         (poisson)
         probs[k, d, :]  ~ Dirichlet(category_alpha * ones(L_d))      (categorical)
@@ -127,6 +142,14 @@ class PriorSpec:
     * ``rate_shape = 1`` and ``rate_rate = 1 / m_d`` (Poisson): an exponential prior whose mean
       is the feature's mean count.
     * ``category_alpha = 1`` (categorical): flat on each item's probability vector.
+    * ``variance_alpha = 2``: the smallest integer shape with a finite prior mean of the
+      variance (``beta / (alpha - 1)``), Richardson & Green's (1997) choice;
+      ``variance_beta = (0.674 s_d)^2 * median(Gamma(variance_alpha, 1))``: the prior median
+      of ``sigma`` is then ``0.674 s_d``, that of today's HalfNormal(s_d) default
+      (spherical: with the root mean square of the ``s_d``).
+
+    ``docs/priors.md`` states the formulas, the defaults and the mapping of Richardson &
+    Green's (xi, kappa, alpha, g, h) onto these keys.
 
     Each family reads its own fields (``Family.prior_fields``) and ignores the others.
 
@@ -150,6 +173,18 @@ class PriorSpec:
         ``"dp"`` only: Gamma(shape, rate) prior on the DP concentration alpha.
     mu_loc, mu_scale, sigma_scale : float, tuple of float or None
         See above.
+    variance : {"half_normal", "inverse_gamma", "inverse_wishart"}
+        Prior of the Gaussian variances. ``"half_normal"`` (default): HalfNormal(sigma_scale)
+        on each standard deviation; ``"inverse_gamma"``: InverseGamma(variance_alpha,
+        variance_beta) (shape, scale) on each variance (1-D, diag, spherical, tied 1-D);
+        ``"inverse_wishart"``: the conjugate prior of a covariance matrix (full, tied).
+    variance_alpha : float
+        Shape of the inverse-gamma (and of the inverse-Wishart's diagonal elements).
+    variance_beta : float, tuple of float or None
+        Scale of the inverse-gamma per feature (one number for spherical); None: data-scaled.
+    variance_beta_prior : (float, float) or None
+        ``[g, h]``: variance_beta becomes a free variable ~ Gamma(g, h) (shape, rate), one per
+        feature shared by the components (Richardson & Green 1997), instead of a fixed number.
     lkj_eta : float
         LKJ shape of the correlation matrices (full covariance); 1 is uniform, 2 mildly
         favours small correlations.
@@ -171,6 +206,10 @@ class PriorSpec:
     mu_loc: Number | None = None
     mu_scale: Number | None = None
     sigma_scale: Number | None = None
+    variance: str = "half_normal"
+    variance_alpha: float = 2.0
+    variance_beta: Number | None = None
+    variance_beta_prior: tuple[float, float] | None = None
     lkj_eta: float = 2.0
     beta_a: float = 1.0
     beta_b: float = 1.0
@@ -183,12 +222,15 @@ class PriorSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples), omitting ``None`` entries (TOML has no null).
 
-        ``dp_alpha_prior`` appears only with ``weights = "dp"`` (the only prior that reads it).
+        ``dp_alpha_prior`` appears only with ``weights = "dp"`` (the only prior that reads it),
+        ``variance`` and ``variance_alpha`` only with a variance prior other than the default.
         """
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if v is None or (f.name == "dp_alpha_prior" and self.weights != "dp"):
+                continue
+            if f.name in ("variance", "variance_alpha") and self.variance == "half_normal":
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -698,6 +740,7 @@ def spec_from_dict(
     pri["sigma_scale"] = col.positive(
         "[priors] sigma_scale", pt_.get("sigma_scale"), vector=True, allow_none=True
     )
+    _parse_variance_prior(col, pt_, pri, fam, cov)
     for key in ("lkj_eta", "beta_a", "beta_b", "dof_shape", "dof_rate"):
         default = getattr(PriorSpec, key)
         pri[key] = col.positive(f"[priors] {key}", pt_.get(key, default), vector=False)
@@ -765,6 +808,61 @@ def spec_from_dict(
         ),
         fit=FitSpec(**fit_kw),
     )
+
+
+def _parse_variance_prior(col: _Collector, pt_: dict, pri: dict, fam: Any, cov: str) -> None:
+    """``[priors] variance`` and its numbers into ``pri``; every problem into ``col``."""
+    keys = ("variance", "variance_alpha", "variance_beta", "variance_beta_prior")
+    given = [key for key in keys if key in pt_]
+    if given and "variance" not in fam.prior_fields:
+        col.add(
+            f"[priors] {given[0]}: not used by family {fam.name!r}; remove it (the variance "
+            "priors are those of the gaussian family)"
+        )
+        return
+    variance = (
+        col.choice("[priors] variance", pt_.get("variance", "half_normal"), VARIANCE_PRIORS)
+        or "half_normal"
+    )
+    pri["variance"] = variance
+    pri["variance_alpha"] = col.positive(
+        "[priors] variance_alpha",
+        pt_.get("variance_alpha", PriorSpec.variance_alpha),
+        vector=False,
+    )
+    if pri["variance_alpha"] is None:
+        pri["variance_alpha"] = PriorSpec.variance_alpha
+    pri["variance_beta"] = col.positive(
+        "[priors] variance_beta", pt_.get("variance_beta"), vector=True, allow_none=True
+    )
+    if "variance_beta_prior" in pt_:
+        pri["variance_beta_prior"] = col.pair(
+            "[priors] variance_beta_prior", pt_["variance_beta_prior"], "[shape g, rate h]"
+        )
+    if variance == "half_normal":
+        for key in given:
+            if key != "variance":
+                col.add(
+                    f'[priors] {key}: only used with variance = "inverse_gamma" or '
+                    f'"inverse_wishart", got variance = "half_normal"; set variance or '
+                    f"remove {key}"
+                )
+        return
+    if "sigma_scale" in pt_:
+        col.add(
+            f'[priors] sigma_scale: only used with variance = "half_normal", got variance = '
+            f'"{variance}"; remove sigma_scale (the scale is variance_beta)'
+        )
+    if "variance_beta" in pt_ and "variance_beta_prior" in pt_:
+        col.add(
+            "[priors] variance_beta and variance_beta_prior: expected one of them (a fixed "
+            "scale or a Gamma prior on it), got both; remove one"
+        )
+    if variance == "inverse_wishart" and cov in ("diag", "spherical"):
+        col.add(
+            f'[priors] variance: "inverse_wishart" is a prior of covariance matrices (covariance '
+            f'full or tied), got covariance = "{cov}"; use variance = "inverse_gamma"'
+        )
 
 
 MAX_SPEC_BYTES = 1_000_000  # specs are a few hundred bytes; refuse anything absurd unread

@@ -303,3 +303,103 @@ def test_weights_priors_parse_default_and_resolve():
 def test_weights_prior_problems_say_what_to_do(priors, words):
     with pytest.raises(SpecError, match=r"\[priors\] .*" + re.escape(words)):
         spec_from_dict({"priors": priors})
+
+
+# --------------------------------------------------------------------------------------------
+# the variance priors (inverse-gamma, inverse-Wishart, Richardson & Green) and tied
+
+
+def test_variance_priors_parse_and_round_trip():
+    run = spec_from_dict(
+        {
+            "model": {"covariance": "diag"},
+            "priors": {
+                "variance": "inverse_gamma",
+                "variance_alpha": 3,
+                "variance_beta_prior": [0.2, 0.5],
+            },
+        }
+    )
+    pri = run.model.priors
+    assert (pri.variance, pri.variance_alpha, pri.variance_beta) == ("inverse_gamma", 3.0, None)
+    assert pri.variance_beta_prior == (0.2, 0.5)
+    assert RunSpec.from_json(run.to_json()) == run
+    tied = spec_from_dict(
+        {
+            "model": {"covariance": "tied"},
+            "priors": {"variance": "inverse_wishart", "variance_beta": [1.0, 2.0]},
+        }
+    )
+    assert tied.model.covariance == "tied"
+    assert tied.model.priors.variance_beta == (1.0, 2.0)
+    assert RunSpec.from_json(tied.to_json()) == tied
+    # the default prior keeps the spec's JSON as it was
+    plain = spec_from_dict({}).model.priors.to_dict()
+    assert not {"variance", "variance_alpha"} & plain.keys()
+    assert spec_from_dict({}).model.priors.variance == "half_normal"
+
+
+def test_models_galaxies_spec_is_richardson_green():
+    from pathlib import Path
+
+    spec = load_spec(Path(__file__).parents[1] / "models" / "galaxies.toml")
+    pri = spec.model.priors
+    assert spec.data.path == "builtin:galaxies_1000kms"
+    assert (pri.variance, pri.variance_alpha) == ("inverse_gamma", 2.0)
+    lo, hi = 9.172, 34.279  # the data's range (tests/test_data.py checks it)
+    assert pri.mu_loc == pytest.approx((lo + hi) / 2)
+    assert pri.mu_scale == pytest.approx(hi - lo)
+    assert pri.variance_beta_prior == pytest.approx((0.2, 10 / (hi - lo) ** 2), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("tables", "words"),
+    [
+        ({"priors": {"variance": "inverse_gama"}}, "variance: unknown value"),
+        ({"priors": {"variance_beta": 1.0}}, 'variance_beta: only used with variance = "inv'),
+        ({"priors": {"variance_alpha": 3.0}}, "variance_alpha: only used with"),
+        (
+            {"priors": {"variance": "inverse_gamma", "sigma_scale": 1.0}},
+            'sigma_scale: only used with variance = "half_normal"',
+        ),
+        (
+            {
+                "priors": {
+                    "variance": "inverse_gamma",
+                    "variance_beta": 1.0,
+                    "variance_beta_prior": [1, 1],
+                }
+            },
+            "variance_beta and variance_beta_prior: expected one of them",
+        ),
+        (
+            {"priors": {"variance": "inverse_gamma", "variance_beta": [1, -1]}},
+            "variance_beta: expected a positive number",
+        ),
+        (
+            {"priors": {"variance": "inverse_gamma", "variance_beta_prior": [0.2]}},
+            "variance_beta_prior: expected two positive numbers",
+        ),
+        (
+            {"priors": {"variance": "inverse_gamma", "variance_alpha": 0}},
+            "variance_alpha: expected a positive number",
+        ),
+        (
+            {"model": {"covariance": "diag"}, "priors": {"variance": "inverse_wishart"}},
+            'use variance = "inverse_gamma"',
+        ),
+        (
+            {"model": {"family": "student_t"}, "priors": {"variance": "inverse_gamma"}},
+            "variance: not used by family 'student_t'",
+        ),
+    ],
+)
+def test_variance_prior_problems_say_what_to_do(tables, words):
+    with pytest.raises(SpecError, match=r"\[priors\] .*" + re.escape(words)):
+        spec_from_dict(tables)
+
+
+def test_tied_only_for_families_that_have_it():
+    assert spec_from_dict({"model": {"covariance": "tied"}}).model.covariance == "tied"
+    with pytest.raises(SpecError, match=r"\[model\] covariance: expected one of .* 'student_t'"):
+        spec_from_dict({"model": {"family": "student_t", "covariance": "tied"}})

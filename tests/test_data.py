@@ -136,6 +136,8 @@ def test_load_table_builtins():
         "digits",
         "death_notices",
         "death_notices_table",
+        "galaxies",
+        "galaxies_1000kms",
     }
 
 
@@ -766,3 +768,38 @@ def test_returns_truth_and_heavy_tails():
     x = X[:, 0]
     assert x.mean() == pytest.approx(mean, abs=Z_TOL * np.sqrt(var / N_LARGE))
     assert stats.kurtosis(x) == pytest.approx(kurt, rel=0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# the galaxy data (Roeder 1990; Richardson & Green 1997)
+# --------------------------------------------------------------------------------------------
+def _shared_galaxies_csv():
+    with resources.files("bayesmix.data").joinpath("galaxies.csv").open("rb") as fh:
+        return pd.read_csv(fh)["velocity_kms"].to_numpy(dtype=float)
+
+
+def test_galaxies_are_the_richardson_green_version():
+    from bayesmix.data import load_galaxies
+
+    df = load_galaxies()
+    raw = _shared_galaxies_csv()
+    assert df.shape == (82, 1) and list(df.columns) == ["velocity"]
+    assert df["velocity"].dtype == np.float64
+    assert df["velocity"].iloc[77] == 26960.0  # observation 78; MASS::galaxies has 26690
+    assert 26690.0 not in df["velocity"].to_numpy()
+    assert df["velocity"].mean() == pytest.approx(raw.mean(), rel=1e-12)
+    assert df["velocity"].std() == pytest.approx(raw.std(ddof=1), rel=1e-12)
+    assert (df["velocity"].min(), df["velocity"].max()) == (9172.0, 34279.0)
+    assert np.all(np.diff(df["velocity"].to_numpy()) >= 0)
+    # units of 1000 km/s, and the built-ins of a spec
+    scaled = load_galaxies(unit="1000 km/s")
+    np.testing.assert_allclose(scaled["velocity"], raw / 1000.0)
+    pd.testing.assert_frame_equal(load_table("builtin:galaxies"), df)
+    pd.testing.assert_frame_equal(load_table("builtin:galaxies_1000kms"), scaled)
+
+
+def test_galaxies_bad_unit_says_what_to_do():
+    from bayesmix.data import load_galaxies
+
+    with pytest.raises(ParameterError, match=r"expected one of km/s, 1000 km/s.*unit="):
+        load_galaxies(unit="m/s")

@@ -1,8 +1,8 @@
 """Bundled data sets, a CSV loader and simulators of mixture data with known truth.
 
 Loaders: :func:`load_old_faithful`, :func:`load_low_dim_gauss_mix`, :func:`load_digits`,
-:func:`load_death_notices`, :func:`load_table` (CSV dialect detection, id and text columns,
-``attrs["notes"]``).
+:func:`load_death_notices`, :func:`load_galaxies`, :func:`load_table` (CSV dialect
+detection, id and text columns, ``attrs["notes"]``).
 Simulators (each returns ``(X, z, truth)``): :func:`make_gaussian_mixture`,
 :func:`make_bernoulli_mixture`, :func:`make_heights`, :func:`make_returns`.
 Provenance of the bundled files: ``bayesmix/data/README.md``.
@@ -13,6 +13,7 @@ from bayesmix.data._loaders import (
     SEPARATOR_NAMES,
     load_death_notices,
     load_digits,
+    load_galaxies,
     load_low_dim_gauss_mix,
     load_old_faithful,
     load_table,
@@ -29,6 +30,7 @@ __all__ = [
     "SEPARATOR_NAMES",
     "load_death_notices",
     "load_digits",
+    "load_galaxies",
     "load_low_dim_gauss_mix",
     "load_old_faithful",
     "load_table",

@@ -20,6 +20,7 @@ __all__ = [
     "BUILTIN_TABLES",
     "SEPARATOR_NAMES",
     "load_digits",
+    "load_galaxies",
     "load_low_dim_gauss_mix",
     "load_death_notices",
     "load_old_faithful",
@@ -33,6 +34,8 @@ BUILTIN_TABLES: tuple[str, ...] = (
     "digits",
     "death_notices",
     "death_notices_table",
+    "galaxies",
+    "galaxies_1000kms",
 )
 
 _BUILTIN_PREFIX = "builtin:"
@@ -144,7 +147,48 @@ def load_death_notices(expand: bool = True) -> pd.DataFrame:
     return pd.DataFrame({"deaths": deaths})
 
 
+GALAXY_UNITS = ("km/s", "1000 km/s")
+
+
+def load_galaxies(unit: str = "km/s") -> pd.DataFrame:
+    """Radial velocities of 82 galaxies of the Corona Borealis region (the galaxy data).
+
+    Postman, Huchra & Geller (1986), as analysed by Roeder (1990, JASA 85, 617-624) and
+    Richardson & Green (1997, JRSS B 59, 731-792): the classic test of "how many
+    components?". Two versions circulate; this is Roeder's and Richardson & Green's, whose
+    observation 78 (row 77 counting from 0, in increasing order) is 26960 km/s. R's
+    ``MASS::galaxies`` has 26690 there (a transposition of digits). Analyses usually work in
+    units of 1000 km/s (``unit="1000 km/s"``; ``builtin:galaxies_1000kms`` in a spec).
+
+    Parameters
+    ----------
+    unit : {"km/s", "1000 km/s"}
+        Unit of the velocities.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (82, 1)
+        One float64 column ``velocity``, in increasing order (the file's order).
+
+    Raises
+    ------
+    ParameterError
+        If ``unit`` is not one of the two units.
+    """
+    if unit not in GALAXY_UNITS:
+        raise ParameterError(
+            f"unit is not a unit of the galaxy data: expected one of {', '.join(GALAXY_UNITS)}, "
+            f"got {unit!r}; pass unit='1000 km/s' for the usual scale"
+        )
+    kms = _read_bundled_csv("galaxies.csv")["velocity_kms"].to_numpy(dtype=np.float64)
+    return pd.DataFrame({"velocity": kms / 1000.0 if unit == "1000 km/s" else kms})
+
+
 def _load_builtin(name: str) -> pd.DataFrame:
+    if name == "galaxies":
+        return load_galaxies("km/s")
+    if name == "galaxies_1000kms":
+        return load_galaxies("1000 km/s")
     if name == "old_faithful":
         return load_old_faithful()
     if name == "death_notices":

@@ -10,6 +10,20 @@ and mean of feature ``d``)::
     sigma[k, d]  ~ HalfNormal(sigma_scale[d])           default s_d (diag, full, 1-D)
     sigma[k]     ~ HalfNormal(sigma_scale)              spherical: default RMS of the s_d
     corr[k]      ~ LKJ(lkj_eta)                         full
+    sigma[d], corr                                      tied: one of each, shared
+
+With ``[priors] variance = "inverse_gamma"`` the variances have inverse-gamma priors and with
+``"inverse_wishart"`` the covariance matrices inverse-Wishart priors (``docs/priors.md``)::
+
+    sigma[k, d]^2 ~ InverseGamma(variance_alpha, variance_beta[d])   1-D, diag (spherical: one
+                                                                     per component; tied 1-D: one)
+    Sigma[k]      ~ InverseWishart(2 variance_alpha + D - 1, 2 diag(variance_beta))  full, tied
+    variance_beta[d] ~ Gamma(g, h)           with variance_beta_prior = [g, h] (Richardson & Green)
+
+The free variables are then the variances (``sigma_sq``, ``sigma_sq_spherical``,
+``sigma_sq_tied``) and the matrices (``cov_iw``, ``cov_tied``, through PyMC's
+``CholeskyCovTransform``), so that the MAP (``logp(jacobian=False)``) is the mode in the
+variances, the same as MAP-EM's inverse-Wishart update.
 
 The graph's observed ``x`` is a ``CustomDist`` whose log density is
 
@@ -125,19 +139,125 @@ def _random_full(w, mu, chol, rng=None, size=None):
     return graph_draw(GaussianFamily(), {"w": w, "mu": mu, "chol": chol}, core, rng, size)
 
 
+def _iw_logp(value, nu, beta):
+    """Log density of InverseWishart(nu, 2 diag(beta)) at (..., D, D) matrices (as SciPy).
+
+    ``log p = nu/2 log|Psi| - nu D/2 log 2 - log Gamma_D(nu/2) - (nu + D + 1)/2 log|S|
+    - tr(Psi S^-1)/2`` with ``Psi = 2 diag(beta)``, from the Cholesky factor of S.
+    """
+    import pytensor.tensor as pt
+    from pymc.distributions.dist_math import multigammaln
+
+    d = value.shape[-1]
+    chol = pt.linalg.cholesky(value)
+    log_det = 2.0 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    inv = pt.linalg.solve_triangular(chol, pt.broadcast_to(pt.eye(d), chol.shape), lower=True)
+    prec_diag = pt.sum(pt.sqr(inv), axis=-2)  # (S^-1)_dd = sum_i (L^-1)_id^2
+    trace = pt.sum(2.0 * beta * prec_diag, axis=-1)
+    log_psi = pt.sum(pt.log(2.0 * beta), axis=-1)
+    return (
+        0.5 * nu * log_psi
+        - 0.5 * nu * d * np.log(2.0)
+        - multigammaln(0.5 * nu, d)
+        - 0.5 * (nu + d + 1.0) * log_det
+        - 0.5 * trace
+    )
+
+
+def _iw_random(nu, beta, rng=None, size=None):
+    """Inverse-Wishart draws (Bartlett): S^-1 ~ Wishart(nu, (2 diag(beta))^-1)."""
+    nu, beta = np.asarray(nu, float), np.asarray(beta, float)
+    d = beta.shape[-1]
+    batch = tuple(size) if size is not None else np.broadcast_shapes(nu.shape, beta.shape[:-1])
+    nu_b = np.broadcast_to(nu, batch)[..., None]
+    scale = np.broadcast_to(1.0 / np.sqrt(2.0 * beta), batch + (d,))
+    a = np.zeros(batch + (d, d))
+    i = np.arange(d)
+    a[..., i, i] = np.sqrt(rng.chisquare(nu_b - i, size=batch + (d,)))
+    low = np.tril_indices(d, -1)
+    a[..., low[0], low[1]] = rng.standard_normal(batch + (low[0].size,))
+    lw = scale[..., :, None] * a  # Cholesky factor of the Wishart draw
+    return np.linalg.inv(lw @ np.swapaxes(lw, -1, -2))
+
+
+def _iw_support_point(rv, size, nu, beta):
+    import pytensor.tensor as pt
+
+    d = beta.shape[-1]
+    mode = 2.0 * beta[..., :, None] * pt.eye(d) / (nu[..., None, None] + d + 1.0)
+    return pt.broadcast_to(mode, rv.shape)
+
+
+def _spec_problem(msg: str):
+    from bayesmix._validation import SpecError
+
+    raise SpecError(msg, name="spec")
+
+
+def _one_number(value, default, where: str) -> np.ndarray:
+    """One ``[priors]`` number (spherical covariances); equal per-feature values are accepted."""
+    if value is None:
+        return np.asarray(float(default))
+    v = np.asarray(value, dtype=float)
+    if v.ndim != 0 and not np.allclose(v, v.flat[0]):
+        _spec_problem(
+            f"[priors] {where}: expected one number for spherical covariance, got "
+            f"{v.tolist()}; give a single value"
+        )
+    return np.asarray(float(v.flat[0]))
+
+
+def _variance_var(kind: str, cov: str, d: int) -> str:
+    """The free variable of the variances (see ``GaussianFamily.add_to_graph``)."""
+    if kind == "inverse_wishart":
+        return "cov_tied" if cov == "tied" else "cov_iw"
+    prefix = "sigma" if kind == "half_normal" else "sigma_sq"
+    if cov == "spherical" and d > 1:
+        return f"{prefix}_spherical"
+    if cov == "tied":
+        return f"{prefix}_tied"
+    return prefix
+
+
+def _variance_kind(priors_spec, cov, d):
+    """Which variance prior is built: "half_normal", "inverse_gamma" or "inverse_wishart".
+
+    In 1-D the inverse-Wishart is the inverse-gamma (nu = 2 alpha, Psi = 2 beta).
+    """
+    kind = getattr(priors_spec, "variance", "half_normal")
+    return "inverse_gamma" if kind == "inverse_wishart" and d == 1 else kind
+
+
+def _median_sigma_beta(alpha: float, sd):
+    """variance_beta that gives sigma the prior median of HalfNormal(sd): 0.674 sd."""
+    from scipy.special import erfinv, gammaincinv
+
+    half_normal_median = np.sqrt(2.0) * erfinv(0.5)  # 0.674
+    return (half_normal_median * np.asarray(sd, float)) ** 2 * gammaincinv(alpha, 0.5)
+
+
 class GaussianFamily(Family):
     """Multivariate normal components (full, diagonal or spherical covariance)."""
 
     name = "gaussian"
     title = "Gaussian"
     em_class = "GaussianMixtureEM"
-    covariances = ("full", "diag", "spherical")
+    covariances = ("full", "diag", "spherical", "tied")
     em_covariances = ("full", "tied", "diag", "spherical")
     # k-means initialisation (scikit-learn's default): bayesmix.em's k-means++ start can
     # collapse the tied model onto one component
     select_init = "kmeans"
     orderable = True
-    prior_fields = ("mu_loc", "mu_scale", "sigma_scale", "lkj_eta")
+    prior_fields = (
+        "mu_loc",
+        "mu_scale",
+        "sigma_scale",
+        "lkj_eta",
+        "variance",
+        "variance_alpha",
+        "variance_beta",
+        "variance_beta_prior",
+    )
     plots = ("clusters", "membership_uncertainty")
     trace_variables = ("w", "mu", "sigma")
 
@@ -149,7 +269,10 @@ class GaussianFamily(Family):
     @override
     def variables(self, covariance, n_features):
         out = {"mu": ("component", "feature"), "sigma": ("component", "feature")}
-        if self.effective_covariance(covariance, n_features) == "full":
+        if n_features > 1 and self.effective_covariance(covariance, n_features) in (
+            "full",
+            "tied",
+        ):
             out["cov"] = ("component", "feature", "feature_bis")
             out["corr"] = ("component", "feature", "feature_bis")
         return out
@@ -160,7 +283,7 @@ class GaussianFamily(Family):
             X,
             name=name,
             n_components=n_components if fitting else None,
-            covariance_type="full" if (covariance == "full" and fitting) else None,
+            covariance_type="full" if (covariance in ("full", "tied") and fitting) else None,
             ensure_2d=False,
         )
 
@@ -177,30 +300,50 @@ class GaussianFamily(Family):
 
     @override
     def resolve_priors(self, priors, X, n_components, covariance, sample_weight=None):
-        from bayesmix._validation import SpecError
-
         X = np.asarray(X, dtype=float)
+        d = X.shape[1]
         mean, sd, _ = data_moments(X, sample_weight)
         out = {
             "mu_loc": per_feature(priors.mu_loc, mean, "mu_loc"),
             "mu_scale": per_feature(priors.mu_scale, 2.0 * sd, "mu_scale"),
         }
-        if covariance == "spherical" and X.shape[1] > 1:
-            if priors.sigma_scale is None:
-                out["sigma_scale"] = np.asarray(float(np.sqrt(np.mean(sd**2))))
-            else:
-                s = np.asarray(priors.sigma_scale, dtype=float)
-                if s.ndim != 0 and not np.allclose(s, s.flat[0]):
-                    msg = (
-                        "[priors] sigma_scale: expected one number for spherical covariance, "
-                        f"got {s.tolist()}; give a single scale"
-                    )
-                    raise SpecError(msg, name="spec")
-                out["sigma_scale"] = np.asarray(float(s.flat[0]))
+        cov = self.effective_covariance(covariance, d)
+        kind = _variance_kind(priors, cov, d)
+        spherical = cov == "spherical" and d > 1
+        if kind == "half_normal":
+            rms = np.asarray(float(np.sqrt(np.mean(sd**2))))
+            out["sigma_scale"] = (
+                _one_number(priors.sigma_scale, rms, "sigma_scale")
+                if spherical
+                else per_feature(priors.sigma_scale, sd, "sigma_scale")
+            )
+            if cov in ("full", "tied") and d > 1:
+                out["lkj_eta"] = np.asarray(float(priors.lkj_eta))
+            return out
+        if kind == "inverse_gamma" and cov in ("full", "tied") and d > 1:
+            _spec_problem(
+                f'[priors] variance: "inverse_gamma" is a prior of single variances, got '
+                f'covariance = "{covariance}" with {d} features; use variance = '
+                '"inverse_wishart" (its diagonal elements are inverse-gamma) or covariance = '
+                '"diag"'
+            )
+        if kind == "inverse_wishart" and cov in ("diag", "spherical"):
+            _spec_problem(
+                f'[priors] variance: "inverse_wishart" is a prior of covariance matrices '
+                f'(covariance full or tied), got covariance = "{covariance}"; use variance = '
+                '"inverse_gamma"'
+            )
+        alpha = float(priors.variance_alpha)
+        out["variance_alpha"] = np.asarray(alpha)
+        if priors.variance_beta_prior is not None:
+            out["variance_beta_prior"] = np.asarray(priors.variance_beta_prior, dtype=float)
+        elif spherical:
+            default = _median_sigma_beta(alpha, np.sqrt(np.mean(sd**2)))
+            out["variance_beta"] = _one_number(priors.variance_beta, default, "variance_beta")
         else:
-            out["sigma_scale"] = per_feature(priors.sigma_scale, sd, "sigma_scale")
-        if covariance == "full" and X.shape[1] > 1:
-            out["lkj_eta"] = np.asarray(float(priors.lkj_eta))
+            out["variance_beta"] = per_feature(
+                priors.variance_beta, _median_sigma_beta(alpha, sd), "variance_beta"
+            )
         return out
 
     # ------------------------------------------------------------------ NumPy
@@ -277,14 +420,38 @@ class GaussianFamily(Family):
     # ------------------------------------------------------------------ EM
     @override
     def em_kwargs(self, spec, priors, n_features):
-        cov = self.effective_covariance(spec.covariance, n_features)
+        """The EM estimator's settings; with ``priors`` its MAP-EM prior, where EM has it.
+
+        EM's MAP prior holds the Dirichlet weights and the Normal means always, and the
+        covariance prior where EM has the same one: HalfNormal standard deviations (diag,
+        spherical, 1-D and tied 1-D) and the inverse-gamma / inverse-Wishart prior with fixed
+        ``variance_beta`` on 1-D data and on full and tied matrices (as EM's
+        ``cov_prior_dof = 2 variance_alpha + D - 1``, ``cov_prior_scale = 2 diag(beta)``;
+        1-D data are fitted as ``covariance_type="full"``, the same model). There MAP-EM's
+        optimum is the graph's MAP. Elsewhere EM has no such prior and estimates the
+        covariances by maximum likelihood (given the prior's weights and means): the LKJ
+        prior (full, tied), inverse-gamma on diag with D > 1 and on spherical, and the
+        hierarchical ``variance_beta_prior``. That EM fit only starts MAP and NUTS.
+        """
+        d = n_features
+        cov = self.effective_covariance(spec.covariance, d)
+        kind = _variance_kind(spec.priors, cov, d)
+        conjugate = (
+            kind != "half_normal"
+            and spec.priors.variance_beta_prior is None
+            and (d == 1 or cov in ("full", "tied"))
+        )
+        if conjugate and cov == "diag":  # 1-D: EM's inverse-Wishart needs full or tied
+            cov = "full"
         out: dict[str, Any] = {"covariance_type": cov}
         if priors is not None:
             prior = {k: priors[k] for k in ("weights_alpha", "mu_loc", "mu_scale")}
-            # the EM engine has no LKJ/HalfNormal prior for full covariance matrices: the
-            # MAP-EM of a full model then differs from the PyMC model's mode
-            if cov != "full":
+            if kind == "half_normal" and (d == 1 or cov in ("diag", "spherical")):
                 prior["sigma_scale"] = priors["sigma_scale"]
+            elif conjugate:
+                beta = np.asarray(priors["variance_beta"], float)
+                prior["cov_prior_dof"] = 2.0 * float(priors["variance_alpha"]) + d - 1.0
+                prior["cov_prior_scale"] = np.diag(2.0 * np.broadcast_to(beta, (d,)))
             out["prior"] = prior
         return out
 
@@ -297,8 +464,9 @@ class GaussianFamily(Family):
         }
         c = np.asarray(estimator.covariances_, float)
         ctype = estimator.covariance_type
+        if ctype == "tied":
+            c = np.broadcast_to(c.reshape(n_features, n_features), (k, n_features, n_features))
         if ctype in ("full", "tied") and n_features > 1:
-            c = np.broadcast_to(c, (k, n_features, n_features)) if ctype == "tied" else c
             sd = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
             out["sigma"] = sd
             out["cov"] = np.array(c)
@@ -323,6 +491,7 @@ class GaussianFamily(Family):
 
         d, k = n_features, spec.n_components
         cov = self.effective_covariance(spec.covariance, d)
+        kind = _variance_kind(spec.priors, cov, d)
         mu_loc, mu_scale = priors["mu_loc"], priors["mu_scale"]
         if spec.ordered:
             first = pm.Normal(
@@ -341,17 +510,84 @@ class GaussianFamily(Family):
         else:
             mu = pm.Normal("mu", mu=mu_loc, sigma=mu_scale, dims=("component", "feature"))
 
-        if cov == "spherical":
-            s = pm.HalfNormal("sigma_spherical", sigma=priors["sigma_scale"], dims="component")
-            sigma = pm.Deterministic(
-                "sigma", pt.repeat(s[:, None], d, axis=1), dims=("component", "feature")
-            )
+        matrix = cov in ("full", "tied") and d > 1
+        per_component = ("component", "feature")
+        sigma = chol = None
+        if kind == "half_normal":
+            if cov == "spherical":
+                s = pm.HalfNormal("sigma_spherical", sigma=priors["sigma_scale"], dims="component")
+                sigma = pm.Deterministic(
+                    "sigma", pt.repeat(s[:, None], d, axis=1), dims=per_component
+                )
+            elif cov == "tied":
+                s = pm.HalfNormal("sigma_tied", sigma=priors["sigma_scale"], dims="feature")
+                sigma = pm.Deterministic("sigma", pt.broadcast_to(s, (k, d)), dims=per_component)
+            else:
+                sigma = pm.HalfNormal("sigma", sigma=priors["sigma_scale"], dims=per_component)
+            if matrix:
+                if cov == "tied":
+                    corr_chol = pm.LKJCorr("corr_chol", n=d, eta=priors["lkj_eta"])  # (D, D)
+                    corr_chol = pt.broadcast_to(corr_chol, (k, d, d))
+                else:
+                    corr_chol = pm.LKJCorr("corr_chol", n=d, eta=priors["lkj_eta"], size=k)
+                chol = sigma[:, :, None] * corr_chol  # Cholesky factor of each covariance
+                pm.Deterministic(
+                    "corr", corr_chol @ corr_chol.mT, dims=("component", "feature", "feature_bis")
+                )
+                pm.Deterministic(
+                    "cov", chol @ chol.mT, dims=("component", "feature", "feature_bis")
+                )
         else:
-            sigma = pm.HalfNormal(
-                "sigma", sigma=priors["sigma_scale"], dims=("component", "feature")
-            )
+            alpha = priors["variance_alpha"]
+            if "variance_beta_prior" in priors:  # Richardson & Green: beta ~ Gamma(g, h)
+                g_h = priors["variance_beta_prior"]
+                beta = pm.Gamma(
+                    "variance_beta",
+                    alpha=g_h[0],
+                    beta=g_h[1],
+                    **({"shape": ()} if cov == "spherical" and d > 1 else {"dims": "feature"}),
+                )
+            else:
+                beta = priors["variance_beta"]
+            if kind == "inverse_gamma":
+                if cov == "spherical" and d > 1:
+                    v = pm.InverseGamma(
+                        "sigma_sq_spherical", alpha=alpha, beta=beta, dims="component"
+                    )
+                    var = pt.repeat(v[:, None], d, axis=1)
+                elif cov == "tied":
+                    v = pm.InverseGamma("sigma_sq_tied", alpha=alpha, beta=beta, dims="feature")
+                    var = pt.broadcast_to(v, (k, d))
+                else:
+                    var = pm.InverseGamma("sigma_sq", alpha=alpha, beta=beta, dims=per_component)
+                sigma = pm.Deterministic("sigma", pt.sqrt(var), dims=per_component)
+            else:  # inverse-Wishart matrices, D > 1
+                nu = 2.0 * alpha + d - 1.0
+                iw = {
+                    "logp": _iw_logp,
+                    "random": _iw_random,
+                    "support_point": _iw_support_point,
+                    "signature": "(),(d)->(d,d)",
+                    "transform": pm.distributions.transforms.CholeskyCovTransform(d),
+                }
+                if cov == "tied":
+                    c = pm.CustomDist("cov_tied", nu, beta, dims=("feature", "feature_bis"), **iw)
+                    c = pt.broadcast_to(c, (k, d, d))
+                else:
+                    c = pm.CustomDist(
+                        "cov_iw", nu, beta, dims=("component", "feature", "feature_bis"), **iw
+                    )
+                chol = pt.linalg.cholesky(c)
+                sd = pt.sqrt(pt.diagonal(c, axis1=-2, axis2=-1))
+                sigma = pm.Deterministic("sigma", sd, dims=per_component)
+                pm.Deterministic("cov", c, dims=("component", "feature", "feature_bis"))
+                pm.Deterministic(
+                    "corr",
+                    c / (sd[:, :, None] * sd[:, None, :]),
+                    dims=("component", "feature", "feature_bis"),
+                )
 
-        if cov != "full":
+        if not matrix:
             pm.CustomDist(
                 "x",
                 w,
@@ -363,12 +599,6 @@ class GaussianFamily(Family):
                 **observed,
             )
             return
-        corr_chol = pm.LKJCorr("corr_chol", n=d, eta=priors["lkj_eta"], size=k)  # (K, D, D)
-        chol = sigma[:, :, None] * corr_chol  # Cholesky factor of each covariance
-        pm.Deterministic(
-            "corr", corr_chol @ corr_chol.mT, dims=("component", "feature", "feature_bis")
-        )
-        pm.Deterministic("cov", chol @ chol.mT, dims=("component", "feature", "feature_bis"))
         if formulation in ("mixture", "batched"):
             comps = (
                 [pm.MvNormal.dist(mu=mu[j], chol=chol[j]) for j in range(k)]
@@ -390,51 +620,77 @@ class GaussianFamily(Family):
 
     @override
     def free_var_names(self, spec, n_features):
-        cov = self.effective_covariance(spec.covariance, n_features)
+        d = n_features
+        cov = self.effective_covariance(spec.covariance, d)
+        kind = _variance_kind(spec.priors, cov, d)
         if spec.ordered:
-            names = ["mu_first"] + (["mu_rest"] if n_features > 1 else [])
+            names = ["mu_first"] + (["mu_rest"] if d > 1 else [])
         else:
             names = ["mu"]
-        names += ["sigma_spherical"] if cov == "spherical" else ["sigma"]
-        if cov == "full":
-            names += ["corr_chol"]
+        if kind != "half_normal" and spec.priors.variance_beta_prior is not None:
+            names.append("variance_beta")
+        names.append(_variance_var(kind, cov, d))
+        if kind == "half_normal" and cov in ("full", "tied") and d > 1:
+            names.append("corr_chol")
         return names
 
     @override
     def point_to_initvals(self, spec, point, n_features):
-        cov = self.effective_covariance(spec.covariance, n_features)
+        d = n_features
+        cov = self.effective_covariance(spec.covariance, d)
+        kind = _variance_kind(spec.priors, cov, d)
         k = spec.n_components
         out: dict[str, np.ndarray] = {}
-        mu = np.asarray(point["mu"], float).reshape(k, n_features)
+        mu = np.asarray(point["mu"], float).reshape(k, d)
         if spec.ordered:
             first = mu[:, 0].copy()
             # the ordered transform needs strictly increasing values
             for j in range(1, k):
                 first[j] = max(first[j], first[j - 1] + 1e-6 * (1 + abs(first[j - 1])))
             out["mu_first"] = first
-            if n_features > 1:
+            if d > 1:
                 out["mu_rest"] = mu[:, 1:]
         else:
             out["mu"] = mu
-        if point.get("cov") is not None and cov == "full":
-            c = np.asarray(point["cov"], float)
-            sd = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
-            corr = c / (sd[:, :, None] * sd[:, None, :])
-            out["sigma"] = sd
-            out["corr_chol"] = np.linalg.cholesky(corr)
-            return out
-        if point.get("cov") is not None:
-            sd = np.sqrt(np.diagonal(np.asarray(point["cov"], float), axis1=-2, axis2=-1))
+        given_cov = point.get("cov") is not None
+        if given_cov:
+            mats = np.asarray(point["cov"], float).reshape(k, d, d)
+            sd = np.sqrt(np.diagonal(mats, axis1=-2, axis2=-1))
         else:
-            sd = np.asarray(point["sigma"], float).reshape(k, n_features)
-        if cov == "spherical":
-            out["sigma_spherical"] = np.sqrt(np.mean(sd**2, axis=1))
+            sd = np.asarray(point["sigma"], float).reshape(k, d)
+            mats = sd[:, :, None] ** 2 * np.eye(d)
+        if cov == "tied":  # the pooled matrix of the components
+            mats = mats.mean(axis=0, keepdims=True)
+            sd = np.sqrt(np.diagonal(mats, axis1=-2, axis2=-1))  # (1, D)
+        name = _variance_var(kind, cov, d)
+        if kind == "half_normal":
+            if cov == "spherical":
+                out[name] = np.sqrt(np.mean(sd**2, axis=1))
+            else:
+                out[name] = sd[0] if cov == "tied" else sd
+            if cov in ("full", "tied") and d > 1:
+                if given_cov:
+                    corr_chol = np.linalg.cholesky(mats / (sd[:, :, None] * sd[:, None, :]))
+                else:  # a point without correlations: identity
+                    corr_chol = np.broadcast_to(np.eye(d), mats.shape).copy()
+                out["corr_chol"] = corr_chol[0] if cov == "tied" else corr_chol
+            variances = None
+        elif kind == "inverse_gamma":
+            var = sd**2
+            if cov == "spherical" and d > 1:
+                var = var.mean(axis=1)
+            out[name] = var[0] if cov == "tied" else var
+            variances = var.reshape(var.shape[0], -1)  # (n, D) or (K, 1) for spherical
         else:
-            out["sigma"] = sd
-        if cov == "full":
-            out["corr_chol"] = np.broadcast_to(
-                np.eye(n_features), (k, n_features, n_features)
-            ).copy()
+            out[name] = mats[0] if cov == "tied" else mats
+            variances = 1.0 / np.diagonal(np.linalg.inv(mats), axis1=-2, axis2=-1)
+        if kind != "half_normal" and spec.priors.variance_beta_prior is not None:
+            # the mean of variance_beta's conditional Gamma given these variances
+            g, h = spec.priors.variance_beta_prior
+            alpha = float(spec.priors.variance_alpha)
+            shape = alpha if kind == "inverse_gamma" else alpha + 0.5 * (d - 1)
+            beta = (g + variances.shape[0] * shape) / (h + np.sum(1.0 / variances, axis=0))
+            out["variance_beta"] = beta[0] if cov == "spherical" and d > 1 else beta
         return out
 
     @override
