@@ -395,3 +395,48 @@ def test_set_partitions_enumerator_matches_itertools():
         canon = {}
         brute.add(tuple(canon.setdefault(v, len(canon)) for v in labels))
     assert parts == brute
+
+
+def _moves(labels):
+    """Every partition one move away: observation i to another cluster or a new one."""
+    m = labels.max() + 1
+    for i in range(labels.size):
+        for k in range(m + 1):
+            if k != labels[i]:
+                moved = labels.copy()
+                moved[i] = k
+                yield i, k, moved
+
+
+@pytest.mark.parametrize("loss", ["binder", "vi"])
+def test_search_move_costs_are_loss_differences(loss):
+    # the O(N) cost of each move in the search equals the change of the full loss
+    rng = np.random.default_rng(7)
+    z = rng.integers(0, 3, size=(15, 9))
+    p = coclustering(z).values
+    labels = np.array([0, 0, 1, 1, 1, 2, 0, 2, 1])
+    scale = 1.0 if loss == "binder" else 9.0  # the search works with N * VI_lb
+    search = part._Search(p, loss, rng)
+    for i in range(9):
+        search.start(labels)
+        a = search._remove(i)
+        cost, new = search._costs(i)
+        for k in range(4):
+            moved = labels.copy()
+            moved[i] = k
+            got = new if k == 3 else cost[k]
+            base = labels.copy()
+            base[i] = 3  # i alone: the "new cluster" move
+            want = scale * (part._losses(moved[None], p, loss) - part._losses(base[None], p, loss))
+            assert got - new == pytest.approx(want[0], abs=1e-9), (i, k, a)
+
+
+@pytest.mark.parametrize("loss", ["binder", "vi"])
+def test_point_partition_is_a_local_optimum(loss):
+    rng = np.random.default_rng(8)
+    z = rng.integers(0, 4, size=(12, 14))
+    p = coclustering(z).values
+    best = point_partition(p, loss=loss, random_seed=0)
+    value = best.attrs["expected_loss"]
+    neighbours = np.array([moved for _, _, moved in _moves(best.values)])
+    assert part._losses(neighbours, p, loss).min() >= value - 1e-9
