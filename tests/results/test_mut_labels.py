@@ -209,3 +209,59 @@ def test_more_components_than_the_brute_force_limit_use_the_assignment_solver():
 def test_pivot_with_equal_weights_undoes_the_planted_permutations():
     tree, perms = _six_component_tree(np.full(6, 200.0))
     _check_planted_permutations_undone(tree, perms)
+
+
+def _pivot_by_definition(theta: np.ndarray, ref: np.ndarray):
+    """The pivot algorithm of the module docstring, written out with K! brute force.
+
+    Start from the pooled spread of each coordinate (plus its 1e-6 floor), give every draw
+    the permutation minimising ``sum_j sum_p ((theta[perm[j], p] - ref[j, p]) / s[j, p])^2``,
+    re-estimate ``s`` from the aligned draws and repeat until the permutations stop changing.
+    """
+    import itertools
+
+    m, k, p = theta.shape
+    pooled = theta.reshape(m * k, p).std(axis=0)
+    floor = 1e-6 * (pooled + 1e-12)
+    scale = np.broadcast_to(pooled + floor, (k, p))
+    all_perms = [np.array(q) for q in itertools.permutations(range(k))]
+    perm = None
+    for n_iter in range(1, 51):
+        cost = np.array(
+            [[(((theta[i, q] - ref) / scale) ** 2).sum() for q in all_perms] for i in range(m)]
+        )
+        new = np.array([all_perms[j] for j in cost.argmin(axis=1)])
+        aligned = np.take_along_axis(theta, new[..., None], axis=1)
+        scale = aligned.std(axis=0) + floor
+        if perm is not None and np.array_equal(new, perm):
+            return new, n_iter
+        perm = new
+    return perm, 50
+
+
+def test_pivot_iterates_until_the_permutations_stop_changing():
+    """Permutations and iteration count of method='pivot' against the written-out algorithm.
+
+    The overlapping K = 3 fixture (switching within and across chains) needs more than two
+    passes, so a loop that stops early or never sees convergence gives another n_iter.
+    """
+    from .test_relabel_switching import _overlapping_tree
+
+    tree, _, _, _ = _overlapping_tree(3, seed=0)
+    post = tree["posterior"].to_dataset()
+    k = post.sizes["component"]
+    w = post["w"].transpose(*DIMS).values.reshape(-1, k)
+    mu = post["mu"].transpose(*DIMS, "feature").values.reshape(-1, k)
+    sg = post["sigma"].transpose(*DIMS, "feature").values.reshape(-1, k)
+    theta = np.stack([np.log(w), mu, np.log(sg)], axis=-1)  # (M, K, 3)
+    em = tree["em"].to_dataset()
+    ref = np.stack(
+        [np.log(em["w"].values), em["mu"].values[:, 0], np.log(em["sigma"].values[:, 0])],
+        axis=-1,
+    )
+    want_perm, want_iter = _pivot_by_definition(theta, ref)
+    assert want_iter >= 3  # the premise: more than one re-estimation of the spread
+    out = relabel(tree, method="pivot", reference="em")
+    got = out["relabel"]["permutation"].transpose(*DIMS).values.reshape(-1, k)
+    np.testing.assert_array_equal(got, want_perm)
+    assert out["relabel"].attrs["n_iter"] == want_iter
