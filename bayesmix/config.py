@@ -219,6 +219,14 @@ class PriorSpec:
     dof_shape: float = 2.0
     dof_rate: float = 0.1
 
+    def __post_init__(self) -> None:
+        # weights_alpha=None means the default of the weights prior: 1 (flat) for a
+        # Dirichlet, e0 = 0.01 for a sparse mixture without a hyperprior, unused by a DP;
+        # resolved here so that an explicit 1.0 and the default are the same spec
+        if self.weights_alpha is None and self.weights_alpha_prior is None:
+            default = {"dirichlet": 1.0, "sparse": SPARSE_ALPHA_DEFAULT}.get(self.weights)
+            object.__setattr__(self, "weights_alpha", default)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples), omitting ``None`` entries (TOML has no null).
 
