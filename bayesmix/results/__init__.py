@@ -7,6 +7,7 @@ Every function takes and returns ``xarray.DataTree`` results (layout in
 
 from bayesmix.results.compare import EstimatesTable, compare_estimates
 from bayesmix.results.diagnostics import Diagnostics, diagnose
+from bayesmix.results.evidence import EvidenceResult, log_evidence, posterior_k
 from bayesmix.results.io import load, save
 from bayesmix.results.labels import label_switching_report, relabel
 from bayesmix.results.partition import (
@@ -22,6 +23,7 @@ from bayesmix.results.select import loo, recommend, select_k
 __all__ = [
     "Diagnostics",
     "EstimatesTable",
+    "EvidenceResult",
     "coclustering",
     "compare_estimates",
     "diagnose",
@@ -30,9 +32,11 @@ __all__ = [
     "kplus_posterior",
     "label_switching_report",
     "load",
+    "log_evidence",
     "loo",
     "n_filled",
     "point_partition",
+    "posterior_k",
     "recommend",
     "relabel",
     "save",
