@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from bayesmix import _math
+from bayesmix._validation import DataError, ParameterError
 from bayesmix.results import relabel
 
 DIMS = ("chain", "draw", "component")
@@ -265,3 +266,22 @@ def test_pivot_iterates_until_the_permutations_stop_changing():
     got = out["relabel"]["permutation"].transpose(*DIMS).values.reshape(-1, k)
     np.testing.assert_array_equal(got, want_perm)
     assert out["relabel"].attrs["n_iter"] == want_iter
+
+
+def test_error_messages_name_the_function_and_what_to_do(switched_tree):
+    tree, _ = switched_tree
+    with pytest.raises(ParameterError) as info:
+        relabel(tree, method="ecr")
+    assert str(info.value) == (
+        "unknown relabel method: expected one of ('stephens', 'pivot'), got 'ecr'; "
+        "use 'stephens' (needs observed_data) or 'pivot'"
+    )
+    with pytest.raises(DataError) as info:
+        relabel({"posterior": 1})
+    assert str(info.value) == (
+        "relabel needs a result tree: expected an xarray.DataTree, got dict; pass the "
+        "DataTree returned by bayesmix.inference"
+    )
+    with pytest.raises(DataError) as info:
+        relabel(xr.DataTree(), reference="pivot")
+    assert str(info.value).startswith("relabel needs posterior draws: expected a 'posterior'")
