@@ -712,6 +712,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         table, diagnostics = _summaries(result)
         _write_csv(table, tmp / "summary.csv", index=False)
         member = _membership_frame(result, X, spec)
+        clusters = results.summarize_partition(result, random_seed=spec.fit.seed or 0)
+        if clusters is not None:  # the label-free point partition, next to the components
+            member["cluster"] = clusters.labels.values
         _write_csv(member, tmp / "membership.csv", index=False)
         _release_memory()
         log("plots")
@@ -726,6 +729,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             title=f"bayesmix: {spec.name}",
             failed_plots=failed,
             notes=_notes(X),
+            clusters=() if clusters is None else clusters.lines(),
         )
         names = [
             "result.nc",
@@ -744,6 +748,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _format_table(table),
         "",
         cli_words(diagnostics),
+        *(["", *clusters.lines()] if clusters is not None else []),
         "",
         f"wrote {out}/: {', '.join(names)}",
     )

@@ -50,6 +50,10 @@ CAPTIONS: dict[str, str] = {
     "ppc": "Posterior predictive check: data sets simulated from the fitted model (thin lines) "
     "against the observed data (thick line), one panel per feature shown.",
     "k_selection": "Model selection across the number of components K.",
+    "coclustering": "Posterior co-clustering: the probability that two observations share a "
+    "component, whatever its label. Observations are ordered by the label-free point "
+    "partition (variation of information), lines separate its clusters; a dark square is a "
+    "well-identified cluster, pale rows are observations the posterior cannot place.",
     "component_images": "Each component's pixel probabilities, drawn as an image, with its "
     "weight.",
     "generated_images": "New images drawn from the fitted mixture.",
@@ -274,6 +278,7 @@ def write_report(
     title: str,
     failed_plots: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
+    clusters: Sequence[str] = (),
 ) -> Path:
     """Write a self-contained HTML report of a fitted run.
 
@@ -304,6 +309,9 @@ def write_report(
     notes : sequence of str
         Plain lines about the data (e.g. "dropped 12 rows with missing values"), listed under
         "Data" near the top.
+    clusters : sequence of str
+        Label-free lines about the clusters (:meth:`bayesmix.results.partition.
+        PartitionSummary.lines`), in a "Clusters" section after the diagnostics.
 
     Returns
     -------
@@ -342,6 +350,15 @@ def write_report(
         _estimates_html(table),
         "<h2>Diagnostics</h2>",
         _diagnostics_html(diagnostics),
+    ]
+    if clusters:
+        parts += [
+            '<h2 id="clusters">Clusters</h2>',
+            "<p>From the posterior allocations, whatever the component labels (the column "
+            "<code>cluster</code> of membership.csv holds the point partition).</p>",
+            "<ul>" + "".join(f"<li>{_esc(line)}</li>" for line in clusters) + "</ul>",
+        ]
+    parts += [
         "<h2>Plots</h2>",
     ]
     if failed_plots:

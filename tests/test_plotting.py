@@ -122,11 +122,15 @@ def _tree(
                 coords={"obs_id": np.arange(len(X)), "feature": features},
             )
     tree = xr.DataTree.from_dict(groups)
+    from bayesmix.config import ModelSpec, RunSpec
+
+    spec = ModelSpec(family, len(point["w"]), covariance or "full")
     tree.attrs = {
         "family": family,
         "covariance": covariance,
         "n_components": len(point["w"]),
         "format": "bayesmix-result/1",
+        "spec": RunSpec(name="fake", model=spec).to_json(),
     }
     return tree
 

@@ -280,7 +280,15 @@ def test_plot_plan_names(result_6d, outlier_trees):
     from test_plotting import _tree as tree_of
 
     names = [n for n, _ in plotting.plot_plan(result_6d)]
-    assert names == ["clusters_2d", "membership_uncertainty", "em_history", "trace", "rank", "ppc"]
+    assert names == [
+        "clusters_2d",
+        "membership_uncertainty",
+        "em_history",
+        "trace",
+        "rank",
+        "coclustering",
+        "ppc",
+    ]
     one = [n for n, _ in plotting.plot_plan(outlier_trees[1, True])]
     assert one[0] == "density_1d"
     # one chain: no rank plot (it compares chains; ArviZ refuses it), the trace stays
@@ -310,6 +318,7 @@ def test_plot_plan_names(result_6d, outlier_trees):
         "em_history",
         "trace",
         "rank",
+        "coclustering",
     ]
 
 
@@ -323,7 +332,14 @@ def test_write_plots_reports_failures_and_keeps_going(result_6d, tmp_path, monke
         written, failed = plotting.write_plots(result_6d, tmp_path / "plots")
     finally:
         os.umask(old)
-    assert list(written) == ["clusters_2d", "membership_uncertainty", "em_history", "trace", "ppc"]
+    assert list(written) == [
+        "clusters_2d",
+        "membership_uncertainty",
+        "em_history",
+        "trace",
+        "coclustering",
+        "ppc",
+    ]
     assert failed == {"rank": "ValueError: no luck here"}
     for name, path in written.items():
         assert path == tmp_path / "plots" / f"{name}.png"

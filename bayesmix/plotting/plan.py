@@ -19,6 +19,7 @@ from bayesmix.plotting._common import (
     save_figure,
 )
 from bayesmix.plotting.clusters_2d import MAX_MATRIX_FEATURES, plot_clusters_2d
+from bayesmix.plotting.coclustering import plot_coclustering
 from bayesmix.plotting.counts import plot_count_histogram
 from bayesmix.plotting.density_1d import plot_density_1d
 from bayesmix.plotting.em_history import plot_em_history
@@ -93,7 +94,9 @@ def plot_plan(
     ``generated_images``. Gaussian: ``density_1d`` (D = 1, or one feature chosen) or
     ``clusters_2d`` (a pair, or a scatter matrix of up to :data:`MAX_MATRIX_FEATURES` chosen
     features), then ``membership_uncertainty``. Then ``em_history`` (with an ``em`` group),
-    ``trace`` and ``rank`` (with a ``posterior``), ``ppc`` (with a ``posterior_predictive``).
+    ``trace`` and ``rank`` (with a ``posterior``), ``coclustering`` (with a ``posterior`` and
+    at most :data:`bayesmix.results.partition.MAX_PARTITION_OBS` observations), ``ppc`` (with
+    a ``posterior_predictive``).
     Nothing is drawn until a function is called.
 
     Parameters
@@ -135,6 +138,10 @@ def plot_plan(
         plan.append(("trace", lambda: plot_trace(result, features=features)))
         if result["posterior"].sizes.get("chain", 1) > 1:  # rank plots compare chains
             plan.append(("rank", lambda: plot_rank(result, features=features)))
+        from bayesmix.results.partition import MAX_PARTITION_OBS
+
+        if X.shape[0] <= MAX_PARTITION_OBS:  # the matrix is N x N
+            plan.append(("coclustering", lambda: plot_coclustering(result)))
     if "posterior_predictive" in groups:
         plan.append(("ppc", lambda: plot_ppc(result, features=features)))
     return plan

@@ -17,6 +17,7 @@ from bayesmix.results.partition import (
     kplus_posterior,
     n_filled,
     point_partition,
+    summarize_partition,
 )
 from bayesmix.results.select import loo, recommend, select_k
 
@@ -37,6 +38,7 @@ __all__ = [
     "n_filled",
     "point_partition",
     "posterior_k",
+    "summarize_partition",
     "recommend",
     "relabel",
     "save",

@@ -20,6 +20,7 @@ observation (one row per draw). Labels may be any integers: only equality matter
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -36,10 +37,14 @@ __all__ = [
     "kplus_posterior",
     "n_filled",
     "point_partition",
+    "summarize_partition",
+    "MAX_PARTITION_OBS",
 ]
 
 #: The losses of :func:`point_partition` and :func:`expected_loss`.
 LOSSES = ("vi", "binder")
+#: Largest N for which the CLI and the report summarise the partition (P is N x N floats).
+MAX_PARTITION_OBS = 2000
 # draws x observations x components per block of responsibilities (~8 MB per temporary)
 _BLOCK_ELEMENTS = 1_000_000
 # observations x (draws x filled labels) per block of the one-hot matrix (float32, 16 MB)
@@ -756,3 +761,81 @@ def _check_count(value: Any, name: str, minimum: int) -> int:
             f"got {value!r}; pass a larger integer"
         )
     return int(value)
+
+
+# ----------------------------------------------------------------------------------------
+# one summary for the CLI and the report
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionSummary:
+    """The label-free summary of a posterior: its point partition and p(K+ | y).
+
+    ``labels`` (obs_id) is :func:`point_partition`'s answer, ``p_kplus`` is
+    :func:`kplus_posterior`'s; ``str()`` gives readable lines.
+    """
+
+    labels: xr.DataArray
+    p_kplus: pd.Series
+    loss: str
+    expected_loss: float
+    n_draws: int
+
+    def lines(self) -> list[str]:
+        """Two or three readable lines (the CLI prints them, the report lists them)."""
+        sizes = np.bincount(np.asarray(self.labels.values))
+        shown = ", ".join(str(int(s)) for s in sizes[:12]) + (", ..." if sizes.size > 12 else "")
+        p = self.p_kplus[self.p_kplus >= 0.005]
+        dist = ", ".join(f"{int(k)}: {v:.2f}" for k, v in p.items())
+        loss = "variation of information" if self.loss == "vi" else "Binder's loss"
+        return [
+            f"point partition ({loss}, label-free): {sizes.size} cluster(s) of {shown} "
+            f"observations (expected loss {self.expected_loss:.3g})",
+            f"posterior of the number of filled components K+ ({self.n_draws} draws): {dist}; "
+            f"mode {self.p_kplus.attrs['mode']}",
+        ]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def summarize_partition(
+    result: xr.DataTree,
+    *,
+    loss: str = "vi",
+    max_draws: int | None = 1000,
+    random_seed: int = 0,
+) -> PartitionSummary | None:
+    """Point partition and p(K+ | y) of a result's posterior, from one set of allocations.
+
+    None when the result has no ``posterior`` group or more than
+    :data:`MAX_PARTITION_OBS` observations (the co-clustering matrix is N x N).
+
+    Parameters
+    ----------
+    result : xarray.DataTree
+    loss : {"vi", "binder"}
+    max_draws : int, optional
+        Posterior draws used (evenly spaced; None: all).
+    random_seed : int
+        Seed of the allocations and of the search (the same seed gives the same answer).
+
+    Returns
+    -------
+    PartitionSummary or None
+    """
+    if "posterior" not in result.children:
+        return None
+    n_obs = int(result["observed_data"]["x"].sizes["obs_id"])
+    if n_obs > MAX_PARTITION_OBS:
+        return None
+    z = draw_allocations(result, max_draws=max_draws, random_seed=random_seed)
+    labels = point_partition(z, loss=loss, random_seed=random_seed)
+    return PartitionSummary(
+        labels=labels,
+        p_kplus=kplus_posterior(z),
+        loss=loss,
+        expected_loss=float(labels.attrs["expected_loss"]),
+        n_draws=int(np.prod([z.sizes[d] for d in z.dims if d != "obs_id"])),
+    )

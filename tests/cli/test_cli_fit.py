@@ -262,7 +262,15 @@ def test_default_spec_is_the_main_job():
 def test_main_job_outputs(main_run):
     out, stdout = main_run
     assert out.is_dir()
-    expected = ["clusters_2d", "membership_uncertainty", "em_history", "trace", "rank", "ppc"]
+    expected = [
+        "clusters_2d",
+        "membership_uncertainty",
+        "em_history",
+        "trace",
+        "rank",
+        "coclustering",
+        "ppc",
+    ]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
             "result.nc",
@@ -276,6 +284,22 @@ def test_main_job_outputs(main_run):
     _check_report(out)
     assert f"wrote {Path('runs') / 'old_faithful_2d'}" in stdout
     assert "r_hat" in stdout
+
+
+def test_main_job_label_free_clusters(main_run):
+    """membership.csv's `cluster` (the VI point partition) groups the rows as the components
+    do on these well-separated data; the terminal and the report say how many clusters."""
+    from sklearn.metrics import adjusted_rand_score
+
+    out, stdout = main_run
+    member = pd.read_csv(out / "membership.csv")
+    assert adjusted_rand_score(member["component"], member["cluster"]) == 1.0
+    sizes = np.bincount(member["cluster"])
+    assert sizes.tolist() == sorted(sizes.tolist(), reverse=True)  # labels by size
+    line = f"2 cluster(s) of {sizes[0]}, {sizes[1]} observations"
+    assert line in stdout and "filled components K+" in stdout
+    report = (out / "report.html").read_text()
+    assert 'id="clusters"' in report and line in report
 
 
 def test_main_job_result(main_run):
@@ -389,7 +413,7 @@ def test_spec_runs(spec_path, tmp_path):
         kind += "1" if n_features == 1 else "2"
     _check_pngs(out, SPEC_PLOTS[kind])
     if "posterior" in result.children:
-        _check_pngs(out, ["trace", "rank", "ppc"])
+        _check_pngs(out, ["trace", "rank", "coclustering", "ppc"])
     _check_report(out)
 
     # new data from the fit: the features plus the component

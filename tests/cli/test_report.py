@@ -165,7 +165,7 @@ def test_em_report_images_load_in_chromium(em_run, tmp_path):
 def test_main_report_images_load_in_chromium(main_run, tmp_path):
     out, _ = main_run
     loaded, total = _loaded_images(_chromium(), out / "report.html", tmp_path)
-    assert total == len(list(out.glob("*.png"))) == 6
+    assert total == len(list(out.glob("*.png"))) == 7
     assert loaded == total
 
 
