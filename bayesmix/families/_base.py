@@ -296,6 +296,15 @@ class Family:
         return {}
 
     # ------------------------------------------------------------------ EM
+    def hyper_variables(self, spec: Any, n_features: int) -> dict[str, tuple[str, ...]]:
+        """Free hyper-parameters of the family's priors, {name: dims}, without a component dim.
+
+        E.g. the Gaussian ``variance_beta`` (feature) of Richardson & Green's hierarchical
+        prior: a free variable of the graph (in :meth:`free_var_names`) that results may keep
+        next to the weights prior's ``e0`` / ``dp_alpha``; relabelling leaves it alone.
+        """
+        return {}
+
     def em_kwargs(
         self, spec: Any, priors: Mapping[str, np.ndarray] | None, n_features: int
     ) -> dict[str, Any]:

@@ -619,6 +619,16 @@ class GaussianFamily(Family):
         )
 
     @override
+    def hyper_variables(self, spec, n_features):
+        d = n_features
+        cov = self.effective_covariance(spec.covariance, d)
+        if _variance_kind(spec.priors, cov, d) == "half_normal":
+            return {}
+        if spec.priors.variance_beta_prior is None:
+            return {}
+        return {"variance_beta": () if cov == "spherical" and d > 1 else ("feature",)}
+
+    @override
     def free_var_names(self, spec, n_features):
         d = n_features
         cov = self.effective_covariance(spec.covariance, d)
@@ -690,7 +700,10 @@ class GaussianFamily(Family):
             alpha = float(spec.priors.variance_alpha)
             shape = alpha if kind == "inverse_gamma" else alpha + 0.5 * (d - 1)
             beta = (g + variances.shape[0] * shape) / (h + np.sum(1.0 / variances, axis=0))
-            out["variance_beta"] = beta[0] if cov == "spherical" and d > 1 else beta
+            beta = beta[0] if cov == "spherical" and d > 1 else beta
+            if point.get("variance_beta") is not None:  # a point that has it (a fit's)
+                beta = np.asarray(point["variance_beta"], float).reshape(np.shape(beta))
+            out["variance_beta"] = beta
         return out
 
     @override

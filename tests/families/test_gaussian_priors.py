@@ -354,3 +354,51 @@ def test_fit_map_of_tied_inverse_wishart_is_map_em():
     np.testing.assert_allclose(mp["mu"].values, em["mu"].values, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(mp["cov"].values, em["cov"].values, rtol=1e-3)
     np.testing.assert_allclose(mp["cov"].values[0], mp["cov"].values[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the hierarchical scale: its start and its place in results
+
+
+@pytest.mark.parametrize(
+    ("covariance", "kind"), [("diag", "inverse_gamma"), ("full", "inverse_wishart")]
+)
+def test_variance_beta_starts_at_its_conditional_posterior_mean(covariance, kind):
+    """The start of variance_beta given the variances: E[beta | Sigma], by quadrature."""
+    from scipy.integrate import quad
+
+    from bayesmix.families import get_family
+
+    fam = get_family("gaussian")
+    g, h, alpha, d = 0.2, 0.5, 2.0, 2
+    pri = PriorSpec(variance=kind, variance_alpha=alpha, variance_beta_prior=(g, h))
+    spec = ModelSpec("gaussian", 2, covariance, priors=pri)
+    covs = np.array([[[1.0, 0.3], [0.3, 2.0]], [[0.5, -0.1], [-0.1, 0.8]]])
+    if covariance == "diag":
+        covs = covs * np.eye(d)
+    init = fam.point_to_initvals(spec, {"mu": np.zeros((2, d)), "cov": covs}, d)
+    assert fam.hyper_variables(spec, d) == {"variance_beta": ("feature",)}
+    for j in range(d):
+        others = init["variance_beta"].copy()
+
+        def log_post(b, j=j, others=others):
+            beta = others.copy()
+            beta[j] = b
+            lp = stats.gamma.logpdf(b, g, scale=1 / h)
+            if kind == "inverse_gamma":
+                return lp + stats.invgamma.logpdf(covs[:, j, j], alpha, scale=b).sum()
+            psi = 2 * np.diag(beta)
+            return lp + sum(
+                stats.invwishart.logpdf(c, df=2 * alpha + d - 1, scale=psi) for c in covs
+            )
+
+        peak = log_post(others[j])
+        norm_ = quad(lambda b, p=peak: np.exp(log_post(b) - p), 0, np.inf, limit=200)[0]
+        mean = quad(lambda b, p=peak: b * np.exp(log_post(b) - p), 0, np.inf, limit=200)[0] / norm_
+        assert init["variance_beta"][j] == pytest.approx(mean, rel=1e-6)
+    # a point that carries variance_beta (a fit's) starts there
+    again = fam.point_to_initvals(
+        spec, {"mu": np.zeros((2, d)), "cov": covs, "variance_beta": np.array([3.0, 4.0])}, d
+    )
+    np.testing.assert_array_equal(again["variance_beta"], [3.0, 4.0])
+    assert fam.hyper_variables(ModelSpec("gaussian", 2, covariance), d) == {}
