@@ -440,3 +440,31 @@ def test_point_partition_is_a_local_optimum(loss):
     value = best.attrs["expected_loss"]
     neighbours = np.array([moved for _, _, moved in _moves(best.values)])
     assert part._losses(neighbours, p, loss).min() >= value - 1e-9
+
+
+def test_summarize_partition_is_point_partition_and_kplus_of_one_set_of_allocations(
+    monkeypatch,
+):
+    rng = np.random.default_rng(4)
+    truth = np.repeat([0, 1, 2], [14, 9, 7])
+    x = np.array([-10.0, 0.0, 10.0])[truth] + rng.normal(0, 1, truth.size)
+    s = (2, 100)
+    w = rng.dirichlet([14, 9, 7, 0.3, 0.3], size=s)
+    mu = np.array([-10.0, 0.0, 10.0, 30.0, -30.0]) + rng.normal(0, 0.3, s + (5,))
+    sd = np.exp(rng.normal(0, 0.1, s + (5,)))
+    tree = _tree(x, w, mu, sd)
+    summary = part.summarize_partition(tree, max_draws=None, random_seed=3)
+    z = draw_allocations(tree, random_seed=3)
+    np.testing.assert_array_equal(summary.labels.values, point_partition(z, random_seed=3).values)
+    np.testing.assert_array_equal(summary.p_kplus.values, kplus_posterior(z).values)
+    assert summary.n_draws == 200
+    lines = summary.lines()
+    assert lines[0].startswith("point partition (variation of information, label-free): 3 ")
+    assert "of 14, 9, 7 observations" in lines[0]
+    assert lines[1].endswith(f"mode {summary.p_kplus.attrs['mode']}")
+    # no posterior, or more observations than the N x N matrix allows: no summary
+    no_post = xr.DataTree.from_dict({"observed_data": tree["observed_data"].to_dataset()})
+    no_post.attrs = dict(tree.attrs)
+    assert part.summarize_partition(no_post) is None
+    monkeypatch.setattr(part, "MAX_PARTITION_OBS", truth.size - 1)
+    assert part.summarize_partition(tree) is None
