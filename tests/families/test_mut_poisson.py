@@ -33,3 +33,21 @@ def test_m_step_sums_the_statistics_over_every_row_block(map_em):
         rate = sums / nk[:, None]
     np.testing.assert_allclose(est.weights_, w / w.sum(), rtol=1e-12)
     np.testing.assert_allclose(est.means_, rate, rtol=1e-10)
+
+
+def test_map_weights_with_alpha_below_one_are_clipped_at_zero():
+    """w_k proportional to max(n_k + alpha_k - 1, 0): n_k = 0.2 gives exactly 0."""
+    rng = np.random.default_rng(4)
+    n = 50
+    X = rng.poisson(3.0, size=(n, 2)).astype(np.float64)
+    resp = np.zeros((n, 3))
+    resp[0] = [0.2, 0.8, 0.0]  # n_0 = 0.2
+    resp[1] = [0.0, 0.7, 0.3]  # n_2 = 0.3: w_2 = 0.8
+    resp[2:, 1] = 1.0
+    alpha = np.array([0.5, 0.5, 1.5])
+    est = PoissonMixtureEM(3, random_state=0, prior={"weights_alpha": alpha}).initialize(X)
+    est.m_step(X, resp)
+    nk = resp.sum(axis=0)
+    w = np.maximum(nk + alpha - 1.0, 0.0)
+    assert w[0] == 0.0 and 0.0 < w[2] < 1.0  # the premise: one clipped, one in (0, 1)
+    np.testing.assert_allclose(est.weights_, w / w.sum(), rtol=1e-12)
