@@ -38,6 +38,7 @@ __all__ = [
     "free_var_names",
     "point_to_initvals",
     "validate_data",
+    "weights_prior_variables",
 ]
 
 FORMULATIONS = ("custom", "mixture", "batched")
@@ -111,9 +112,57 @@ def feature_labels(X: Any, feature_names: Sequence[str] | None, n_features: int)
 # the builder
 
 
+def weights_prior_variables(spec: ModelSpec) -> dict[str, tuple[str, ...]]:
+    """The free scalars of the weights prior, {name: dims}: in the graph and in results.
+
+    ``e0`` () for a sparse mixture with a Gamma hyperprior on its Dirichlet concentration
+    (``weights_alpha_prior``), ``dp_alpha`` () for a Dirichlet-process mixture; none for a
+    Dirichlet with fixed concentration. They have no ``component`` dim, so relabelling
+    leaves them alone.
+    """
+    pr = spec.priors
+    if pr.weights == "sparse" and pr.weights_alpha_prior is not None:
+        return {"e0": ()}
+    if pr.weights == "dp":
+        return {"dp_alpha": ()}
+    return {}
+
+
 def free_var_names(spec: ModelSpec, n_features: int) -> list[str]:
     """Names of the free random variables of :func:`build_model` (in model order)."""
-    return ["w"] + get_family(spec.family).free_var_names(spec, n_features)
+    return [
+        *weights_prior_variables(spec),
+        "w",
+        *get_family(spec.family).free_var_names(spec, n_features),
+    ]
+
+
+def _add_weights(spec: ModelSpec, prior_data: Mapping[str, Any], k: int):
+    """The weights ``w`` (component) of the spec's weights prior, and its hyper-parameter.
+
+    * ``"dirichlet"``, and ``"sparse"`` with a fixed e0: ``w ~ Dirichlet(weights_alpha)``.
+    * ``"sparse"`` with ``weights_alpha_prior = (a, b)``: ``e0 ~ Gamma(a, b)`` (shape, rate)
+      and ``w ~ Dirichlet(e0 * ones(K))``.
+    * ``"dp"``: ``dp_alpha ~ Gamma(dp_alpha_prior)`` and ``w`` the stick-breaking weights of
+      a Dirichlet process truncated at K: ``v_k ~ Beta(1, dp_alpha)`` for k < K,
+      ``w_k = v_k prod_{l<k} (1 - v_l)`` and the last weight the rest of the stick,
+      ``w_K = prod_{l<K} (1 - v_l)`` (``pm.StickBreakingWeights(dp_alpha, K - 1)``, whose
+      K - 1 sticks give K weights; default simplex transform).
+    """
+    import pymc as pm
+
+    names = weights_prior_variables(spec)
+    if "e0" in names:
+        import pytensor.tensor as pt
+
+        ab = prior_data["weights_alpha_prior"]
+        e0 = pm.Gamma("e0", alpha=ab[0], beta=ab[1])
+        return pm.Dirichlet("w", a=e0 * pt.ones(k), dims="component")
+    if "dp_alpha" in names:
+        ab = prior_data["dp_alpha_prior"]
+        alpha = pm.Gamma("dp_alpha", alpha=ab[0], beta=ab[1])
+        return pm.StickBreakingWeights("w", alpha=alpha, K=k - 1, dims="component")
+    return pm.Dirichlet("w", a=prior_data["weights_alpha"], dims="component")
 
 
 def build_model(
@@ -184,6 +233,11 @@ def build_model(
             f"formulation={formulation!r} is implemented for Gaussian full covariance with D > 1, "
             f"got family={spec.family!r}, covariance={cov!r}; use formulation='custom'"
         )
+    if spec.priors.weights == "dp" and k < 2:
+        raise ParameterError(
+            f"a Dirichlet-process mixture is truncated at n_components: expected at least 2, "
+            f"got {k}; raise [model] components (e.g. 10)"
+        )
     if spec.ordered and not fam.orderable:
         raise ParameterError(
             f"ordered=True is not available for family={spec.family!r}: expected "
@@ -222,7 +276,7 @@ def build_model(
         prior_data = {
             name: pm.Data(f"prior_{name}", np.asarray(value, float)) for name, value in pri.items()
         }
-        w = pm.Dirichlet("w", a=prior_data["weights_alpha"], dims="component")
+        w = _add_weights(spec, prior_data, k)
         fam.add_to_graph(spec, prior_data, d, w, obs, formulation=formulation)
         if weights is not None:
             import pytensor.tensor as pt
@@ -253,9 +307,21 @@ def point_to_initvals(spec: ModelSpec, point: Mapping[str, Any], n_features: int
         Keyed by the free variable names of :func:`build_model` (constrained values).
     """
     w = np.clip(np.asarray(point["w"], float), 1e-6, None)
-    out: dict[str, np.ndarray] = {"w": w / w.sum()}
+    out: dict[str, np.ndarray] = {}
+    for name in weights_prior_variables(spec):
+        out[name] = np.asarray(
+            point[name] if point.get(name) is not None else _hyper_start(spec, name), float
+        )
+    out["w"] = w / w.sum()
     out.update(get_family(spec.family).point_to_initvals(spec, point, n_features))
     return out
+
+
+def _hyper_start(spec: ModelSpec, name: str) -> float:
+    """Start of a weights-prior scalar that a point estimate lacks: its prior mean."""
+    pr = spec.priors
+    shape, rate = pr.weights_alpha_prior if name == "e0" else pr.dp_alpha_prior
+    return float(shape) / float(rate)
 
 
 def default_initvals(spec: ModelSpec, X: np.ndarray) -> dict:

@@ -39,6 +39,7 @@ from bayesmix.graphs import (
     feature_labels,
     validate_data,
 )
+from bayesmix.graphs._mixture import weights_prior_variables
 
 __all__ = ["CompiledMixture", "clear_cache", "get_compiled"]
 
@@ -257,7 +258,10 @@ class CompiledMixture:
             from pymc.pytensorf import join_nonshared_inputs
 
             model = self.model
-            wanted = result_variables(self.spec.family, self.spec.covariance, self.n_features)
+            wanted = [
+                *result_variables(self.spec.family, self.spec.covariance, self.n_features),
+                *weights_prior_variables(self.spec),  # e0 / dp_alpha: scalars, in results too
+            ]
             self._point_names = [n for n in wanted if n in model.named_vars]
             outs, inp = join_nonshared_inputs(
                 point=model.initial_point(0),
@@ -415,7 +419,8 @@ class CompiledMixture:
                 if vals is None:  # pragma: no cover - every bayesmix dim has values
                     vals = range(int(model.dim_lengths[name].eval()))
                 coords[name] = pd.Index(list(vals))
-            dims = {n: tuple(model.named_vars_to_dims[n]) for n in names}
+            # scalars (e0, dp_alpha) have no dims
+            dims = {n: tuple(model.named_vars_to_dims.get(n, ())) for n in names}
             self._nutpie_py = from_pyfunc(
                 self.n_dim,
                 make_logp_fn,

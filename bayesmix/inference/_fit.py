@@ -24,6 +24,7 @@ from bayesmix.graphs import (
     point_to_initvals,
     validate_data,
 )
+from bayesmix.graphs._mixture import weights_prior_variables
 from bayesmix.inference._compiled import CompiledMixture, _no_fastmath, get_compiled
 from bayesmix.inference._tree import (
     DivergenceWarning,
@@ -42,7 +43,15 @@ from bayesmix.inference._tree import (
     weights_of,
 )
 
-__all__ = ["fit_advi", "fit_em", "fit_map", "log_likelihood", "sample_nuts"]
+__all__ = [
+    "TruncationWarning",
+    "check_truncation",
+    "fit_advi",
+    "fit_em",
+    "fit_map",
+    "log_likelihood",
+    "sample_nuts",
+]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 # the JAX samplers and the modules each needs
@@ -92,6 +101,52 @@ def _sort_components(point: dict[str, np.ndarray], spec: ModelSpec) -> dict[str,
         return point
     order = np.argsort(key, kind="stable")
     return {k: (v[order] if k != "lower_bounds" else v) for k, v in point.items()}
+
+
+class TruncationWarning(UserWarning):
+    """A Dirichlet-process mixture's last stick keeps too much mass: truncated too early."""
+
+
+#: Largest posterior mean weight of the last stick of a truncated DP that passes the check.
+TRUNCATION_MASS_MAX = 0.01
+
+
+def check_truncation(draws: xr.Dataset, spec: ModelSpec) -> float | None:
+    """Warn when the truncation of a Dirichlet-process mixture is too small.
+
+    The last of the K weights of a truncated stick-breaking prior takes the rest of the
+    stick, everything the untruncated process would spread over components K, K+1, ...
+    When its posterior mean exceeds :data:`TRUNCATION_MASS_MAX` (1 %), the truncation
+    changes the model: a :class:`TruncationWarning` says to raise the number of components.
+    Called by :func:`sample_nuts` and :func:`fit_advi` (every route to DP draws), so
+    :func:`bayesmix.inference.run` records it in the result's ``warnings``.
+
+    Parameters
+    ----------
+    draws : xarray.Dataset
+        ``w`` with dims (chain, draw, component) in the graph's stick order (posterior or
+        ADVI draws; not the sorted EM/MAP points).
+    spec : ModelSpec
+
+    Returns
+    -------
+    float or None
+        The posterior mean weight of the last stick; None for other weights priors.
+    """
+    if spec.priors.weights != "dp" or "w" not in draws:
+        return None
+    k = int(draws.sizes["component"])
+    last = float(draws["w"].isel(component=-1).mean())
+    if last > TRUNCATION_MASS_MAX:
+        warnings.warn(
+            f"the last stick of the Dirichlet process truncated at {k} components keeps "
+            f"{last:.1%} of the mass (posterior mean): expected at most "
+            f"{TRUNCATION_MASS_MAX:.0%}; raise [model] components (n_components), e.g. to "
+            f"{2 * k}",
+            TruncationWarning,
+            stacklevel=3,
+        )
+    return last
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +395,9 @@ def fit_map(
             StartsDisagreeWarning,
             stacklevel=2,
         )
-    point = _sort_components(cm.point(best), m)
+    raw = cm.point(best)
+    hyper = {name: raw.pop(name) for name in weights_prior_variables(m)}
+    point = _sort_components(raw, m)
     ds = point_dataset(
         point,
         m,
@@ -353,6 +410,8 @@ def fit_map(
         },
         coords=get_family(m.family).coords(Xc, names),
     )
+    for name, dims in weights_prior_variables(m).items():  # e0 / dp_alpha (no component dim)
+        ds[name] = (dims, np.asarray(hyper[name], float))
     tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["map"] = xr.DataTree(ds)
     return tree
@@ -364,7 +423,11 @@ def fit_map(
 
 def _posterior_dataset(ds: xr.Dataset, names: list[str], spec: ModelSpec) -> xr.Dataset:
     """The result variables of a sampler's draws (free transformed variables dropped)."""
-    keep = [v for v in result_variables(spec.family, spec.covariance, len(names)) if v in ds]
+    wanted = [
+        *result_variables(spec.family, spec.covariance, len(names)),
+        *weights_prior_variables(spec),
+    ]
+    keep = [v for v in wanted if v in ds]
     out = ds[keep]
     coords = {"feature": names}
     if "feature_bis" in out.dims:
@@ -649,6 +712,7 @@ def sample_nuts(
     tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["posterior"] = xr.DataTree(post.assign_attrs(sampler=sampler, seed=seed))
     tree["sample_stats"] = xr.DataTree(stats)
+    check_truncation(post, m)
     n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
     if n_div:
         warnings.warn(
@@ -723,9 +787,7 @@ def fit_advi(
         model = get_compiled(m, Xc, feature_names=names, sample_weight=weights).model
     else:
         # a model of its own (pm.fit compiles its own functions; nothing to share)
-        model = build_model(
-            m, Xc, feature_names=names, minibatch=minibatch, sample_weight=weights
-        )
+        model = build_model(m, Xc, feature_names=names, minibatch=minibatch, sample_weight=weights)
     initvals = _init_point("em", result, m, None, Xc, weights)
     with _quiet_pymc():
         approx = pm.fit(
@@ -747,4 +809,5 @@ def fit_advi(
     }
     tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["advi"] = xr.DataTree(post)
+    check_truncation(post, m)
     return tree
