@@ -197,6 +197,11 @@ class PriorSpec:
     dof_shape, dof_rate : float
         Gamma prior (shape, rate) on the degrees of freedom of Student-t components
         (Juarez & Steel 2010: 2 and 0.1).
+    dof : float or None
+        Student-t: degrees of freedom fixed for every component, instead of the Gamma prior;
+        ``nu`` is then a constant of the model (EM's ``dof``). One number: different fixed
+        numbers per component would make the components' labels mean something (they would
+        no longer be exchangeable) and sorting them would break.
     """
 
     weights: str = "dirichlet"
@@ -218,6 +223,7 @@ class PriorSpec:
     category_alpha: float | None = None
     dof_shape: float = 2.0
     dof_rate: float = 0.1
+    dof: float | None = None
 
     def __post_init__(self) -> None:
         # weights_alpha=None means the default of the weights prior: 1 (flat) for a
@@ -757,6 +763,7 @@ def spec_from_dict(
     pri["category_alpha"] = col.positive(
         "[priors] category_alpha", pt_.get("category_alpha"), vector=False, allow_none=True
     )
+    pri["dof"] = col.positive("[priors] dof", pt_.get("dof"), vector=False, allow_none=True)
 
     # [fit]
     ft = tables["fit"]

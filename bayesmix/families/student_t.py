@@ -204,6 +204,22 @@ def _positive_scalar(value, where: str) -> np.ndarray:
     return arr
 
 
+def _dof_fixed(spec: Any) -> bool:
+    priors = getattr(spec, "priors", None)
+    return getattr(priors, "dof", None) is not None
+
+
+def _fixed_dof(dof: Any, k: int) -> np.ndarray:
+    """``[priors] dof`` (one positive number for every component) as (K,)."""
+    value = np.asarray(dof, dtype=float)
+    if value.ndim != 0 or not np.isfinite(value) or value <= 0:
+        raise SpecError(
+            f"[priors] dof: expected one positive number (the degrees of freedom of every "
+            f"component), got {np.asarray(dof).tolist()}; fix the spec"
+        )
+    return np.full(k, float(value))
+
+
 class StudentTFamily(Family):
     """Multivariate Student-t components (full or diagonal scale matrices)."""
 
@@ -213,7 +229,15 @@ class StudentTFamily(Family):
     covariances = ("full", "diag")
     select_init = "kmeans"
     orderable = True
-    prior_fields = ("mu_loc", "mu_scale", "sigma_scale", "lkj_eta", "dof_shape", "dof_rate")
+    prior_fields = (
+        "mu_loc",
+        "mu_scale",
+        "sigma_scale",
+        "lkj_eta",
+        "dof_shape",
+        "dof_rate",
+        "dof",
+    )
     # ``cov`` is the scale matrix (the covariance is nu / (nu - 2) times it): not an sd contour
     ellipse_unit = "scale x{n}"
     plots = ("clusters", "membership_uncertainty")
@@ -253,8 +277,12 @@ class StudentTFamily(Family):
         }
         if self.effective_covariance(covariance, X.shape[1]) == "full":
             out["lkj_eta"] = _positive_scalar(getattr(priors, "lkj_eta", 2.0), "lkj_eta")
-        out["dof_shape"] = _positive_scalar(getattr(priors, "dof_shape", 2.0), "dof_shape")
-        out["dof_rate"] = _positive_scalar(getattr(priors, "dof_rate", 0.1), "dof_rate")
+        dof = getattr(priors, "dof", None)
+        if dof is not None:  # fixed degrees of freedom: constants of the graph, not a prior
+            out["dof"] = _fixed_dof(dof, n_components)
+        else:
+            out["dof_shape"] = _positive_scalar(getattr(priors, "dof_shape", 2.0), "dof_shape")
+            out["dof_rate"] = _positive_scalar(getattr(priors, "dof_rate", 0.1), "dof_rate")
         return out
 
     # ------------------------------------------------------------------ NumPy
@@ -334,11 +362,14 @@ class StudentTFamily(Family):
     def em_kwargs(self, spec, priors, n_features):
         cov = self.effective_covariance(spec.covariance, n_features)
         out: dict[str, Any] = {"covariance_type": cov}
+        dof = getattr(spec.priors, "dof", None)
+        if dof is not None:
+            out["dof"] = _fixed_dof(dof, spec.n_components)
         if priors is not None:
             keys = ["weights_alpha", "mu_loc", "mu_scale", "sigma_scale", "dof_shape", "dof_rate"]
             if cov == "full":
                 keys.append("lkj_eta")
-            out["prior"] = {key: priors[key] for key in keys}
+            out["prior"] = {key: priors[key] for key in keys if key in priors}
         return out
 
     @override
@@ -370,7 +401,12 @@ class StudentTFamily(Family):
         cov = self.effective_covariance(spec.covariance, d)
         mu = normal_locations(spec, priors, d)
         sigma = pm.HalfNormal("sigma", sigma=priors["sigma_scale"], dims=("component", "feature"))
-        nu = pm.Gamma("nu", alpha=priors["dof_shape"], beta=priors["dof_rate"], dims="component")
+        if "dof" in priors:  # fixed degrees of freedom
+            nu = pm.Deterministic("nu", priors["dof"], dims="component")
+        else:
+            nu = pm.Gamma(
+                "nu", alpha=priors["dof_shape"], beta=priors["dof_rate"], dims="component"
+            )
         if cov != "full":
             pm.CustomDist(
                 "x",
@@ -409,7 +445,7 @@ class StudentTFamily(Family):
             names = ["mu_first"] + (["mu_rest"] if n_features > 1 else [])
         else:
             names = ["mu"]
-        names += ["sigma", "nu"]
+        names += ["sigma"] if _dof_fixed(spec) else ["sigma", "nu"]
         if cov == "full":
             names += ["corr_chol"]
         return names
@@ -436,8 +472,9 @@ class StudentTFamily(Family):
             c = None
             sd = np.asarray(point["sigma"], float).reshape(k, n_features)
         out["sigma"] = sd
-        nu = point.get("nu")
-        out["nu"] = np.full(k, 10.0) if nu is None else np.asarray(nu, float).reshape(k)
+        if not _dof_fixed(spec):
+            nu = point.get("nu")
+            out["nu"] = np.full(k, 10.0) if nu is None else np.asarray(nu, float).reshape(k)
         if cov == "full":
             if c is not None:
                 out["corr_chol"] = np.linalg.cholesky(c / (sd[:, :, None] * sd[:, None, :]))

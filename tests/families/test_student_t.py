@@ -525,3 +525,34 @@ def test_graph_random_draws_the_mixture(graph):
 @parametrize_with_checks([StudentTMixtureEM(), StudentTMixtureEM(covariance_type="diag")])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_spec_can_fix_the_degrees_of_freedom():
+    """[priors] dof: nu is a constant (no free variable); the graph's log density is the one
+    of the estimated-dof model at that nu minus the Gamma prior's log density; EM keeps it."""
+    from scipy import stats
+
+    from bayesmix._validation import SpecError
+    from bayesmix.config import ModelSpec, spec_from_dict
+    from bayesmix.graphs import build_model
+    from bayesmix.inference import fit_em
+
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.standard_t(3, size=(60, 1)) - 4, rng.standard_t(3, size=(60, 1)) + 4])
+    table = {"model": {"family": "student_t", "components": 2, "covariance": "diag"}}
+    fixed = spec_from_dict({**table, "priors": {"dof": 3.0}}).model
+    m = build_model(fixed, X)
+    assert [v.name for v in m.free_RVs] == ["w", "mu", "sigma"]
+    free = build_model(ModelSpec("student_t", 2, "diag"), X)
+    point = {"w_simplex__": np.array([0.3]), "mu": np.array([[-4.0], [4.5]])}
+    point["sigma_log__"] = np.log([[0.9], [1.2]])
+    lp_fixed = m.compile_logp(jacobian=False)(point)
+    lp_free = free.compile_logp(jacobian=False)({**point, "nu_log__": np.log([3.0, 3.0])})
+    gamma = 2 * stats.gamma(2.0, scale=1 / 0.1).logpdf(3.0)
+    assert lp_free - lp_fixed == pytest.approx(gamma, rel=1e-10)
+    em = fit_em(fixed, X, random_state=0, n_init=1)
+    np.testing.assert_array_equal(em["em"]["nu"].values, [3.0, 3.0])
+    with pytest.raises(SpecError, match=r"\[priors\] dof: expected a positive number"):
+        spec_from_dict({**table, "priors": {"dof": [3.0, 4.0]}})
+    with pytest.raises(SpecError, match=r"\[priors\] dof: expected a positive number"):
+        spec_from_dict({**table, "priors": {"dof": -1}})
