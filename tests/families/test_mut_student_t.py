@@ -29,3 +29,43 @@ def test_unit_row_cholesky_parametrisation_row_by_row(d):
     np.testing.assert_allclose(np.diag(corr), 1.0, rtol=1e-14)
     assert np.all(np.linalg.eigvalsh(corr) > 0)
     np.testing.assert_allclose(student_t._params_from_corr_chol(chol), v, rtol=1e-12)
+
+
+def _scale_problem(d, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(d, 3 * d))
+    scatter = a @ a.T  # (D, D) positive definite
+    theta = np.concatenate([rng.normal(0, 0.3, d), rng.normal(0, 0.5, d * (d - 1) // 2)])
+    return scatter, theta
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+@pytest.mark.parametrize("t", [None, 0.7])
+def test_scale_objective_value_against_scipy(d, t):
+    """n/2 log|Sigma| + tr(Sigma^-1 S)/2 - log HalfNormal(s | t), divided by n."""
+    from scipy import stats
+
+    scatter, theta = _scale_problem(d)
+    n = 12.0
+    s = np.exp(theta[:d])
+    chol = student_t._corr_chol_from_params(theta[d:], d)
+    sigma = np.outer(s, s) * (chol @ chol.T)
+    want = 0.5 * n * np.linalg.slogdet(sigma)[1] + 0.5 * np.trace(np.linalg.solve(sigma, scatter))
+    if t is not None:
+        want -= stats.halfnorm.logpdf(s, scale=t).sum()
+    value, _ = student_t._scale_objective(theta, scatter, n, t, None)
+    assert value == pytest.approx(want / n, rel=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+@pytest.mark.parametrize(("t", "eta"), [(None, None), (0.7, None), (None, 2.5), (0.7, 0.8)])
+def test_scale_objective_gradient_matches_finite_differences(d, t, eta):
+    from scipy.optimize import approx_fprime
+
+    scatter, theta = _scale_problem(d, seed=d)
+    n = 9.0
+    _, grad = student_t._scale_objective(theta, scatter, n, t, eta)
+    numeric = approx_fprime(
+        theta, lambda th: student_t._scale_objective(th, scatter, n, t, eta)[0], 1e-7
+    )
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
