@@ -362,9 +362,8 @@ class StudentTFamily(Family):
     def em_kwargs(self, spec, priors, n_features):
         cov = self.effective_covariance(spec.covariance, n_features)
         out: dict[str, Any] = {"covariance_type": cov}
-        dof = getattr(spec.priors, "dof", None)
-        if dof is not None:
-            out["dof"] = _fixed_dof(dof, spec.n_components)
+        if _dof_fixed(spec):
+            out["dof"] = _fixed_dof(spec.priors.dof, spec.n_components)
         if priors is not None:
             keys = ["weights_alpha", "mu_loc", "mu_scale", "sigma_scale", "dof_shape", "dof_rate"]
             if cov == "full":

@@ -267,8 +267,7 @@ def select_k(
         A name of :data:`bayesmix.families.FAMILIES`.
     covariance_types : iterable of str
         Covariance structures of the family (Gaussian: ``full``, ``tied``, ``diag``,
-        ``spherical``; LOO supports ``full``, ``diag``, ``spherical``). Ignored for families
-        without one.
+        ``spherical``). Ignored for families without one.
     bayesian : bool
         Also sample each model with NUTS (:func:`bayesmix.inference.sample_nuts`) and compute
         PSIS-LOO (:func:`arviz.loo`); slow.
@@ -314,7 +313,6 @@ def select_k(
         raise ParameterError(
             f"unknown covariance types: expected a non-empty subset of {allowed}, got "
             f"{list(covariance_types)}; pick from the list"
-            + (" (LOO has no tied model)" if bayesian else "")
         )
     X = fam.check_data(X, n_components=max(ks))  # the family's support (codes for text)
     from bayesmix.em import check_sample_weight

@@ -105,8 +105,8 @@ BAD = [
     ),
     (
         "unknown_covariance",
-        ["fit", "--covariance", "tied", "--out", "{out}"],
-        r"--covariance: invalid choice: 'tied'",
+        ["fit", "--covariance", "banana", "--out", "{out}"],
+        r"--covariance: invalid choice: 'banana'",
     ),
     (
         "non_binary_bernoulli",

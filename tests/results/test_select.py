@@ -95,8 +95,8 @@ def _our_fit(X, cov, k):
 def test_select_k_errors(three_clusters):
     with pytest.raises(ParameterError, match="covariance"):
         select_k(three_clusters, [2], covariance_types=("banana",))
-    with pytest.raises(ParameterError, match="tied"):
-        select_k(three_clusters, [2], covariance_types=("tied",), bayesian=True)
+    with pytest.raises(ParameterError, match="tied"):  # Student-t scales: full or diag
+        select_k(three_clusters, [2], family="student_t", covariance_types=("tied",))
     with pytest.raises(ParameterError, match="ks"):
         select_k(three_clusters, [0, 1])
     table = select_k(three_clusters, [2, 3], random_state=0)
