@@ -85,6 +85,8 @@ VARIANCE_PRIORS = ("half_normal", "inverse_gamma", "inverse_wishart")
 KMAX_DEFAULT = 10
 #: Default Dirichlet concentration e0 of a sparse finite mixture (Malsiner-Walli et al. 2016).
 SPARSE_ALPHA_DEFAULT = 0.01
+#: The data shipped with the package, ``[data] path = "builtin:<name>"`` (bayesmix.data loads
+#: them and re-exports this list as ``BUILTIN_TABLES``).
 BUILTIN_DATA = (
     "old_faithful",
     "low_dim_gauss_mix",

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix._validation import DataError, ParameterError
+from bayesmix.config import BUILTIN_DATA
 
 __all__ = [
     "BUILTIN_TABLES",
@@ -27,16 +28,8 @@ __all__ = [
     "load_table",
 ]
 
-#: Names accepted by :func:`load_table` after the ``"builtin:"`` prefix.
-BUILTIN_TABLES: tuple[str, ...] = (
-    "old_faithful",
-    "low_dim_gauss_mix",
-    "digits",
-    "death_notices",
-    "death_notices_table",
-    "galaxies",
-    "galaxies_1000kms",
-)
+#: Names accepted by :func:`load_table` after the ``"builtin:"`` prefix (the spec's list).
+BUILTIN_TABLES: tuple[str, ...] = BUILTIN_DATA
 
 _BUILTIN_PREFIX = "builtin:"
 
