@@ -21,3 +21,21 @@ def test_level_probabilities_sum_to_one_with_category_alpha_below_one():
     for probs in est.category_probs_:
         assert (probs >= 0).all()
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_m_step_sums_the_statistics_over_every_row_block():
+    """Level counts and n_k summed over all rows: 10 000 rows are three row blocks."""
+    # default block: 2**18 // (K * D) = 4096 rows
+    rng = np.random.default_rng(3)
+    k, d, n, levels = 4, 16, 10_000, 3
+    X = rng.integers(0, levels, size=(n, d))
+    resp = rng.dirichlet(np.ones(k), size=n)
+    est = CategoricalMixtureEM(k, smoothing=0.0, random_state=0).initialize(X)
+    assert est._block_size(d) < n // 2
+    est.m_step(X, resp)
+    nk = resp.sum(axis=0)
+    np.testing.assert_allclose(est.weights_, nk / n, rtol=1e-12)
+    for j in range(d):
+        onehot = (X[:, j, None] == np.arange(levels)).astype(float)  # (N, L)
+        want = resp.T @ onehot / nk[:, None]
+        np.testing.assert_allclose(est.category_probs_[j], want, rtol=1e-10)
