@@ -20,6 +20,7 @@ from bayesmix.results.partition import (
     summarize_partition,
 )
 from bayesmix.results.select import loo, recommend, select_k
+from bayesmix.results.sparse import filled_components
 
 __all__ = [
     "Diagnostics",
@@ -30,6 +31,7 @@ __all__ = [
     "diagnose",
     "draw_allocations",
     "expected_loss",
+    "filled_components",
     "kplus_posterior",
     "label_switching_report",
     "load",

@@ -1,0 +1,242 @@
+"""Sparse finite (overfitted) and truncated Dirichlet-process mixtures in the PyMC graphs.
+
+References: the graph's prior densities against SciPy (Gamma, Dirichlet, and the
+stick-breaking density written out from Beta(1, alpha) sticks and the Jacobian of
+v -> w); the number of filled components and the identified means against the simulation's
+truth. One compiled model per variant (module-scoped fits), small data, 2 chains.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import beta, dirichlet, gamma
+
+from bayesmix import _math
+from bayesmix.config import ModelSpec, PriorSpec
+from bayesmix.graphs import build_model, free_var_names
+
+MODE = "FAST_COMPILE"
+K_MAX = 8
+TRUTH = {
+    "w": np.array([0.3, 0.4, 0.3]),
+    "mu": np.array([[-5.0], [0.0], [5.0]]),
+    "sigma": np.array([[0.8], [1.0], [0.8]]),
+}
+SPARSE = ModelSpec("gaussian", K_MAX, "diag", priors=PriorSpec(weights="sparse"))  # e0 = 0.01
+HYPER = ModelSpec(
+    "gaussian", K_MAX, "diag", priors=PriorSpec(weights="sparse", weights_alpha_prior=(10.0, 80.0))
+)
+DP = ModelSpec("gaussian", K_MAX, "diag", priors=PriorSpec(weights="dp"))
+DP_SHORT = ModelSpec("gaussian", 2, "diag", priors=PriorSpec(weights="dp"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = _math.sample_mixture(TRUTH, 150, "gaussian", np.random.default_rng(5))
+    return X
+
+
+def _random_point(model, seed):
+    rng = np.random.default_rng(seed)
+    ip = model.initial_point(0)
+    return {k: v + rng.normal(0.0, 0.7, np.shape(v)) for k, v in ip.items()}
+
+
+def _values_and_logp(model, names, points):
+    """Constrained values and the log prior density (no Jacobian) of ``names`` at points."""
+    free = [model[n] for n in names]
+    fn = model.compile_fn(
+        [*model.replace_rvs_by_values(free), model.logp(vars=free, jacobian=False)],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+        mode=MODE,
+    )
+    return [fn(p) for p in points]
+
+
+def _stick_breaking_logpdf(w: np.ndarray, alpha: float) -> float:
+    """Density of K truncated stick-breaking weights (the last takes the rest), by hand.
+
+    v_k = w_k / (1 - sum_{j<k} w_j) ~ Beta(1, alpha) for k < K; the density of
+    (w_1..w_{K-1}) is prod_k Beta(v_k) |dv/dw| with |dv/dw| = prod_{k<K} 1 / (1 - sum_{j<k} w_j).
+    """
+    rest = 1.0 - np.concatenate([[0.0], np.cumsum(w)[:-1]])  # stick left before piece k
+    v = w[:-1] / rest[:-1]
+    return float(beta.logpdf(v, 1.0, alpha).sum() - np.log(rest[:-1]).sum())
+
+
+def test_sparse_hyperprior_graph_density_matches_scipy(data):
+    m = build_model(HYPER, data)
+    assert free_var_names(HYPER, 1)[:2] == ["e0", "w"]
+    assert set(free_var_names(HYPER, 1)) == {v.name for v in m.free_RVs}
+    pts = [_random_point(m, s) for s in range(3)]
+    for e0, w, lp in _values_and_logp(m, ["e0", "w"], pts):
+        ref = gamma.logpdf(e0, 10.0, scale=1 / 80.0) + dirichlet.logpdf(w, np.full(K_MAX, e0))
+        np.testing.assert_allclose(lp, ref, rtol=1e-9)
+
+
+def test_dp_graph_density_matches_stick_breaking_by_hand(data):
+    spec = ModelSpec("gaussian", 5, "diag", priors=PriorSpec(weights="dp", dp_alpha_prior=(2, 3)))
+    m = build_model(spec, data)
+    assert free_var_names(spec, 1)[:2] == ["dp_alpha", "w"]
+    pts = [_random_point(m, s) for s in range(3)]
+    for alpha, w, lp in _values_and_logp(m, ["dp_alpha", "w"], pts):
+        assert w.shape == (5,) and w.sum() == pytest.approx(1.0)
+        ref = gamma.logpdf(alpha, 2.0, scale=1 / 3.0) + _stick_breaking_logpdf(w, float(alpha))
+        np.testing.assert_allclose(lp, ref, rtol=1e-9)
+
+
+def test_stick_breaking_reference_is_a_density():
+    # the reference itself: Monte Carlo draws of the sticks have the density's mean weights
+    rng = np.random.default_rng(0)
+    alpha, k = 1.5, 4
+    v = rng.beta(1.0, alpha, size=(200_000, k - 1))
+    rest = np.cumprod(np.c_[np.ones(len(v)), 1 - v], axis=1)
+    w = np.c_[v * rest[:, :-1], rest[:, -1]]
+    mean = [(1 / (1 + alpha)) * (alpha / (1 + alpha)) ** j for j in range(k - 1)]
+    np.testing.assert_allclose(w.mean(0), [*mean, (alpha / (1 + alpha)) ** (k - 1)], atol=3e-3)
+    # and the hand-written density integrates the Beta(1, alpha) of one stick (K = 2)
+    x = 0.3
+    assert _stick_breaking_logpdf(np.array([x, 1 - x]), alpha) == pytest.approx(
+        beta.logpdf(x, 1, alpha)
+    )
+
+
+def test_dp_needs_two_components(data):
+    from bayesmix._validation import ParameterError
+
+    spec = ModelSpec("gaussian", 1, "diag", priors=PriorSpec(weights="dp"))
+    with pytest.raises(ParameterError, match=r"raise \[model\] components"):
+        build_model(spec, data)
+
+
+def test_sparse_and_dp_get_their_own_compiled_models(data):
+    from bayesmix.inference import get_compiled
+
+    cms = [get_compiled(s, data) for s in (HYPER, DP, SPARSE)]
+    assert len({id(c) for c in cms}) == 3
+    assert [sorted(v.name for v in c.model.free_RVs)[:2] for c in cms] == [
+        ["e0", "mu"],
+        ["dp_alpha", "mu"],
+        ["mu", "sigma"],
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# fits (one compiled model per variant)
+
+
+def _nuts(spec, X, **kw):
+    from bayesmix.inference import sample_nuts
+
+    opts = {"draws": 300, "tune": 300, "chains": 2, "random_seed": 3, "log_likelihood": False}
+    return sample_nuts(spec, X, **(opts | kw))
+
+
+@pytest.fixture(scope="module")
+def sparse_fit(data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _nuts(SPARSE, data)
+
+
+@pytest.fixture(scope="module")
+def dp_fit(data):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tree = _nuts(DP, data)
+    tree.attrs["caught"] = [w.category.__name__ for w in caught]
+    return tree
+
+
+def _check_identified(filled):
+    info = filled["filled"].attrs
+    assert filled.attrs["n_components"] == 3 and info["k_plus"] == 3
+    assert info["share_permutation"] > 0.9
+    post = filled["posterior"]
+    assert post.sizes["component"] == 3
+    mu = post["mu"].isel(feature=0)
+    z = (mu.mean(("chain", "draw")).values - TRUTH["mu"][:, 0]) / mu.std(("chain", "draw")).values
+    assert np.all(np.abs(z) < 4), z
+    np.testing.assert_allclose(post["w"].sum("component"), 1.0)
+    # the table of a finite mixture takes it
+    from bayesmix.results import compare_estimates
+
+    table = compare_estimates(filled)
+    assert set(table["component"].dropna().astype(int)) == {0, 1, 2}
+
+
+def test_sparse_kplus_mode_is_the_truth_and_filled_means_match(sparse_fit):
+    from bayesmix.results import filled_components, kplus_posterior
+
+    pk = kplus_posterior(sparse_fit, random_seed=0)
+    assert pk.attrs["mode"] == 3 and pk[3] > 0.7
+    filled = filled_components(sparse_fit, random_seed=0)
+    assert filled["filled"].attrs["kplus_mode"] == 3
+    _check_identified(filled)
+
+
+def test_dp_kplus_never_below_the_truth_and_filled_means_match(dp_fit):
+    # a DP mixture puts mass on extra small clusters (Miller & Harrison 2013): here p(K+) was
+    # spread over 3-6 with the mode at 3 or 4 depending on the seed; it never drops below 3
+    from bayesmix.results import filled_components, kplus_posterior
+
+    pk = kplus_posterior(dp_fit, random_seed=0)
+    assert pk.loc[:2].sum() == 0 and pk[3] > 0.15
+    assert dp_fit["posterior"]["dp_alpha"].dims == ("chain", "draw")
+    _check_identified(filled_components(dp_fit, k_plus=3, random_seed=0))
+
+
+def test_dp_fit_with_room_does_not_warn_but_a_short_truncation_does(data, dp_fit):
+    from bayesmix.inference._fit import TruncationWarning, check_truncation
+
+    assert "TruncationWarning" not in dp_fit.attrs["caught"]
+    assert check_truncation(dp_fit["posterior"].to_dataset(), DP) < 0.01
+    with pytest.warns(TruncationWarning, match=r"raise \[model\] components"):
+        short = _nuts(DP_SHORT, data, draws=150, tune=150)
+    assert short["posterior"]["w"].isel(component=-1).mean() > 0.01
+
+
+def test_relabelling_leaves_the_concentration_alone(dp_fit):
+    from bayesmix.results import relabel
+    from bayesmix.results.labels import component_vars
+
+    post = dp_fit["posterior"].to_dataset()
+    assert "dp_alpha" not in component_vars(post)
+    out = relabel(dp_fit, method="pivot", reference="pivot")
+    assert out["relabel"].attrs["n_switched_draws"] >= 0
+    np.testing.assert_array_equal(out["posterior"]["dp_alpha"].values, post["dp_alpha"].values)
+    # ... while the weights are permuted draw by draw when the permutation is not the identity
+    perm = out["relabel"]["permutation"].transpose("chain", "draw", "component").values
+    w0 = post["w"].transpose("chain", "draw", "component").values
+    np.testing.assert_allclose(
+        out["posterior"]["w"].transpose("chain", "draw", "component").values,
+        np.take_along_axis(w0, perm, axis=-1),
+    )
+
+
+def test_hyperprior_map_and_nuts_run_and_keep_e0(data):
+    from bayesmix.inference import fit_map, sample_nuts
+
+    tree = fit_map(HYPER, data, n_starts=1, random_seed=0)
+    e0 = float(tree["map"]["e0"])
+    assert 0 < e0 < 1 and tree["map"]["w"].sizes["component"] == K_MAX
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = sample_nuts(
+            HYPER, data, draws=50, tune=50, chains=1, random_seed=0, result=tree, init="map"
+        )
+    assert tree["posterior"]["e0"].dims == ("chain", "draw")
+    assert np.all(tree["posterior"]["e0"].values > 0)
+
+
+def test_advi_of_a_short_dp_warns_too(data):
+    from bayesmix.inference import fit_advi
+    from bayesmix.inference._fit import TruncationWarning
+
+    with pytest.warns(TruncationWarning):
+        tree = fit_advi(DP_SHORT, data, n=300, draws=100, random_seed=0)
+    assert tree["advi"]["dp_alpha"].dims == ("chain", "draw")
