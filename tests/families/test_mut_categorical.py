@@ -39,3 +39,24 @@ def test_m_step_sums_the_statistics_over_every_row_block():
         onehot = (X[:, j, None] == np.arange(levels)).astype(float)  # (N, L)
         want = resp.T @ onehot / nk[:, None]
         np.testing.assert_allclose(est.category_probs_[j], want, rtol=1e-10)
+
+
+def test_means_are_the_level_probabilities_side_by_side():
+    """means_ (K, sum_d L_d): the one-hot means, after a fit and after one M-step."""
+    rng = np.random.default_rng(5)
+    X = np.column_stack(
+        [rng.integers(0, 2, 200), rng.integers(0, 4, 200), rng.integers(0, 3, 200)]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = CategoricalMixtureEM(2, random_state=0, max_iter=20, n_init=2).fit(X)
+    assert est.means_.shape == (2, 2 + 4 + 3)
+    np.testing.assert_array_equal(est.means_, np.concatenate(est.category_probs_, axis=1))
+    # one M-step without smoothing: the responsibility-weighted one-hot means
+    est.smoothing = 0.0
+    est.initialize(X)
+    resp = np.random.default_rng(6).dirichlet([1.0, 1.0], size=len(X))
+    est.m_step(X, resp)
+    onehot = np.concatenate([X[:, [j]] == np.arange(m) for j, m in enumerate((2, 4, 3))], 1)
+    assert est.means_.shape == (2, 9)
+    np.testing.assert_allclose(est.means_, resp.T @ onehot / resp.sum(axis=0)[:, None], rtol=1e-12)

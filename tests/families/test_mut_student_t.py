@@ -69,3 +69,31 @@ def test_scale_objective_gradient_matches_finite_differences(d, t, eta):
         theta, lambda th: student_t._scale_objective(th, scatter, n, t, eta)[0], 1e-7
     )
     np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [{}, {"dof_shape": 2.5, "dof_rate": 0.1}, {"dof_shape": 1.0, "dof_rate": 0.3}],
+    ids=["ml", "gamma-2.5-0.1", "exponential-0.3"],
+)
+@pytest.mark.parametrize(("n", "c"), [(50.0, -53.0), (20.0, -20.4)])
+def test_ecm_dof_step_maximises_the_expected_log_posterior(prior, n, c):
+    """n [nu/2 log(nu/2) - log Gamma(nu/2)] + nu c / 2 + (a - 1) log nu - b nu, by SciPy."""
+    from scipy import optimize
+    from scipy.special import gammaln
+
+    from bayesmix.em import StudentTMixtureEM
+
+    a, b = prior.get("dof_shape", 1.0), prior.get("dof_rate", 0.0)
+
+    def neg(log_nu):
+        nu = np.exp(log_nu)
+        half = 0.5 * nu
+        return -(n * (half * np.log(half) - gammaln(half)) + half * c + (a - 1) * log_nu - b * nu)
+
+    res = optimize.minimize_scalar(
+        neg, bounds=(np.log(1e-2), np.log(1e3)), method="bounded", options={"xatol": 1e-10}
+    )
+    est = StudentTMixtureEM(2, dof_step="ecm")
+    est._prior = dict(prior)
+    assert est._solve_dof(n, c) == pytest.approx(np.exp(res.x), rel=1e-6)
