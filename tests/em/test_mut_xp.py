@@ -159,3 +159,35 @@ def test_numpy_em_step_equals_the_engine(kind, chunk_size):
     np.testing.assert_allclose(m, engine.means_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(cov, engine.covariances_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(pc, engine.precisions_cholesky_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["full", "diag"])
+def test_statistics_of_a_far_outlier_row_stay_finite(kind):
+    """The log-sum-exp is shifted by each row's own maximum: a row 60 sd away from every
+    component (log densities near -1800) next to ordinary rows keeps a finite likelihood."""
+    rng = np.random.default_rng(7)
+    X = np.vstack([rng.normal(0.0, 1.0, (10, D)), [[80.0, -70.0]]])
+    w, mu, cov, pc = _params(kind)
+    arrays = _xp.prepare(np, w, mu, pc, np.zeros(D), kind)
+    total, nk, _, _ = _xp.statistics(np, X, np.zeros(D), arrays, kind)
+    want = logsumexp(_scipy_log_prob(X, w, mu, cov, kind), axis=1)
+    assert want[-1] < -1000  # the premise: exp underflows against the other rows' maximum
+    assert total == pytest.approx(want.sum(), rel=1e-12)
+    np.testing.assert_allclose(nk.sum(), len(X), rtol=1e-12)
+
+
+def test_diag_m_step_keeps_a_small_scatter():
+    """A tight component (variance 1e-4, n_k = 20: scatter 2e-3) keeps its own variance."""
+    rng = np.random.default_rng(8)
+    X = np.vstack([rng.normal(-1.0, 0.01, (20, D)), rng.normal(3.0, 1.0, (30, D))])
+    resp = np.zeros((50, 2))
+    resp[:20, 0] = resp[20:, 1] = 1.0
+    nk = resp.sum(axis=0)
+    means = np.zeros((2, D))
+    sx = resp.T @ X
+    second = resp.T @ (X * X)
+    _, new_means, var, _ = _xp.m_step(np, nk, sx, second, means, 50, "diag", 0.0)
+    for k, rows in enumerate((slice(0, 20), slice(20, 50))):
+        np.testing.assert_allclose(new_means[k], X[rows].mean(axis=0), rtol=1e-10)
+        np.testing.assert_allclose(var[k], X[rows].var(axis=0), rtol=1e-6)
+    assert var[0].max() < 1e-3
