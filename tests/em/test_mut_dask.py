@@ -96,3 +96,48 @@ def test_dask_input_errors_in_full(data):
     with pytest.raises(DataError) as info:
         GaussianMixtureEM(3, **init).fit(unknown)
     assert str(info.value).startswith("X has unknown chunk sizes:")
+
+
+def _message(est, X):
+    with pytest.raises((DataError, ParameterError)) as info:
+        est.fit(X)
+    return str(info.value)
+
+
+def test_dask_input_messages_say_what_to_do(data):
+    """The whole message, the advice included."""
+    init = rough_start(data, "full", np.random.default_rng(6))
+    msg = _message(GaussianMixtureEM(3), da.from_array(data, chunks=(500, 3)))
+    assert msg.endswith(
+        "compute them on a sample (e.g. fit a GaussianMixtureEM to X[:10_000].compute()) and "
+        "pass them"
+    )
+    bad = data.copy()
+    bad[5, 1] = np.nan
+    msg = _message(GaussianMixtureEM(3, **init), da.from_array(bad, chunks=(500, 3)))
+    assert msg.endswith("got non-finite entries; drop or impute them")
+    msg = _message(GaussianMixtureEM(3, **init), da.from_array(data[:2], chunks=(2, 3)))
+    assert msg.endswith("got 2; pass more data or use fewer components")
+    msg = _message(GaussianMixtureEM(3, **init), da.from_array(data.astype(str), chunks=(500, 3)))
+    assert msg.endswith("got dtype <U32; convert it with X.astype(float)")
+    unknown = da.from_array(data, chunks=(500, 3))
+    unknown = unknown[unknown[:, 0] > -100]
+    msg = _message(GaussianMixtureEM(3, **init), unknown)
+    assert msg.endswith("got NaN sizes; call X.compute_chunk_sizes() first")
+    one = rough_start(data, "diag", np.random.default_rng(7), k=1)
+    msg = _message(
+        GaussianMixtureEM(1, covariance_type="diag", **one), da.from_array(data[:1], chunks=1)
+    )
+    assert msg.startswith("too few samples: expected at least 2 rows, got 1;")
+
+
+def test_dask_fit_on_exactly_the_minimum_number_of_rows(data):
+    """max(2, K) rows are enough (two rows for K = 1 and K = 2; three for K = 3)."""
+    for k in (1, 2, 3):
+        n = max(2, k)
+        init = rough_start(data[:n], "diag", np.random.default_rng(8), k=k)
+        est = GaussianMixtureEM(k, covariance_type="diag", reg_covar=1e-3, max_iter=2, **init)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(da.from_array(data[:n], chunks=(n, 3)))
+        assert est.n_iter_ >= 1 and np.isfinite(est.lower_bound_)
