@@ -153,6 +153,20 @@ def check_truncation(draws: xr.Dataset, spec: ModelSpec) -> float | None:
 # EM
 
 
+def _em_weights_prior(spec: ModelSpec, priors: Mapping[str, np.ndarray] | None):
+    """The resolved priors EM uses: a flat Dirichlet on the weights of sparse and DP specs.
+
+    A sparse prior (e0 < 1) has no mode: its density grows without bound as an empty weight
+    goes to 0 (MAP-EM's objective was +inf, it never converged, and warned); a DP has no
+    Dirichlet at all. EM takes the weights' ML update and the spec's priors for the rest.
+    NUTS started there sampled better than from the emptied MAP-EM start (1-D K=3, K_max=10,
+    N=300: p(K+=3) 0.90 vs 0.86, ESS of K+ 749 vs 439, the chains on the same labels).
+    """
+    if priors is None or spec.priors.weights not in ("sparse", "dp"):
+        return priors
+    return {**priors, "weights_alpha": np.ones(spec.n_components)}
+
+
 def em_prior(spec: ModelSpec, priors: Mapping[str, np.ndarray], n_features: int) -> dict:
     """The MAP-EM ``prior`` dict of :mod:`bayesmix.em` for the spec's resolved priors.
 
@@ -160,6 +174,7 @@ def em_prior(spec: ModelSpec, priors: Mapping[str, np.ndarray], n_features: int)
     covariance with D > 1 gets only the weight and mean priors: the EM engine has no
     LKJ/HalfNormal covariance prior, so its MAP then differs from the PyMC model's mode.
     """
+    priors = _em_weights_prior(spec, priors)
     kwargs = get_family(spec.family).em_kwargs(spec, priors, n_features)
     return dict(kwargs.get("prior") or {})
 
@@ -179,6 +194,7 @@ def em_estimator(
 
     fam = get_family(spec.family)
     cls = getattr(bayesmix.em, fam.em_class)
+    priors = _em_weights_prior(spec, priors)
     kwargs = fam.em_kwargs(spec, priors, n_features)
     accepted = cls().get_params()
     kwargs.update({k: v for k, v in options.items() if k in accepted})
@@ -211,8 +227,10 @@ def fit_em(
     spec : ModelSpec or RunSpec
     X : array-like of shape (N, D)
     prior : {"spec", None}
-        ``"spec"``: MAP-EM with the spec's (data-scaled) priors, see :func:`em_prior`.
-        None: maximum likelihood.
+        ``"spec"``: MAP-EM with the spec's (data-scaled) priors, see :func:`em_prior`;
+        for sparse and DP weights priors the weights get a flat Dirichlet (their ML update:
+        a sparse Dirichlet with e0 < 1 has no mode, a DP no Dirichlet). None: maximum
+        likelihood.
     n_init : int
         EM restarts; the best is kept.
     random_state : int, optional
@@ -277,10 +295,16 @@ def fit_em(
 def _optimize(cm: CompiledMixture, x0: np.ndarray, maxiter: int) -> tuple[np.ndarray, float]:
     from scipy.optimize import minimize
 
+    # the best finite point visited: where the log posterior is unbounded (a sparse prior,
+    # e0 < 1: it grows as empty weights go to 0) L-BFGS-B can end on a non-finite point
+    best = [x0, -np.inf]
+
     def negative(x):
         lp, g = cm.logp_grad(x)
-        if not np.isfinite(lp):
+        if not np.isfinite(lp) or not np.all(np.isfinite(g)):
             return np.inf, np.zeros_like(x)
+        if lp > best[1]:
+            best[0], best[1] = np.array(x, copy=True), lp
         return -lp, -g
 
     res = minimize(
@@ -290,7 +314,9 @@ def _optimize(cm: CompiledMixture, x0: np.ndarray, maxiter: int) -> tuple[np.nda
         method="L-BFGS-B",
         options={"maxiter": maxiter, "maxfun": 4 * maxiter, "ftol": 1e-15, "gtol": 1e-9},
     )
-    return res.x, -float(res.fun)
+    if np.isfinite(res.fun) and -float(res.fun) >= best[1]:
+        return res.x, -float(res.fun)
+    return best[0], float(best[1])
 
 
 def _start_point(result, spec, cm, Xc, group, seed):

@@ -240,3 +240,19 @@ def test_advi_of_a_short_dp_warns_too(data):
     with pytest.warns(TruncationWarning):
         tree = fit_advi(DP_SHORT, data, n=300, draws=100, random_seed=0)
     assert tree["advi"]["dp_alpha"].dims == ("chain", "draw")
+
+
+@pytest.mark.parametrize("spec", [SPARSE, DP], ids=["sparse", "dp"])
+def test_em_of_sparse_and_dp_is_map_em_with_flat_weights(data, spec):
+    # e0 < 1 has no mode (MAP-EM's objective was +inf and never converged): EM takes the flat
+    # Dirichlet for the weights, i.e. the same fit as an explicit weights_alpha = 1 spec
+    from bayesmix.inference import fit_em
+
+    flat = ModelSpec("gaussian", K_MAX, "diag", priors=PriorSpec(weights_alpha=1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither ConvergenceWarning nor an infinite objective
+        ours = fit_em(spec, data, random_state=0, n_init=2)["em"]
+    ref = fit_em(flat, data, random_state=0, n_init=2)["em"]
+    assert ours.attrs["converged"] and np.isfinite(ours.attrs["lower_bound"])
+    for name in ("w", "mu", "sigma"):
+        np.testing.assert_allclose(ours[name].values, ref[name].values, rtol=1e-10)
