@@ -75,3 +75,46 @@ def test_diag_and_spherical_draws_have_each_features_variance(covariance_type):
         np.testing.assert_array_less(np.abs(xs.mean(axis=0) - gm.means_[j]), 4 * se_mean)
         se_var = var[j] * np.sqrt(2.0 / (m - 1))
         np.testing.assert_array_less(np.abs(xs.var(axis=0, ddof=1) - var[j]), 4 * se_var)
+
+
+def _degenerate_warnings(est, X):
+    from bayesmix.em import DegenerateComponentWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X)
+    return [str(w.message) for w in caught if issubclass(w.category, DegenerateComponentWarning)]
+
+
+def test_negative_correlation_is_not_a_collapsed_component():
+    """Only variances (the diagonal) are compared with reg_covar, not covariances."""
+    rng = np.random.default_rng(1)
+    a = rng.multivariate_normal([0, 0], [[1.0, -0.8], [-0.8, 1.0]], 200)
+    b = rng.multivariate_normal([6, 6], [[1.0, -0.5], [-0.5, 1.0]], 200)
+    est = GaussianMixtureEM(2, covariance_type="full", random_state=0)
+    assert _degenerate_warnings(est, np.vstack([a, b])) == []
+    assert (est.covariances_[:, 0, 1] < 0).all()  # the premise
+
+
+def test_small_but_real_variance_far_from_zero_is_not_collapsed():
+    """Values near 1e6 with sd 1e-4: the data's own variance 1e-8 is far above the rounding
+    of that magnitude ((100 eps 1e6)^2 ~ 5e-16) and above 1e-3 reg_covar: no warning; the same
+    magnitude with repeated points warns."""
+    rng = np.random.default_rng(2)
+    X = np.concatenate([1e6 + rng.normal(0, 1e-4, 100), -1e6 + rng.normal(0, 1e-4, 100)])
+    est = GaussianMixtureEM(2, covariance_type="diag", random_state=0)
+    assert _degenerate_warnings(est, X[:, None]) == []
+    repeated = np.concatenate([np.full(100, 1e6), -1e6 + rng.normal(0, 1e-4, 100)])
+    msgs = _degenerate_warnings(GaussianMixtureEM(2, random_state=0), repeated[:, None])
+    assert len(msgs) == 1 and "collapsed onto repeated points" in msgs[0]
+
+
+def test_collapsed_components_are_listed_with_their_weights():
+    X = np.concatenate([np.full(40, -5.0), np.full(60, 5.0)])[:, None]
+    msgs = _degenerate_warnings(GaussianMixtureEM(2, random_state=0), X)
+    assert len(msgs) == 1
+    assert msgs[0].startswith(
+        "GaussianMixtureEM: component(s) [0, 1] collapsed onto repeated points (weights "
+    )
+    weights = msgs[0].split("(weights ")[1].split(")")[0]
+    assert sorted(weights.split(", ")) == ["0.4", "0.6"]
