@@ -223,9 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     # fit's -k/--components is refused with a message rather than taken for the range
     sel.add_argument("-k", "--components", dest="components", help=argparse.SUPPRESS)
     sel.add_argument(
+        "--bayesian",
         "--loo",
+        dest="bayesian",
         action="store_true",
-        help="also sample each K with NUTS and compare by PSIS-LOO (slow)",
+        help="also, for each K, NUTS with PSIS-LOO and the marginal likelihood p(y | K) "
+        "(bridge sampling) with p(K | y), and one sparse mixture's p(K+ | y) (slow)",
     )
     sel.add_argument("--out", metavar="DIR", help="output folder (default runs/<name>-select)")
     sel.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -792,7 +795,12 @@ def _cmd_select(args: argparse.Namespace) -> int:
     from bayesmix import plotting
 
     progress = _show_progress(args)
-    what = "EM criteria" + (" and PSIS-LOO (NUTS for each K)" if args.loo else "")
+    what = "EM criteria" + (
+        " and the Bayesian ones (NUTS, PSIS-LOO and log p(y | K) for each K, then a sparse "
+        "mixture)"
+        if args.bayesian
+        else ""
+    )
     shown = f" ({', '.join(covs)})" if get_family(spec.model.family).covariances else ""
     log(f"fitting K = {', '.join(map(str, ks))}{shown}: {what}")
     with (
@@ -805,7 +813,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             ks,
             family=spec.model.family,
             covariance_types=covs,
-            bayesian=args.loo,
+            bayesian=args.bayesian,
             spec=spec.model,
             draws=spec.fit.draws,
             tune=spec.fit.tune,

@@ -848,3 +848,30 @@ def test_student_t_ellipses_are_named_scale_contours_not_sd():
     np.testing.assert_allclose(
         sorted([ell.width / 2, ell.height / 2]), np.sqrt(np.linalg.eigvalsh(cov)), rtol=1e-6
     )
+
+
+def test_k_selection_draws_probabilities_over_k_as_bars():
+    table = pd.DataFrame(
+        {
+            "covariance_type": ["full"] * 3 + ["diag"] * 3,
+            "k": [1, 2, 3] * 2,
+            "bic": [10.0, 8.0, 9.0, 11.0, 9.5, 9.0],
+            "p_k": [0.1, 0.7, 0.2, 0.0, 0.3, 0.7],
+            "p_k_se": [0.01] * 6,
+            "p_kplus": [0.0, 0.9, 0.1, 0.05, 0.15, 0.8],
+        }
+    )
+    table.attrs["recommended"] = {"bic": 2, "p_k": 2, "p_kplus": 2}
+    table.attrs["recommended_covariance"] = {"bic": "full", "p_k": "full", "p_kplus": "full"}
+    fig = plotting.plot_k_selection(table)
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    for crit, title in (("p_k", "p(K | y)"), ("p_kplus", "p(K+ | y), sparse mixture")):
+        ax = by_title[title]
+        bars = [p for p in ax.patches if p.get_gid() == f"bars-{crit}"]
+        assert len(bars) == 6  # one per (covariance type, K)
+        heights = sorted(round(b.get_height(), 6) for b in bars)
+        assert heights == sorted(table[crit].round(6).tolist())
+        # the two covariance types stand side by side around each K
+        centres = sorted(b.get_x() + b.get_width() / 2 for b in bars)
+        assert centres[0] < 1 < centres[1]
+        assert ax.get_ylabel() == "probability"

@@ -19,7 +19,11 @@ _CRITERIA = {  # column -> (label, lower is better)
     "aic": ("AIC", True),
     "icl": ("ICL", True),
     "elpd_loo": ("ELPD (LOO)", False),
+    "p_k": ("p(K | y)", False),
+    "p_kplus": ("p(K+ | y), sparse mixture", False),
 }
+#: Probabilities over K: drawn as bars (one group per K, one bar per covariance type).
+_BARS = ("p_k", "p_kplus")
 
 
 def plot_k_selection(table: Any, *, criteria: Sequence[str] | None = None, axes=None) -> Figure:
@@ -29,8 +33,9 @@ def plot_k_selection(table: Any, *, criteria: Sequence[str] | None = None, axes=
     ----------
     table : pandas.DataFrame
         One row per fit with columns ``k`` and criteria among ``bic``, ``aic``, ``icl``,
-        ``elpd_loo`` (optional ``elpd_loo_se``/``se`` for error bars) and optionally
-        ``covariance_type``. Lower is better except for ``elpd_loo``.
+        ``elpd_loo`` (optional ``elpd_loo_se``/``se`` for error bars), ``p_k`` (optional
+        ``p_k_se``) and ``p_kplus`` (drawn as bars: probabilities over K), and optionally
+        ``covariance_type``. Lower is better except for ``elpd_loo`` and the probabilities.
     criteria : sequence of str, optional
         Columns to show (default: those present).
     axes : array of matplotlib.axes.Axes, optional
@@ -74,6 +79,21 @@ def plot_k_selection(table: Any, *, criteria: Sequence[str] | None = None, axes=
         label, lower_better = _CRITERIA.get(crit, (crit, True))
         for ti, ctype in enumerate(types):
             sub = df[df["covariance_type"] == ctype].sort_values("k")
+            if crit in _BARS:
+                width = 0.8 / len(types)
+                err = sub.get(f"{crit}_se")
+                ax.bar(
+                    sub["k"] + (ti - (len(types) - 1) / 2) * width,
+                    sub[crit],
+                    width=width,
+                    yerr=None if err is None else err.to_numpy(float),
+                    color=colors[ti],
+                    alpha=0.8,
+                    capsize=3,
+                    label=str(ctype),
+                    gid=f"bars-{crit}",
+                )
+                continue
             se_col = next(
                 (c for c in (f"{crit}_se", "se") if crit == "elpd_loo" and c in sub), None
             )
@@ -108,7 +128,11 @@ def plot_k_selection(table: Any, *, criteria: Sequence[str] | None = None, axes=
         if recommended is None:
             recommended = (label, row)
         ax.set_xlabel("number of components K")
-        ax.set_ylabel(f"{label} ({'lower' if lower_better else 'higher'} is better)")
+        ax.set_ylabel(
+            "probability"
+            if crit in _BARS
+            else f"{label} ({'lower' if lower_better else 'higher'} is better)"
+        )
         ax.set_title(label)
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize="small", title="covariance", title_fontsize="small")

@@ -1,4 +1,8 @@
-"""Choosing the number of components: EM information criteria and PSIS-LOO."""
+"""Choosing the number of components.
+
+EM's information criteria, PSIS-LOO, marginal likelihoods and a sparse mixture's filled
+components.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from bayesmix._validation import ParameterError
 
 __all__ = ["select_k", "recommend", "loo", "CRITERIA"]
 
-CRITERIA = ("bic", "aic", "icl", "loo")
+CRITERIA = ("bic", "aic", "icl", "loo", "p_k", "p_kplus")
 _LOWER_IS_BETTER = ("bic", "aic", "icl")
+_HIGHER_IS_BETTER = ("p_k", "p_kplus")
 
 
 def _em_row(X, family, cov, k, n_init, seed, weights=None) -> dict[str, Any]:
@@ -209,6 +214,8 @@ def _recommendations(table: pd.DataFrame, criteria: list[str]) -> tuple[dict, di
             # parsimony: the smallest K within one standard error of the best elpd
             close = valid[valid["elpd_diff"] <= valid["dse"].fillna(0.0)]
             row = close.sort_values(["k", "elpd_loo"], ascending=[True, False]).iloc[0]
+        elif crit in _HIGHER_IS_BETTER:
+            row = valid.loc[valid[col].idxmax()]
         else:
             row = valid.loc[valid[col].idxmin()]
         best_k[crit] = int(row["k"])
@@ -217,10 +224,74 @@ def _recommendations(table: pd.DataFrame, criteria: list[str]) -> tuple[dict, di
             if crit == "loo":
                 close = sub[sub["elpd_diff_within"] <= sub["dse_within"].fillna(0.0)]
                 k = int(close["k"].min())
+            elif crit in _HIGHER_IS_BETTER:
+                k = int(sub.loc[sub[col].idxmax(), "k"])
             else:
                 k = int(sub.loc[sub[col].idxmin(), "k"])
             by_cov.setdefault(cov, {})[crit] = k
     return best_k, best_cov, by_cov
+
+
+def _evidence_applies(fam: Any, model_spec: Any) -> bool:
+    """Whether ``log p(y | K)`` applies: an orderable family with Dirichlet weights."""
+    alpha = np.ravel(np.asarray(model_spec.priors.weights_alpha, dtype=float))
+    exchangeable = alpha.size == 0 or bool(np.allclose(alpha, alpha[0]))
+    return bool(fam.orderable) and model_spec.priors.weights == "dirichlet" and exchangeable
+
+
+def _evidence_row(X, model_spec, draws, tune, chains, seed) -> dict[str, Any]:
+    from bayesmix.results.evidence import log_evidence
+
+    ev = log_evidence(model_spec, X, draws=draws, tune=tune, chains=chains, random_seed=seed)
+    return {"log_evidence": ev.log_evidence, "log_evidence_se": ev.se}
+
+
+def _add_posterior_k(table: pd.DataFrame, prior_k: Any, seed: int | None) -> None:
+    """p(K | y) and its standard error within each covariance type (in place)."""
+    from bayesmix.results.evidence import posterior_k
+
+    table["p_k"] = np.nan
+    table["p_k_se"] = np.nan
+    for _, sub in table.groupby("covariance_type", dropna=False, sort=False):
+        ok = sub[sub["log_evidence"].notna()]
+        if ok.empty:
+            continue
+        pk = posterior_k(ok, prior_k, random_seed=0 if seed is None else int(seed))
+        by_k = pk.set_index("k")
+        table.loc[ok.index, "p_k"] = ok["k"].map(by_k["p_k"]).to_numpy()
+        table.loc[ok.index, "p_k_se"] = ok["k"].map(by_k["p_k_se"]).to_numpy()
+
+
+def _kplus_column(X, family, cov, spec, k_max, draws, tune, chains, rng) -> pd.Series:
+    """p(K+ = k | y) from one sparse mixture with K_max components (index k)."""
+    from bayesmix.config import ModelSpec
+    from bayesmix.inference import sample_nuts
+    from bayesmix.results.partition import kplus_posterior
+
+    base = spec if spec is not None else ModelSpec(family=family)
+    priors = dataclasses.replace(
+        base.priors, weights="sparse", weights_alpha=None, weights_alpha_prior=None
+    )
+    sparse = dataclasses.replace(
+        base,
+        family=family,
+        n_components=k_max,
+        covariance=cov or base.covariance,
+        ordered=False,
+        priors=priors,
+    )
+    seed = int(rng.integers(2**31 - 1))
+    tree = sample_nuts(
+        sparse,
+        X,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=seed,
+        progressbar=False,
+        log_likelihood=False,
+    )
+    return kplus_posterior(tree, n_components=k_max, random_seed=seed)
 
 
 @contextlib.contextmanager
@@ -251,8 +322,12 @@ def select_k(
     random_state: int | None = None,
     on_stage: Callable[[str], None] | None = None,
     sample_weight: Any = None,
+    prior_k: Any = None,
 ) -> pd.DataFrame:
-    """Compare numbers of components by EM's BIC, AIC, ICL and (optionally) PSIS-LOO.
+    """Compare numbers of components by EM's criteria and, the Bayesian way, by LOO and p(K|y).
+
+    EM: BIC, AIC, ICL. Bayesian: PSIS-LOO, the marginal likelihood p(y | K) and a sparse
+    mixture's filled components.
 
     Warnings raised while fitting one K (EM convergence, divergences, high Pareto k) are
     raised again with ``"K=<k>: "`` in front, so it is clear which fit they belong to.
@@ -269,8 +344,14 @@ def select_k(
         Covariance structures of the family (Gaussian: ``full``, ``tied``, ``diag``,
         ``spherical``). Ignored for families without one.
     bayesian : bool
-        Also sample each model with NUTS (:func:`bayesmix.inference.sample_nuts`) and compute
-        PSIS-LOO (:func:`arviz.loo`); slow.
+        Also, for each K: sample the model with NUTS (:func:`bayesmix.inference.sample_nuts`)
+        and compute PSIS-LOO; for families with ordered locations (Gaussian, Student-t) and
+        Dirichlet weights, estimate ``log p(y | K)`` by bridge sampling
+        (:func:`bayesmix.results.log_evidence`; the ordered model, whose compiled form the
+        NUTS run for LOO shares: one compilation per K) and p(K | y) under ``prior_k``
+        (:func:`bayesmix.results.posterior_k`); and once, a sparse mixture with K_max =
+        max(ks) (``[priors] weights = "sparse"``) whose posterior of the number of filled
+        components K+ gives ``p_kplus``. Slow: two NUTS runs per K and one more.
     spec : ModelSpec, optional
         Template for the Bayesian models (priors, ``ordered``); ``n_components``, ``family``
         and ``covariance`` are replaced per row.
@@ -285,6 +366,8 @@ def select_k(
     sample_weight : array-like of shape (N,), optional
         Frequency weights of the rows for the EM fits (integer weights = repeated rows; N in
         BIC is their sum). Not with ``bayesian=True``.
+    prior_k : mapping K -> float, sequence of float or None
+        Prior probabilities of K for ``p_k`` (renormalised over ``ks``); None: uniform.
 
     Returns
     -------
@@ -292,9 +375,12 @@ def select_k(
         One row per (covariance_type, k): ``family, covariance_type, k, n_parameters,
         log_likelihood, bic, aic, icl, converged`` and, when ``bayesian``, ``elpd_loo, se,
         p_loo, n_high_pareto_k, elpd_diff, dse`` (difference to the best elpd of the same
-        covariance type and its standard error). ``attrs["recommended"]`` = ``{criterion: k}``
-        over all rows (lowest BIC/AIC/ICL; for LOO the smallest K whose elpd is within one
-        ``dse`` of the best), ``attrs["recommended_covariance"]`` = ``{criterion: type}``,
+        covariance type and its standard error), and where they apply ``log_evidence``,
+        ``log_evidence_se``, ``p_k``, ``p_k_se`` (p(K | y) within the covariance type) and
+        ``p_kplus`` (p(K+ = k | y) of the sparse fit). ``attrs["recommended"]`` =
+        ``{criterion: k}`` over all rows (lowest BIC/AIC/ICL; for LOO the smallest K whose
+        elpd is within one ``dse`` of the best; the largest ``p_k`` and ``p_kplus``),
+        ``attrs["recommended_covariance"]`` = ``{criterion: type}``,
         ``attrs["recommended_by_covariance"]`` = ``{type: {criterion: k}}``.
     """
     from bayesmix.families import get_family
@@ -343,12 +429,32 @@ def select_k(
                     model_spec = dataclasses.replace(
                         base, family=family, n_components=k, covariance=cov or base.covariance
                     )
+                    with_evidence = _evidence_applies(fam, model_spec)
+                    if with_evidence:  # LOO from the ordered model too: one compile per K
+                        model_spec = dataclasses.replace(model_spec, ordered=True)
                     loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
                     row.update(loo_row)
                     pointwise[len(rows)] = elpd_i
+                    if with_evidence:
+                        if on_stage is not None:
+                            on_stage(f"{label}: log p(y | K) by bridge sampling")
+                        row.update(_evidence_row(X, model_spec, draws, tune, chains, seed))
             rows.append(row)
     table = pd.DataFrame(rows)
     criteria = ["bic", "aic", "icl"]
+    if bayesian and "log_evidence" in table:
+        _add_posterior_k(table, prior_k, random_state)
+        criteria.append("p_k")
+    if bayesian and get_family(family).orderable:
+        for cov in covs:
+            if on_stage is not None:
+                shown = f" ({cov})" if cov is not None and len(covs) > 1 else ""
+                on_stage(f"sparse mixture, K_max={max(ks)}{shown}: NUTS for p(K+ | y)")
+            with _warnings_of(f"sparse K_max={max(ks)}"):
+                p_kplus = _kplus_column(X, family, cov, spec, max(ks), draws, tune, chains, rng)
+            rows_cov = table["covariance_type"].eq(cov) if cov is not None else slice(None)
+            table.loc[rows_cov, "p_kplus"] = table.loc[rows_cov, "k"].map(p_kplus)
+        criteria.append("p_kplus")
     if bayesian:
         criteria.append("loo")
         parts = []
