@@ -118,3 +118,42 @@ def test_collapsed_components_are_listed_with_their_weights():
     )
     weights = msgs[0].split("(weights ")[1].split(")")[0]
     assert sorted(weights.split(", ")) == ["0.4", "0.6"]
+
+
+def test_prior_messages_name_what_to_pass():
+    X = np.random.default_rng(3).normal(size=(30, 2))
+    from bayesmix._validation import ParameterError
+
+    def message(prior):
+        with pytest.raises(ParameterError) as info:
+            GaussianMixtureEM(2, prior=prior).fit(X)
+        return str(info.value)
+
+    assert message({"weights_alpha": [1.0, 2.0, 3.0]}).endswith(
+        "pass one finite value per component"
+    )
+    assert message({"mu_scale": [1.0, 2.0, 3.0]}).endswith("pass one finite value per feature")
+    assert message([("weights_alpha", 2.0)]).endswith("pass e.g. prior={'weights_alpha': 2.0}")
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_overflowing_covariance_names_the_component(covariance_type):
+    """Component 1 (the huge spread) overflows; component 0 is fine."""
+    X = np.array([[0.0], [1.0], [2.0], [0.5]] * 3 + [[1.3e155], [-1.3e155]] * 4)
+    est = GaussianMixtureEM(
+        2,
+        covariance_type=covariance_type,
+        weights_init=[0.5, 0.5],
+        means_init=[[1.0], [0.0]],
+        precisions_init=np.ones((2, 1, 1))
+        if covariance_type == "full"
+        else np.ones(2)
+        if covariance_type == "spherical"
+        else np.ones((2, 1)),
+    )
+    resp_far = np.abs(X[:, 0]) > 10
+    assert resp_far.sum() == 8
+    with np.errstate(all="ignore"), pytest.raises(DataError) as info:
+        est.fit(X)
+    assert str(info.value).startswith("EM failed: component ")
+    assert "overflows: expected finite covariances" in str(info.value)
