@@ -157,3 +157,23 @@ def test_overflowing_covariance_names_the_component(covariance_type):
         est.fit(X)
     assert str(info.value).startswith("EM failed: component ")
     assert "overflows: expected finite covariances" in str(info.value)
+
+
+def test_means_and_precisions_without_weights_take_the_weights_from_the_start():
+    """weights_init alone missing: the start still computes responsibilities for the weights."""
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(-3, 1, (70, 1)), rng.normal(3, 1, (30, 1))])
+    est = GaussianMixtureEM(
+        2,
+        covariance_type="diag",
+        means_init=[[-3.0], [3.0]],
+        precisions_init=[[1.0], [1.0]],
+        max_iter=0,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+    np.testing.assert_allclose(est.means_, [[-3.0], [3.0]])
+    np.testing.assert_allclose(est.weights_.sum(), 1.0)
+    np.testing.assert_allclose(np.sort(est.weights_), [0.3, 0.7], atol=0.02)
