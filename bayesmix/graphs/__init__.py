@@ -10,6 +10,7 @@ from bayesmix.graphs._mixture import (
     effective_covariance,
     feature_labels,
     free_var_names,
+    hyper_variables,
     point_to_initvals,
     validate_data,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "effective_covariance",
     "feature_labels",
     "free_var_names",
+    "hyper_variables",
     "point_to_initvals",
     "validate_data",
 ]

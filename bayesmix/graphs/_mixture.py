@@ -38,6 +38,7 @@ __all__ = [
     "free_var_names",
     "point_to_initvals",
     "validate_data",
+    "hyper_variables",
     "weights_prior_variables",
 ]
 
@@ -126,6 +127,19 @@ def weights_prior_variables(spec: ModelSpec) -> dict[str, tuple[str, ...]]:
     if pr.weights == "dp":
         return {"dp_alpha": ()}
     return {}
+
+
+def hyper_variables(spec: ModelSpec, n_features: int) -> dict[str, tuple[str, ...]]:
+    """Free hyper-parameters kept in results, {name: dims}: none has a ``component`` dim.
+
+    The weights prior's (:func:`weights_prior_variables`: ``e0``, ``dp_alpha``) and the
+    family's (:meth:`bayesmix.families.Family.hyper_variables`, e.g. the Gaussian
+    ``variance_beta`` of Richardson & Green's prior).
+    """
+    return {
+        **weights_prior_variables(spec),
+        **get_family(spec.family).hyper_variables(spec, n_features),
+    }
 
 
 def free_var_names(spec: ModelSpec, n_features: int) -> list[str]:

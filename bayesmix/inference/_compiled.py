@@ -39,7 +39,7 @@ from bayesmix.graphs import (
     feature_labels,
     validate_data,
 )
-from bayesmix.graphs._mixture import weights_prior_variables
+from bayesmix.graphs._mixture import hyper_variables
 
 __all__ = ["CompiledMixture", "clear_cache", "get_compiled"]
 
@@ -260,7 +260,7 @@ class CompiledMixture:
             model = self.model
             wanted = [
                 *result_variables(self.spec.family, self.spec.covariance, self.n_features),
-                *weights_prior_variables(self.spec),  # e0 / dp_alpha: scalars, in results too
+                *hyper_variables(self.spec, self.n_features),  # e0, dp_alpha, variance_beta
             ]
             self._point_names = [n for n in wanted if n in model.named_vars]
             outs, inp = join_nonshared_inputs(

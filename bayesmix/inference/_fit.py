@@ -24,7 +24,7 @@ from bayesmix.graphs import (
     point_to_initvals,
     validate_data,
 )
-from bayesmix.graphs._mixture import weights_prior_variables
+from bayesmix.graphs._mixture import hyper_variables
 from bayesmix.inference._compiled import CompiledMixture, _no_fastmath, get_compiled
 from bayesmix.inference._tree import (
     DivergenceWarning,
@@ -422,7 +422,7 @@ def fit_map(
             stacklevel=2,
         )
     raw = cm.point(best)
-    hyper = {name: raw.pop(name) for name in weights_prior_variables(m)}
+    hyper = {name: raw.pop(name) for name in hyper_variables(m, len(names))}
     point = _sort_components(raw, m)
     ds = point_dataset(
         point,
@@ -436,7 +436,7 @@ def fit_map(
         },
         coords=get_family(m.family).coords(Xc, names),
     )
-    for name, dims in weights_prior_variables(m).items():  # e0 / dp_alpha (no component dim)
+    for name, dims in hyper_variables(m, len(names)).items():  # no component dim
         ds[name] = (dims, np.asarray(hyper[name], float))
     tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
     tree["map"] = xr.DataTree(ds)
@@ -451,7 +451,7 @@ def _posterior_dataset(ds: xr.Dataset, names: list[str], spec: ModelSpec) -> xr.
     """The result variables of a sampler's draws (free transformed variables dropped)."""
     wanted = [
         *result_variables(spec.family, spec.covariance, len(names)),
-        *weights_prior_variables(spec),
+        *hyper_variables(spec, len(names)),
     ]
     keep = [v for v in wanted if v in ds]
     out = ds[keep]

@@ -414,6 +414,15 @@ def test_spec_runs(spec_path, tmp_path):
     _check_pngs(out, SPEC_PLOTS[kind])
     if "posterior" in result.children:
         _check_pngs(out, ["trace", "rank", "coclustering", "ppc"])
+        # free hyper-parameters (e.g. the galaxy spec's variance_beta) are kept in the results
+        from bayesmix.graphs import hyper_variables
+
+        for name, dims in hyper_variables(spec.model, n_features).items():
+            for group in ("posterior", "map"):
+                if group in result.children:
+                    da = result[group][name]
+                    assert da.dims[da.ndim - len(dims) :] == dims
+                    assert np.all(np.asarray(result[group][name]) > 0), (group, name)
     _check_report(out)
 
     # new data from the fit: the features plus the component
