@@ -408,6 +408,35 @@ def _switching(
     ]
 
 
+def _filled_for_checks(result: xr.DataTree, notes: list[str], messages: list[str]):
+    """The filled components of a sparse or DP mixture's posterior (None for a finite one)."""
+    try:
+        weights = json.loads(result.attrs["spec"])["priors"].get("weights", "dirichlet")
+    except (KeyError, TypeError, ValueError):
+        return None
+    if weights not in ("sparse", "dp"):
+        return None
+    from bayesmix._validation import ParameterError
+    from bayesmix.results.sparse import filled_components
+
+    try:
+        filled = filled_components(result, max_draws=2000)
+    except ParameterError as err:
+        messages.append(f"the filled components could not be identified: {err}")
+        return None
+    info = filled["filled"].attrs
+    kind = "sparse" if weights == "sparse" else "Dirichlet-process"
+    notes.append(
+        f"{kind} mixture with K = {int(result['posterior'].sizes['component'])}: the "
+        f"posterior of the number of filled components K+ has its mode at "
+        f"{int(info['kplus_mode'])} ({100 * float(info['share_mode']):.0f}% of draws); R-hat, "
+        f"ESS and identification are checked on the K+ = {int(info['k_plus'])} filled "
+        f"components of those draws ({100 * float(info['share_permutation']):.0f}% of them "
+        "identified), the empty components being draws from the prior"
+    )
+    return filled
+
+
 def diagnose(result: xr.DataTree) -> Diagnostics:
     """Check a fit for the usual problems of mixtures.
 
@@ -457,6 +486,10 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
     n_chains = int(post.sizes["chain"])
     n_draws = int(n_chains * post.sizes["draw"])
     ordered = _is_ordered(result)
+    # a sparse or DP mixture: its empty components are draws from the prior and mix slowly
+    # by design; the convergence and identification checks look at the filled ones
+    filled = _filled_for_checks(result, notes, messages)
+    checked = result if filled is None else filled
 
     stats = _group(result, "sample_stats")
     n_div = 0
@@ -468,7 +501,7 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
             "sampler missed part of the posterior; raise target_accept or simplify the model"
         )
 
-    est = compare_estimates(result)
+    est = compare_estimates(checked)
     keys = [c for c in ("parameter", "component", "feature", "feature_bis") if c in est]
     table = pd.DataFrame(est[keys + ["r_hat", "ess_bulk", "ess_tail"]])
     # NaN R-hat (one chain, constants) is no problem: the comparisons below are False
@@ -505,6 +538,8 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
                 "too few effective draws; draw more or reparametrise"
             )
 
+    if filled is not None:
+        post = filled["posterior"].to_dataset()
     occupied = _occupied(post)
     if len(set(occupied.values())) > 1:
         detail = ", ".join(f"chain {c}: {n}" for c, n in occupied.items())
@@ -515,9 +550,10 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
 
     n_switched = None
     switch_messages: list[str] = []
-    if "relabel" not in result.children and post.sizes["component"] > 1:
+    if filled is None and "relabel" not in result.children and post.sizes["component"] > 1:
         n_switched, switch_messages = _switching(result, post, n_draws, ordered)
-    aligned = ordered or "relabel" in result.children or not switch_messages
+    aligned = ordered or filled is not None or "relabel" in result.children
+    aligned = aligned or not switch_messages
     weak = _weak_components(post, table, _data_sd(result)[1]) if aligned else []
     if weak:
         why = (

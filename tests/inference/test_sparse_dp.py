@@ -8,6 +8,7 @@ truth. One compiled model per variant (module-scoped fits), small data, 2 chains
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -256,3 +257,21 @@ def test_em_of_sparse_and_dp_is_map_em_with_flat_weights(data, spec):
     assert ours.attrs["converged"] and np.isfinite(ours.attrs["lower_bound"])
     for name in ("w", "mu", "sigma"):
         np.testing.assert_allclose(ours[name].values, ref[name].values, rtol=1e-10)
+
+
+def test_diagnose_checks_the_filled_components_of_a_sparse_fit(sparse_fit):
+    """The empty components are prior draws that mix slowly by design: diagnose judges R-hat,
+    ESS and identification on the filled ones, says so, and does not ask for fewer
+    components; a finite fit's diagnostics have no such note."""
+    from bayesmix.results import diagnose
+
+    diag = diagnose(sparse_fit)
+    note = [n for n in diag.notes if n.startswith("sparse mixture with K = ")]
+    assert len(note) == 1 and "mode at 3" in note[0]
+    assert not any("poorly identified" in m for m in diag.warnings)
+    assert diag.table["component"].nunique() == 3  # the checks' table: the filled components
+    finite = sparse_fit.copy()
+    spec = json.loads(finite.attrs["spec"])
+    spec["priors"]["weights"] = "dirichlet"
+    finite.attrs = {**finite.attrs, "spec": json.dumps(spec)}
+    assert not any("filled components" in n for n in diagnose(finite).notes)
