@@ -5,6 +5,7 @@ See ``docs/architecture.md`` for the groups and names of the result.
 
 from bayesmix.inference._compiled import CompiledMixture, clear_cache, get_compiled
 from bayesmix.inference._fit import (
+    TruncationWarning,
     em_prior,
     fit_advi,
     fit_em,
@@ -26,6 +27,7 @@ __all__ = [
     "CompiledMixture",
     "DivergenceWarning",
     "StartsDisagreeWarning",
+    "TruncationWarning",
     "as_images",
     "clear_cache",
     "em_prior",

@@ -171,7 +171,7 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
     for name in names:
         da = template[name]
         rest, keep = _entries(da, sample_dims)
-        idx = np.nonzero(keep)
+        idx = np.nonzero(keep) if np.ndim(keep) else ()  # a scalar (e0, dp_alpha): one entry
         n_entries = len(idx[0]) if idx else 1
         frame = {"parameter": name}
         for dim, pos in zip(rest, idx, strict=True):

@@ -275,3 +275,20 @@ def test_diagnose_checks_the_filled_components_of_a_sparse_fit(sparse_fit):
     spec["priors"]["weights"] = "dirichlet"
     finite.attrs = {**finite.attrs, "spec": json.dumps(spec)}
     assert not any("filled components" in n for n in diagnose(finite).notes)
+
+
+def test_estimates_table_and_diagnostics_of_a_dp_fit_list_its_concentration(dp_fit):
+    """compare_estimates has one row for the scalar dp_alpha (it crashed on 0-d variables)."""
+    from bayesmix.results import compare_estimates, diagnose
+
+    table = compare_estimates(dp_fit)
+    row = table[table["parameter"] == "dp_alpha"]
+    assert len(row) == 1
+    draws = dp_fit["posterior"]["dp_alpha"].values
+    assert row["mean"].iloc[0] == pytest.approx(draws.mean())
+    # the filled components are checked, or the diagnostics say why they cannot be (this
+    # short DP run spreads K+ over 3-5 with a small spurious cluster)
+    diag = diagnose(dp_fit)
+    assert any(n.startswith("Dirichlet-process mixture with K = ") for n in diag.notes) or any(
+        m.startswith("the filled components could not be identified") for m in diag.warnings
+    )
