@@ -50,6 +50,7 @@ from bayesmix.families._base import (
     Family,
     chunk_means,
     data_moments,
+    normal_locations,
     per_feature,
     stack_draws,
 )
@@ -492,23 +493,7 @@ class GaussianFamily(Family):
         d, k = n_features, spec.n_components
         cov = self.effective_covariance(spec.covariance, d)
         kind = _variance_kind(spec.priors, cov, d)
-        mu_loc, mu_scale = priors["mu_loc"], priors["mu_scale"]
-        if spec.ordered:
-            first = pm.Normal(
-                "mu_first",
-                mu=mu_loc[0],
-                sigma=mu_scale[0],
-                dims="component",
-                transform=pm.distributions.transforms.ordered,
-            )
-            if d > 1:
-                rest = pm.Normal("mu_rest", mu=mu_loc[1:], sigma=mu_scale[1:], shape=(k, d - 1))
-                mu_val = pt.concatenate([first[:, None], rest], axis=1)
-            else:
-                mu_val = first[:, None]
-            mu = pm.Deterministic("mu", mu_val, dims=("component", "feature"))
-        else:
-            mu = pm.Normal("mu", mu=mu_loc, sigma=mu_scale, dims=("component", "feature"))
+        mu = normal_locations(spec, priors, d)
 
         matrix = cov in ("full", "tied") and d > 1
         per_component = ("component", "feature")
