@@ -366,6 +366,13 @@ def log_evidence(
     log_kfact = math.lgamma(k + 1)
     init = _start(m, cm, Xc)
     theta, rhat_max, n_div = _nuts_draws(cm, init, draws, tune, chains, seed, target_accept)
+    shared = {
+        "n_components": k,
+        "method": method,
+        "rhat_max": rhat_max,
+        "n_divergent": n_div,
+        "log_k_factorial": log_kfact,
+    }
     rng = np.random.default_rng([seed, 15])
     d = theta.shape[-1]
     if method == "bridge":
@@ -379,18 +386,14 @@ def log_evidence(
         l2 = _log_density(cm, prop) - _mvn_logpdf(prop, mean, chol)
         log_z, se, iters, ess_f2 = bridge_estimate(l1, l2, chains=chains)
         return EvidenceResult(
-            n_components=k,
+            **shared,
             log_evidence=log_z + log_kfact,
             se=se,
-            method=method,
             n_posterior=post.shape[0],
             n_proposal=n2,
             iterations=iters,
             ess_posterior=ess_f2,
             ess_proposal=float("nan"),
-            rhat_max=rhat_max,
-            n_divergent=n_div,
-            log_k_factorial=log_kfact,
             seconds=time.perf_counter() - t0,
         )
     post = theta.reshape(-1, d)
@@ -408,18 +411,14 @@ def log_evidence(
     )
     log_z, se, ess_w = importance_estimate(_log_density(cm, prop) - log_g)
     return EvidenceResult(
-        n_components=k,
+        **shared,
         log_evidence=log_z + log_kfact,
         se=se,
-        method=method,
         n_posterior=post.shape[0],
         n_proposal=n2,
         iterations=0,
         ess_posterior=float("nan"),
         ess_proposal=ess_w,
-        rhat_max=rhat_max,
-        n_divergent=n_div,
-        log_k_factorial=log_kfact,
         seconds=time.perf_counter() - t0,
     )
 
