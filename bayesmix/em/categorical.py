@@ -211,9 +211,11 @@ class CategoricalMixtureEM(BaseMixtureEM):
                 # no counts sits on the boundary (clipped at 0, the rest renormalised, as the
                 # weights are), a row with nothing left is uniform
                 a = prior["category_alpha"][d]
-                p = np.maximum(c + a - 1.0, 0.0)
-                total = p.sum(axis=1, keepdims=True)
-                p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / len(a))
+                p = (c + a - 1.0) / (nk[:, None] + a.sum() - len(a))
+                if np.any(p < 0):
+                    p = np.maximum(c + a - 1.0, 0.0)
+                    total = p.sum(axis=1, keepdims=True)
+                    p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / len(a))
             else:
                 p = c / nk[:, None]
             probs.append(np.clip(p, 0.0, 1.0))

@@ -323,6 +323,7 @@ def select_k(
     on_stage: Callable[[str], None] | None = None,
     sample_weight: Any = None,
     prior_k: Any = None,
+    bayesian_criteria: Iterable[str] = ("loo", "evidence", "kplus"),
 ) -> pd.DataFrame:
     """Compare numbers of components by EM's criteria and, the Bayesian way, by LOO and p(K|y).
 
@@ -368,6 +369,9 @@ def select_k(
         BIC is their sum). Not with ``bayesian=True``.
     prior_k : mapping K -> float, sequence of float or None
         Prior probabilities of K for ``p_k`` (renormalised over ``ks``); None: uniform.
+    bayesian_criteria : iterable of {"loo", "evidence", "kplus"}
+        With ``bayesian=True``, which Bayesian columns to compute (NUTS for LOO always runs:
+        the evidence shares its compiled model): all three by default.
 
     Returns
     -------
@@ -386,6 +390,12 @@ def select_k(
     from bayesmix.families import get_family
 
     fam = get_family(family)  # ParameterError for an unknown name
+    wanted = set(bayesian_criteria)
+    if not wanted <= {"loo", "evidence", "kplus"}:
+        raise ParameterError(
+            f"bayesian_criteria: expected a subset of ('loo', 'evidence', 'kplus'), got "
+            f"{sorted(wanted)}; pick from those"
+        )
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 1:
         raise ParameterError(
@@ -429,7 +439,7 @@ def select_k(
                     model_spec = dataclasses.replace(
                         base, family=family, n_components=k, covariance=cov or base.covariance
                     )
-                    with_evidence = _evidence_applies(fam, model_spec)
+                    with_evidence = "evidence" in wanted and _evidence_applies(fam, model_spec)
                     if with_evidence:  # LOO from the ordered model too: one compile per K
                         model_spec = dataclasses.replace(model_spec, ordered=True)
                     loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
@@ -445,7 +455,7 @@ def select_k(
     if bayesian and "log_evidence" in table:
         _add_posterior_k(table, prior_k, random_state)
         criteria.append("p_k")
-    if bayesian and get_family(family).orderable:
+    if bayesian and "kplus" in wanted and get_family(family).orderable:
         for cov in covs:
             if on_stage is not None:
                 shown = f" ({cov})" if cov is not None and len(covs) > 1 else ""

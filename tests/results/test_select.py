@@ -120,7 +120,14 @@ def test_bernoulli_select():
 @pytest.mark.slow
 def test_loo_picks_three_well_separated_clusters(three_clusters):
     table = select_k(
-        three_clusters, [2, 3, 4], bayesian=True, draws=300, tune=300, chains=2, random_state=1
+        three_clusters,
+        [2, 3, 4],
+        bayesian=True,
+        draws=300,
+        tune=300,
+        chains=2,
+        random_state=1,
+        bayesian_criteria=("loo",),  # the evidence and K+ columns: test_select_bayesian.py
     )
     print(table[["k", "bic", "elpd_loo", "se", "p_loo", "n_high_pareto_k", "elpd_diff", "dse"]])
     assert recommend(table, "loo") == 3
