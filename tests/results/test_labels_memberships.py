@@ -134,9 +134,7 @@ def test_relabel_reports_arviz_rhat_and_bulk_ess_before_and_after(n_chain):
     def arviz_numbers(ds):
         sub = ds[["w", "mu", "sigma"]]
         rhat = np.concatenate([az.rhat(sub)[v].values.ravel() for v in sub.data_vars])
-        ess = np.concatenate(
-            [az.ess(sub, method="bulk")[v].values.ravel() for v in sub.data_vars]
-        )
+        ess = np.concatenate([az.ess(sub, method="bulk")[v].values.ravel() for v in sub.data_vars])
         return rhat, ess
 
     for when, ds in (("before", post), ("after", out["posterior"].to_dataset())):
