@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from bayesmix.plotting._axes import _grid_axes
 from bayesmix.plotting._common import (
@@ -72,6 +73,7 @@ def plot_count_histogram(result: xr.DataTree, *, max_features: int = 6, axes=Non
             label=f"mixture ({label})",
         )
         ax.set_xlabel(_feature_label(result, names[j]))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole numbers
         ax.set_ylabel("share of observations")
         if p == 0:
             ax.legend(fontsize="small", frameon=False)

@@ -118,6 +118,9 @@ def test_count_histogram_draws_the_observed_shares_and_the_fitted_pmf():
     grid = total.get_xdata()
     expected = (w[None] * poisson.pmf(grid[:, None], rate[None])).sum(1)
     np.testing.assert_allclose(total.get_ydata(), expected, rtol=1e-10)
+    fig.canvas.draw()
+    ticks = ax.get_xticks()
+    np.testing.assert_array_equal(ticks, np.round(ticks))  # counts: whole-number ticks
 
 
 def test_cli_counts_fit_draws_the_counts_figure(tmp_path):
