@@ -5,7 +5,8 @@ Jacobian of PyMC's log-Cholesky transform by central differences of an independe
 implementation; ``fit_map`` against ``scipy.optimize.minimize`` of the log posterior written in
 NumPy/SciPy and against MAP-EM's conjugate update. Prior densities are evaluated with
 ``FAST_COMPILE`` functions (no Numba); two models are compiled for MAP (1-D unequal and
-equal variances; the tied 2-D inverse-Wishart's mode is checked with ``FAST_COMPILE``), and NUTS reuses the 1-D equal-variance one.
+equal variances; the tied 2-D inverse-Wishart's mode is checked with ``FAST_COMPILE``), and
+NUTS reuses the 1-D equal-variance one.
 """
 
 from __future__ import annotations
