@@ -15,8 +15,9 @@ Algorithms
     ``sum_j sum_p ((theta_m[perm[j], p] - ref[j, p]) / s[j, p])^2`` with
     :func:`scipy.optimize.linear_sum_assignment`, where ``ref`` is the pivot (the reference
     estimate) and ``s`` the posterior spread of each aligned coordinate. The spread starts as
-    the pooled spread and is re-estimated from the aligned draws until the permutations stop
-    changing.
+    one that needs no labels (the root mean over ``j`` of the variance across draws of the
+    ``j``-th smallest value of the coordinate) and is re-estimated from the aligned draws until
+    the permutations stop changing.
 ``method="stephens"`` (Stephens 2000, KL algorithm on classification probabilities)
     ``P[m, n, k]``, the posterior membership probabilities of observation ``n`` under draw
     ``m``, are computed with :func:`bayesmix._math.log_responsibilities` from
@@ -207,7 +208,14 @@ def _pivot_perms(theta: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, int]:
     m, k, p = theta.shape
     pooled = theta.reshape(m * k, p).std(axis=0)
     floor = 1e-6 * (pooled + 1e-12)
-    scale = np.broadcast_to(pooled + floor, (k, p))
+    # The first spread must not depend on the labels: the spread across draws of each order
+    # statistic (the j-th smallest value of a coordinate in a draw), averaged over j. Where
+    # components are apart in a coordinate it is their within-component spread; the pooled
+    # spread would add the between-component spread, so that well-separated means weigh
+    # little next to the noise of coordinates in which the components coincide (equal weights).
+    ordered = np.sort(theta, axis=1)
+    spread = np.sqrt(ordered.var(axis=0).mean(axis=0))
+    scale = np.broadcast_to(spread + floor, (k, p))
     perm = np.tile(np.arange(k), (m, 1))
     n_iter = 0
     for n_iter in range(1, _MAX_ITER + 1):
