@@ -828,12 +828,28 @@ def _cmd_select(args: argparse.Namespace) -> int:
         plotting.save_figure(fig, tmp / "k_selection.png")
 
     recommended = table.attrs.get("recommended")
+    pri = spec.model.priors
+    prior_line = (
+        [
+            "p_k: p(K | y) under the prior on K "
+            + (
+                f"[priors] k_prior = {pri.k_prior!r}"
+                + (f" (mean {pri.k_prior_mean:g})" if pri.k_prior == "poisson" else "")
+                if isinstance(pri.k_prior, str)
+                else f"[priors] k_prior = {list(pri.k_prior)}"
+            )
+            + f", renormalised over K = {', '.join(map(str, ks))}"
+        ]
+        if "p_k" in table
+        else []
+    )
     _say(
         args,
         f"{spec.name}: K selection over {', '.join(map(str, ks))}",
         "",
         _format_table(table, decimals=2),
         "",
+        *prior_line,
         "recommended K: "
         + (
             ", ".join(f"{c} {k}" for c, k in recommended.items())

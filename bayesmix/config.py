@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ BUILTIN_DATA = (
     "galaxies_1000kms",
 )
 #: Separator names accepted in ``[data] sep`` (as in ``bayesmix.data.SEPARATOR_NAMES``).
+K_PRIORS = ("uniform", "poisson")
 DATA_SEPARATORS = ("comma", "semicolon", "tab", "pipe", "whitespace")
 
 Number = float | tuple[float, ...]
@@ -204,6 +206,16 @@ class PriorSpec:
         ``nu`` is then a constant of the model (EM's ``dof``). One number: different fixed
         numbers per component would make the components' labels mean something (they would
         no longer be exchangeable) and sorting them would break.
+    k_prior : {"uniform", "poisson"} or tuple of float
+        Prior on the number of components K, used by ``select_k(bayesian=True)`` /
+        ``bayesmix select --bayesian`` for p(K | y) (not by a fit with one K).
+        ``"uniform"``: equal over the K compared; ``"poisson"``: p(K) proportional to
+        ``k_prior_mean^K / K!`` for K >= 1 (a Poisson truncated at 0, Stephens 2000);
+        numbers: relative prior weights of K = 1, 2, ..., len(k_prior). In every case the
+        probabilities are renormalised over the K compared, so a uniform prior on 1..30
+        compared on K = 1..12 is ``"uniform"``.
+    k_prior_mean : float
+        The Poisson mean of ``k_prior = "poisson"``.
     """
 
     weights: str = "dirichlet"
@@ -226,20 +238,56 @@ class PriorSpec:
     dof_shape: float = 2.0
     dof_rate: float = 0.1
     dof: float | None = None
+    k_prior: str | tuple[float, ...] = "uniform"
+    k_prior_mean: float = 3.0
 
     def __post_init__(self) -> None:
         # weights_alpha=None means the default of the weights prior: 1 (flat) for a
         # Dirichlet, e0 = 0.01 for a sparse mixture without a hyperprior, unused by a DP;
         # resolved here so that an explicit 1.0 and the default are the same spec
+        if isinstance(self.k_prior, list | tuple):
+            object.__setattr__(self, "k_prior", tuple(float(v) for v in self.k_prior))
+        elif self.k_prior not in K_PRIORS:
+            raise ParameterError(
+                f"k_prior: expected one of {', '.join(K_PRIORS)} or prior weights of K = 1, 2, "
+                f"..., got {self.k_prior!r}"
+            )
         if self.weights_alpha is None and self.weights_alpha_prior is None:
             default = {"dirichlet": 1.0, "sparse": SPARSE_ALPHA_DEFAULT}.get(self.weights)
             object.__setattr__(self, "weights_alpha", default)
+
+    def k_prior_weights(self, ks: Any) -> dict[int, float]:
+        """Relative prior weights ``{K: weight}`` of ``k_prior`` for the numbers ``ks``.
+
+        Raises
+        ------
+        ParameterError
+            When ``k_prior`` gives no weight for one of ``ks``.
+        """
+        ks = [int(k) for k in ks]
+        if self.k_prior == "uniform":
+            return dict.fromkeys(ks, 1.0)
+        if self.k_prior == "poisson":
+            lam = float(self.k_prior_mean)
+            # in logs relative to the largest K's term: no overflow for large K
+            logs = {k: k * math.log(lam) - math.lgamma(k + 1) for k in ks}
+            top = max(logs.values())
+            return {k: math.exp(v - top) for k, v in logs.items()}
+        weights = tuple(self.k_prior)
+        beyond = [k for k in ks if k > len(weights)]
+        if beyond:
+            raise ParameterError(
+                f"k_prior has weights for K = 1..{len(weights)}, not for K = {beyond}: give "
+                f"one weight per K up to {max(ks)}, or compare fewer K"
+            )
+        return {k: float(weights[k - 1]) for k in ks}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples), omitting ``None`` entries (TOML has no null).
 
         ``dp_alpha_prior`` appears only with ``weights = "dp"`` (the only prior that reads it),
-        ``variance`` and ``variance_alpha`` only with a variance prior other than the default.
+        ``variance`` and ``variance_alpha`` only with a variance prior other than the default,
+        ``k_prior`` only when not uniform and ``k_prior_mean`` only with ``"poisson"``.
         """
         out = {}
         for f in dataclasses.fields(self):
@@ -247,6 +295,10 @@ class PriorSpec:
             if v is None or (f.name == "dp_alpha_prior" and self.weights != "dp"):
                 continue
             if f.name in ("variance", "variance_alpha") and self.variance == "half_normal":
+                continue
+            if f.name == "k_prior" and v == "uniform":
+                continue
+            if f.name == "k_prior_mean" and self.k_prior != "poisson":
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -766,6 +818,7 @@ def spec_from_dict(
         "[priors] category_alpha", pt_.get("category_alpha"), vector=False, allow_none=True
     )
     pri["dof"] = col.positive("[priors] dof", pt_.get("dof"), vector=False, allow_none=True)
+    _parse_k_prior(col, pt_, pri)
 
     # [fit]
     ft = tables["fit"]
@@ -825,6 +878,26 @@ def spec_from_dict(
         ),
         fit=FitSpec(**fit_kw),
     )
+
+
+def _parse_k_prior(col: _Collector, pt_: dict, pri: dict) -> None:
+    """``[priors] k_prior`` and ``k_prior_mean`` into ``pri``; every problem into ``col``."""
+    kp = pt_.get("k_prior", "uniform")
+    if isinstance(kp, list | tuple):
+        weights = col.positive("[priors] k_prior", list(kp), vector=True)
+        if weights is not None:
+            pri["k_prior"] = weights
+    else:
+        pri["k_prior"] = col.choice("[priors] k_prior", kp, K_PRIORS) or "uniform"
+    if "k_prior_mean" in pt_:
+        if pri.get("k_prior") != "poisson":
+            col.add(
+                '[priors] k_prior_mean: only used with k_prior = "poisson"; set k_prior = '
+                '"poisson" or remove k_prior_mean'
+            )
+        pri["k_prior_mean"] = col.positive(
+            "[priors] k_prior_mean", pt_["k_prior_mean"], vector=False
+        )
 
 
 def _parse_variance_prior(col: _Collector, pt_: dict, pri: dict, fam: Any, cov: str) -> None:

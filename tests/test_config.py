@@ -403,3 +403,58 @@ def test_tied_only_for_families_that_have_it():
     assert spec_from_dict({"model": {"covariance": "tied"}}).model.covariance == "tied"
     with pytest.raises(SpecError, match=r"\[model\] covariance: expected one of .* 'student_t'"):
         spec_from_dict({"model": {"family": "student_t", "covariance": "tied"}})
+
+
+# --------------------------------------------------------------------------------------------
+# the prior on K (select --bayesian)
+
+
+def test_k_prior_parses_round_trips_and_gives_weights():
+    from math import factorial
+
+    plain = spec_from_dict({}).model.priors
+    assert plain.k_prior == "uniform" and "k_prior" not in plain.to_dict()
+    assert plain.k_prior_weights([1, 2, 5]) == {1: 1.0, 2: 1.0, 5: 1.0}
+    run = spec_from_dict({"priors": {"k_prior": "poisson", "k_prior_mean": 2.5}})
+    pri = run.model.priors
+    assert (pri.k_prior, pri.k_prior_mean) == ("poisson", 2.5)
+    assert RunSpec.from_json(run.to_json()) == run
+    w = pri.k_prior_weights(range(1, 9))
+    p = np.array([w[k] for k in range(1, 9)])
+    ref = np.array([2.5**k / factorial(k) for k in range(1, 9)])
+    np.testing.assert_allclose(p / p.sum(), ref / ref.sum(), rtol=1e-12)
+    # large K: no overflow (weights relative to the largest term)
+    big = pri.k_prior_weights([1, 200])
+    assert np.isfinite(list(big.values())).all() and big[1] > big[200] > 0
+    listed = spec_from_dict({"priors": {"k_prior": [1, 2, 3]}})
+    assert listed.model.priors.k_prior == (1.0, 2.0, 3.0)
+    assert RunSpec.from_json(listed.to_json()) == listed
+    assert listed.model.priors.k_prior_weights([2, 3]) == {2: 2.0, 3: 3.0}
+    from bayesmix._validation import ParameterError
+
+    with pytest.raises(ParameterError, match=r"K = 1\.\.3, not for K = \[4\]"):
+        listed.model.priors.k_prior_weights([2, 4])
+    with pytest.raises(ParameterError, match="k_prior: expected one of uniform, poisson"):
+        PriorSpec(k_prior="flat")
+    # the prior on K is not part of a model with one K: same compiled model
+    from bayesmix.inference import get_compiled
+
+    X = np.random.default_rng(0).normal(size=(20, 1))
+    m1 = ModelSpec("gaussian", 2, "diag")
+    m2 = ModelSpec("gaussian", 2, "diag", priors=PriorSpec(k_prior="poisson"))
+    assert get_compiled(m1, X) is get_compiled(m2, X)
+
+
+@pytest.mark.parametrize(
+    ("priors", "words"),
+    [
+        ({"k_prior": "unifrom"}, "did you mean 'uniform'"),
+        ({"k_prior": [1, 0]}, "k_prior: expected a positive number or a list"),
+        ({"k_prior": []}, "k_prior: expected a positive number or a list"),
+        ({"k_prior_mean": 2.0}, 'only used with k_prior = "poisson"'),
+        ({"k_prior": "poisson", "k_prior_mean": -1}, "k_prior_mean: expected a positive"),
+    ],
+)
+def test_k_prior_problems_say_what_to_do(priors, words):
+    with pytest.raises(SpecError, match=r"\[priors\] .*" + re.escape(words)):
+        spec_from_dict({"priors": priors})

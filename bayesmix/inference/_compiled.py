@@ -467,7 +467,11 @@ def get_compiled(
     weights = check_sample_weight(sample_weight, Xc.shape[0])
     names = feature_labels(X, feature_names, Xc.shape[1])
     extra = get_family(spec.family).graph_key(Xc)
-    key = (spec, Xc.shape, Xc.dtype.str, formulation, weights is not None, extra)
+    # the prior on K is not part of a model with one K: specs that differ only there share it
+    graph_spec = dataclasses.replace(
+        spec, priors=dataclasses.replace(spec.priors, k_prior="uniform", k_prior_mean=3.0)
+    )
+    key = (graph_spec, Xc.shape, Xc.dtype.str, formulation, weights is not None, extra)
     cm = _CACHE.get(key)
     if cm is None:
         cm = CompiledMixture(spec, Xc, names, formulation, sample_weight=weights)

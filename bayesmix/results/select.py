@@ -368,7 +368,8 @@ def select_k(
         Frequency weights of the rows for the EM fits (integer weights = repeated rows; N in
         BIC is their sum). Not with ``bayesian=True``.
     prior_k : mapping K -> float, sequence of float or None
-        Prior probabilities of K for ``p_k`` (renormalised over ``ks``); None: uniform.
+        Prior probabilities of K for ``p_k`` (renormalised over ``ks``); None: the spec's
+        ``k_prior`` (``[priors] k_prior``; uniform by default, and without a spec).
     bayesian_criteria : iterable of {"loo", "evidence", "kplus"}
         With ``bayesian=True``, which Bayesian columns to compute (NUTS for LOO always runs:
         the evidence shares its compiled model): all three by default.
@@ -453,6 +454,8 @@ def select_k(
     table = pd.DataFrame(rows)
     criteria = ["bic", "aic", "icl"]
     if bayesian and "log_evidence" in table:
+        if prior_k is None and spec is not None:
+            prior_k = spec.priors.k_prior_weights(sorted(set(table["k"].astype(int))))
         _add_posterior_k(table, prior_k, random_state)
         criteria.append("p_k")
     if bayesian and "kplus" in wanted and get_family(family).orderable:
