@@ -97,6 +97,19 @@ def _require_group(result: xr.DataTree, group: str, what: str) -> xr.Dataset:
     return result[group].to_dataset()
 
 
+def _filled_note(result: xr.DataTree) -> str:
+    """A title note for the filled components of a sparse/DP mixture ("" for other results)."""
+    if "filled" not in result.children:
+        return ""
+    a = result["filled"].attrs
+    k = int(a["k_plus"])
+    return (
+        f"the K+ = {k} filled components of the draws with K+ = {k} "
+        f"({100 * float(a['share_mode']):.0f}% of draws, "
+        f"{100 * float(a['share_permutation']):.0f}% of them identified)"
+    )
+
+
 def _family(result: xr.DataTree) -> Family:
     name = result.attrs.get("family")
     if not name:

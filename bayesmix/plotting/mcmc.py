@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from bayesmix._validation import ParameterError
 from bayesmix.plotting._common import (
     _family,
+    _filled_note,
     _how_to_choose,
     _relabelled,
     _require_group,
@@ -173,6 +174,9 @@ def _arviz_diagnostic(
     else:
         handles = _chain_handles(pc, "ecdf_lines")
     title += " (labels aligned)" if relabel else ""
+    filled = _filled_note(result)
+    if filled:
+        title += ": " + filled
     if note:
         title += "\n" + note
     _arrange_arviz_figure(

@@ -10,6 +10,7 @@ from bayesmix._validation import DataError
 from bayesmix.plotting._axes import _axis_limits, _beyond_handle, _mark_beyond_1d, _new_axes
 from bayesmix.plotting._common import (
     _feature_label,
+    _filled_note,
     _membership_draws,
     _observed,
     component_colors,
@@ -121,7 +122,11 @@ def plot_membership_uncertainty(
         if draw_r is not None
         else ""
     )
-    ax.set_title(f"Membership uncertainty (N = {n}); line: {what}{band}")
+    filled = _filled_note(result)
+    ax.set_title(
+        f"Membership uncertainty (N = {n}); line: {what}{band}"
+        + (f"\n{filled}" if filled else "")
+    )
     handles, _ = ax.get_legend_handles_labels()
     if X.shape[1] == 1 and n_out:
         handles.append(_beyond_handle(n_out))

@@ -69,8 +69,9 @@ def _view_item_profiles(result, X, features, groups):
     return [("item_profiles", lambda: plot_item_profiles(result))]
 
 
-def _view_membership(result, X, features, groups):
-    return [("membership_uncertainty", lambda: plot_membership_uncertainty(result))]
+def _view_membership(result, X, features, groups, components=None):
+    comp = components or (lambda: result)
+    return [("membership_uncertainty", lambda: plot_membership_uncertainty(comp()))]
 
 
 #: The data views a family can ask for in ``Family.plots``: name -> (result, X, features,
@@ -84,6 +85,20 @@ _DATA_VIEWS: dict[str, Callable[..., list[tuple[str, Callable[[], Figure]]]]] = 
 }
 
 
+def _components_once(result: xr.DataTree) -> Callable[[], xr.DataTree]:
+    """``result``, or the filled components of a sparse/DP mixture, found at most once."""
+    memo: list[xr.DataTree] = []
+
+    def get() -> xr.DataTree:
+        if not memo:
+            from bayesmix.results.sparse import component_result
+
+            memo.append(component_result(result, max_draws=2000))
+        return memo[0]
+
+    return get
+
+
 def plot_plan(
     result: xr.DataTree, *, features: Sequence[Any] | None = None
 ) -> list[tuple[str, Callable[[], Figure]]]:
@@ -93,10 +108,13 @@ def plot_plan(
     Bernoulli with square images (D = side**2 >= 4): ``component_images``,
     ``generated_images``. Gaussian: ``density_1d`` (D = 1, or one feature chosen) or
     ``clusters_2d`` (a pair, or a scatter matrix of up to :data:`MAX_MATRIX_FEATURES` chosen
-    features), then ``membership_uncertainty``. Then ``em_history`` (with an ``em`` group),
-    ``trace`` and ``rank`` (with a ``posterior``), ``coclustering`` (with a ``posterior`` and
-    at most :data:`bayesmix.results.partition.MAX_PARTITION_OBS` observations), ``ppc`` (with
-    a ``posterior_predictive``).
+    features), then ``membership_uncertainty``. For a sparse or Dirichlet-process mixture the
+    per-component figures (``membership_uncertainty``, ``trace``, ``rank``) show its filled
+    components (:func:`bayesmix.results.sparse.component_result`); the mixture density and the
+    co-clustering do not depend on labels and use every component. Then ``em_history`` (with
+    an ``em`` group), ``trace`` and ``rank`` (with a ``posterior``), ``coclustering`` (with a
+    ``posterior`` and at most :data:`bayesmix.results.partition.MAX_PARTITION_OBS`
+    observations), ``ppc`` (with a ``posterior_predictive``).
     Nothing is drawn until a function is called.
 
     Parameters
@@ -126,18 +144,22 @@ def plot_plan(
         features = [names[i] for i in idx]
     groups = set(result.children)
     family = _family(result)
+    components = _components_once(result)
     plan: list[tuple[str, Callable[[], Figure]]] = []
     for view in family.plots:
         builder = _DATA_VIEWS.get(view)
         if builder is not None:
-            plan.extend(builder(result, X, features, groups))
+            if builder is _view_membership:
+                plan.extend(builder(result, X, features, groups, components))
+            else:
+                plan.extend(builder(result, X, features, groups))
     if "em" in groups:
         plan.append(("em_history", lambda: plot_em_history(result)))
     if "posterior" in groups:
         # Bernoulli: K x D probabilities are too many to draw; the weights tell the story
-        plan.append(("trace", lambda: plot_trace(result, features=features)))
+        plan.append(("trace", lambda: plot_trace(components(), features=features)))
         if result["posterior"].sizes.get("chain", 1) > 1:  # rank plots compare chains
-            plan.append(("rank", lambda: plot_rank(result, features=features)))
+            plan.append(("rank", lambda: plot_rank(components(), features=features)))
         from bayesmix.results.partition import MAX_PARTITION_OBS
 
         if X.shape[0] <= MAX_PARTITION_OBS:  # the matrix is N x N

@@ -29,7 +29,37 @@ import xarray as xr
 from bayesmix._validation import ParameterError
 from bayesmix.results.labels import _require_posterior, component_vars
 
-__all__ = ["filled_components"]
+__all__ = ["filled_components", "has_empty_components", "component_result"]
+
+
+def has_empty_components(result: xr.DataTree) -> bool:
+    """Whether a result's model is a sparse or Dirichlet-process mixture (weights prior).
+
+    Such a model has K components by construction, most of them empty; its per-component
+    summaries and figures belong to the filled ones (:func:`filled_components`). False for a
+    finite mixture and for a result without a stored spec.
+    """
+    from bayesmix.inference._tree import model_spec_of
+
+    try:
+        return model_spec_of(result).priors.weights in ("sparse", "dp")
+    except ParameterError:
+        return False
+
+
+def component_result(result: xr.DataTree, **kwargs: Any) -> xr.DataTree:
+    """The result whose components per-component figures show.
+
+    For a sparse or DP mixture with posterior draws, its filled components
+    (:func:`filled_components`, keyword arguments passed on); otherwise, or when the filled
+    components cannot be identified, ``result`` itself.
+    """
+    if "posterior" not in result.children or not has_empty_components(result):
+        return result
+    try:
+        return filled_components(result, **kwargs)
+    except ParameterError:
+        return result
 
 
 def _identify(feats: np.ndarray, k: int, seed: int | None) -> tuple[np.ndarray, np.ndarray]:

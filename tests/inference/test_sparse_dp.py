@@ -292,3 +292,49 @@ def test_estimates_table_and_diagnostics_of_a_dp_fit_list_its_concentration(dp_f
     assert any(n.startswith("Dirichlet-process mixture with K = ") for n in diag.notes) or any(
         m.startswith("the filled components could not be identified") for m in diag.warnings
     )
+
+
+def test_plots_of_a_sparse_fit_show_its_filled_components(sparse_fit):
+    """Trace, rank and membership figures draw the K+ filled components (the empty ones are
+    prior draws that would fill the panels), say so in the title; a finite fit's do not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesmix.plotting import plot_plan
+    from bayesmix.results.sparse import component_result, has_empty_components
+
+    assert has_empty_components(sparse_fit)
+    filled = component_result(sparse_fit, max_draws=2000)
+    assert filled["posterior"].sizes["component"] == 3
+    plan = dict(plot_plan(sparse_fit))
+    for name in ("trace", "rank", "membership_uncertainty"):
+        fig = plan[name]()
+        text = " ".join(
+            [fig._suptitle.get_text() if fig._suptitle else ""]
+            + [ax.get_title() for ax in fig.axes]
+            + [t.get_text() for t in fig.texts]
+        )
+        assert "the K+ = 3 filled components" in text, name
+        if name == "rank":  # one panel per variable and component, titled "w\n<k>"
+            w_panels = {ax.get_title() for ax in fig.axes if ax.get_title().startswith("w\n")}
+            assert w_panels == {f"w\n{j}" for j in range(3)}, w_panels
+        else:
+            labels = {t.get_text() for ax in fig.axes + fig.legends for t in _legend_texts(ax)}
+            assert {f"component {j}" for j in range(3)} <= labels, name
+            assert "component 3" not in labels, name
+        plt.close(fig)
+    finite = sparse_fit.copy()
+    spec = json.loads(finite.attrs["spec"])
+    spec["priors"]["weights"] = "dirichlet"
+    finite.attrs = {**finite.attrs, "spec": json.dumps(spec)}
+    assert not has_empty_components(finite) and component_result(finite) is finite
+    fig = dict(plot_plan(finite))["membership_uncertainty"]()
+    assert "filled" not in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def _legend_texts(obj):
+    legend = obj if hasattr(obj, "get_texts") else obj.get_legend()
+    return [] if legend is None else legend.get_texts()
