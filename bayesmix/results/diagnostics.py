@@ -411,12 +411,11 @@ def _switching(
 def _filled_for_checks(result: xr.DataTree, notes: list[str], messages: list[str]):
     """The filled components of a sparse or DP mixture's posterior (None for a finite one)."""
     from bayesmix._validation import ParameterError
-    from bayesmix.inference._tree import model_spec_of
     from bayesmix.results.sparse import filled_components, has_empty_components
 
     if not has_empty_components(result):
         return None
-    weights = model_spec_of(result).priors.weights
+    weights = json.loads(result.attrs["spec"])["priors"]["weights"]
 
     try:
         filled = filled_components(result, max_draws=2000)
