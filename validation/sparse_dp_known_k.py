@@ -12,6 +12,7 @@ Run (about an hour on 2 cores; each row is appended as soon as it is done, so a 
 resumed with ``--resume``)::
 
     nice uv run python validation/sparse_dp_known_k.py [--part 1d|2d|all] [--seeds 10]
+        [--n 300 1000] [--priors sparse dp dp_g24] [--out FILE] [--resume]
 
 Writes ``validation/results/sparse_dp_known_k.csv`` (one row per fit) and prints the table
 of seeds whose mode of K+ equals the truth.
@@ -46,7 +47,12 @@ SETTINGS = {
         "sigma": np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]),
     },
 }
-PRIORS = {"sparse": PriorSpec(weights="sparse"), "dp": PriorSpec(weights="dp")}
+PRIORS = {
+    "sparse": PriorSpec(weights="sparse"),
+    "dp": PriorSpec(weights="dp"),
+    # Escobar & West's (1995) prior on the DP concentration for the galaxy data: mean 0.5
+    "dp_g24": PriorSpec(weights="dp", dp_alpha_prior=(2.0, 4.0)),
+}
 
 
 def one_fit(setting: str, n: int, seed: int, prior: str) -> dict:
@@ -80,7 +86,20 @@ def one_fit(setting: str, n: int, seed: int, prior: str) -> dict:
         "divergences": int(tree["sample_stats"]["diverging"].sum()),
         "warnings": "; ".join(sorted({w.category.__name__ for w in caught})),
         "seconds": round(seconds, 1),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main() -> None:
@@ -89,6 +108,7 @@ def main() -> None:
     ap.add_argument("--part", choices=("1d", "2d", "all"), default="all")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--n", type=int, nargs="*", default=[300, 1000])
+    ap.add_argument("--priors", nargs="*", choices=list(PRIORS), default=["sparse", "dp"])
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -103,7 +123,7 @@ def main() -> None:
     for setting in parts:
         for n in args.n:
             for seed in range(args.seeds):
-                for prior in PRIORS:
+                for prior in args.priors:
                     if (setting, n, seed, prior) in done:
                         continue
                     row = one_fit(setting, n, seed, prior)
