@@ -310,14 +310,19 @@ class ModelSpec:
 
     Parameters
     ----------
-    family : {"gaussian", "bernoulli"}
+    family : str
+        A name of :data:`bayesmix.families.FAMILIES` (``"gaussian"``, ``"bernoulli"``,
+        ``"poisson"``, ``"student_t"``, ``"categorical"``).
     n_components : int
-        Number of mixture components ``K >= 1``.
-    covariance : {"full", "diag", "spherical"}
-        Gaussian covariance structure (ignored for Bernoulli; 1-D data behave the same for all).
+        Number of mixture components ``K >= 1`` (for sparse and DP weights: K_max, the
+        truncation).
+    covariance : {"full", "diag", "tied", "spherical"}
+        Covariance (scale) structure of the families that have one (``Family.covariances``;
+        Gaussian all four, Student-t ``full`` and ``diag``); ignored by the others. 1-D data
+        behave the same for ``full``, ``diag`` and ``spherical``.
     ordered : bool
-        Break label switching by ordering the component means of the first feature.
-        Gaussian only.
+        Break label switching by ordering the component locations of the first feature
+        (families with ``Family.orderable``: Gaussian, Student-t).
     priors : PriorSpec
     """
 
