@@ -782,6 +782,13 @@ def _cmd_select(args: argparse.Namespace) -> int:
     ks = parse_k_range(args.ks)
     spec = _resolve_spec(args)
     covs = _select_covariances(args, spec)
+    if args.bayesian:  # the prior on K must cover every K compared: say so before fitting
+        try:
+            spec.model.priors.k_prior_weights(ks)
+        except ParameterError as err:
+            raise ParameterError(
+                f"--k {args.ks} with the spec's [priors] k_prior: {err}"
+            ) from None
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-select"
     _check_out_dir(out, args.force)
     spec = dataclasses.replace(

@@ -277,7 +277,7 @@ class PriorSpec:
         beyond = [k for k in ks if k > len(weights)]
         if beyond:
             raise ParameterError(
-                f"k_prior has weights for K = 1..{len(weights)}, not for K = {beyond}: give "
+                f"k_prior has weights for K = 1..{len(weights)}, not for K = {beyond}; give "
                 f"one weight per K up to {max(ks)}, or compare fewer K"
             )
         return {k: float(weights[k - 1]) for k in ks}

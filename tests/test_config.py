@@ -432,7 +432,7 @@ def test_k_prior_parses_round_trips_and_gives_weights():
     assert listed.model.priors.k_prior_weights([2, 3]) == {2: 2.0, 3: 3.0}
     from bayesmix._validation import ParameterError
 
-    with pytest.raises(ParameterError, match=r"K = 1\.\.3, not for K = \[4\]"):
+    with pytest.raises(ParameterError, match=r"K = 1\.\.3, not for K = \[4\]; give"):
         listed.model.priors.k_prior_weights([2, 4])
     with pytest.raises(ParameterError, match="k_prior: expected one of uniform, poisson"):
         PriorSpec(k_prior="flat")

@@ -41,6 +41,7 @@ def files(tmp_path: Path) -> Path:
     (d / "typo.toml").write_text("[model]\ncomponets = 2\n")
     (d / "wrongtype.toml").write_text('[fit]\ndraws = "many"\n')
     (d / "invalid.toml").write_text("[model\ncomponents = 2\n")
+    (d / "kprior.toml").write_text('[data]\npath = "good.csv"\n[priors]\nk_prior = [1, 2]\n')
     (d / "garbage.nc").write_text("this is not netCDF\n")
     xr.Dataset({"v": ("i", np.arange(3.0))}).to_netcdf(d / "foreign.nc", engine="h5netcdf")
     return d
@@ -161,6 +162,11 @@ BAD = [
     ("unknown_command", ["frobnicate"], r"invalid choice: 'frobnicate'"),
     ("bad_int_option", ["fit", "--draws", "x", "--out", "{out}"], r"invalid int value: 'x'"),
     ("sample_without_n", ["sample", "{d}/foreign.nc"], r"required: -n"),
+    (
+        "k_prior_short_of_k",  # checked before any fit
+        ["select", "{d}/kprior.toml", "--k", "1..3", "--bayesian", "--out", "{out}"],
+        r"--k 1\.\.3 with the spec's \[priors\] k_prior: .*not for K = \[3\]",
+    ),
 ]
 
 
@@ -203,6 +209,7 @@ def test_bad_invocation(files, tmp_path, argv, phrase):
             "typo.toml",
             "wrongtype.toml",
             "invalid.toml",
+            "kprior.toml",
             "garbage.nc",
             "foreign.nc",
         ]
