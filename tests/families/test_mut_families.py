@@ -143,3 +143,56 @@ def test_student_t_full_graph_log_likelihood_matches_scipy_multivariate_t():
     for j in range(k):
         comp[:, j] = stats.multivariate_t(mu[j], chol[j] @ chol[j].T, df=nu[j]).logpdf(X)
     np.testing.assert_allclose(fn(), logsumexp(np.log(w) + comp, axis=1), rtol=1e-10)
+
+
+def test_data_moments_unweighted_and_with_integer_weights_are_the_repeated_rows():
+    """Mean, sd (ddof 1) and N; integer weights give the moments of the repeated rows."""
+    from bayesmix.families._base import data_moments
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(3, 2, size=(6, 3))
+    mean, sd, n = data_moments(X)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(sd, X.std(axis=0, ddof=1), rtol=1e-14)
+    assert n == 6.0
+    weights = np.array([1, 3, 2, 1, 4, 1])
+    mean, sd, n = data_moments(X, weights)
+    rows = np.repeat(X, weights, axis=0)
+    np.testing.assert_allclose(mean, rows.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(sd, rows.std(axis=0, ddof=1), rtol=1e-14)
+    assert n == 12.0
+    # two rows (total weight 2): still the sample sd, not the fallback of one row
+    mean, sd, n = data_moments(X[:2], np.ones(2))
+    np.testing.assert_allclose(sd, X[:2].std(axis=0, ddof=1), rtol=1e-14)
+
+
+def test_data_moments_sd_of_a_constant_column_or_a_single_row_is_one():
+    from bayesmix.families._base import data_moments
+
+    X = np.array([[1.0, 5.0], [2.0, 5.0], [4.0, 5.0]])
+    for weights in (None, np.array([1.0, 2.0, 1.0])):
+        _, sd, _ = data_moments(X, weights)
+        assert sd.dtype == np.float64
+        assert sd[1] == 1.0
+        assert sd[0] > 0 and sd[0] != 1.0
+    _, sd, n = data_moments(X[:1])
+    np.testing.assert_array_equal(sd, [1.0, 1.0])
+    assert n == 1.0
+    # frequency weights that total one row: the fallback as for one row (no division by 0)
+    _, sd, n = data_moments(X, np.array([0.25, 0.5, 0.25]))
+    np.testing.assert_array_equal(sd, [1.0, 1.0])
+    assert n == 1.0
+
+
+def test_per_feature_broadcasts_a_number_and_keeps_a_list():
+    from bayesmix.families._base import per_feature
+
+    default = np.array([1, 2, 3])  # integers: the result is float either way
+    out = per_feature(None, default, "mu_scale")
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [1.0, 2.0, 3.0])
+    out = per_feature(2.5, default, "mu_scale")
+    np.testing.assert_array_equal(out, [2.5, 2.5, 2.5])
+    out = per_feature([4, 5, 6], default, "mu_scale")
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [4.0, 5.0, 6.0])
