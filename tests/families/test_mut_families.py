@@ -196,3 +196,15 @@ def test_per_feature_broadcasts_a_number_and_keeps_a_list():
     out = per_feature([4, 5, 6], default, "mu_scale")
     assert out.dtype == np.float64
     np.testing.assert_array_equal(out, [4.0, 5.0, 6.0])
+
+
+def test_graph_random_without_size_takes_the_batch_from_the_parameters():
+    """``size=None``: one draw per batch element of the parameters (w (B, K), p (B, K, D))."""
+    patterns = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])  # (K, D): p of 0 or 1
+    labels = np.array([2, 0, 1, 2])  # the component of each batch element
+    w = np.eye(K)[labels]  # (4, K) one-hot
+    p = np.broadcast_to(patterns, (4, K, D))
+    x = bernoulli._graph_random(w, p, rng=np.random.default_rng(0), size=None)
+    np.testing.assert_array_equal(x, patterns[labels])
+    x = bernoulli._graph_random(np.eye(K)[1], patterns, rng=np.random.default_rng(0), size=None)
+    np.testing.assert_array_equal(x, patterns[1])  # no batch axis: one observation (D,)
