@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bayesmix._validation import checked_data
-from bayesmix.config import ModelSpec, resolve_priors
+from bayesmix.config import ModelSpec, PriorSpec, resolve_priors
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family, result_variables
 from bayesmix.graphs import (
@@ -469,7 +469,10 @@ def get_compiled(
     extra = get_family(spec.family).graph_key(Xc)
     # the prior on K is not part of a model with one K: specs that differ only there share it
     graph_spec = dataclasses.replace(
-        spec, priors=dataclasses.replace(spec.priors, k_prior="uniform", k_prior_mean=3.0)
+        spec,
+        priors=dataclasses.replace(
+            spec.priors, k_prior=PriorSpec.k_prior, k_prior_mean=PriorSpec.k_prior_mean
+        ),
     )
     key = (graph_spec, Xc.shape, Xc.dtype.str, formulation, weights is not None, extra)
     cm = _CACHE.get(key)

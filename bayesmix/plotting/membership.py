@@ -124,8 +124,7 @@ def plot_membership_uncertainty(
     )
     filled = _filled_note(result)
     ax.set_title(
-        f"Membership uncertainty (N = {n}); line: {what}{band}"
-        + (f"\n{filled}" if filled else "")
+        f"Membership uncertainty (N = {n}); line: {what}{band}" + (f"\n{filled}" if filled else "")
     )
     handles, _ = ax.get_legend_handles_labels()
     if X.shape[1] == 1 and n_out:

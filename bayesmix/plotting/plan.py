@@ -30,7 +30,7 @@ from bayesmix.plotting.membership import plot_membership_uncertainty
 from bayesmix.plotting.ppc import plot_ppc
 
 
-def _view_images(result, X, features, groups):
+def _view_images(result, X, features, groups, components):
     """Square binary images (digits: 8x8): the components and generated images."""
     d = X.shape[1]
     side = int(round(d**0.5))
@@ -52,7 +52,7 @@ def _view_images(result, X, features, groups):
     ]
 
 
-def _view_clusters(result, X, features, groups):
+def _view_clusters(result, X, features, groups, components):
     """One feature's density, or the components in a pair (or a scatter matrix) of features."""
     if X.shape[1] == 1 or (features is not None and len(features) == 1):
         first = None if features is None else features[0]
@@ -61,21 +61,22 @@ def _view_clusters(result, X, features, groups):
     return [("clusters_2d", lambda: plot_clusters_2d(result, features=pair))]
 
 
-def _view_counts(result, X, features, groups):
+def _view_counts(result, X, features, groups, components):
     return [("counts", lambda: plot_count_histogram(result))]
 
 
-def _view_item_profiles(result, X, features, groups):
+def _view_item_profiles(result, X, features, groups, components):
     return [("item_profiles", lambda: plot_item_profiles(result))]
 
 
-def _view_membership(result, X, features, groups, components=None):
-    comp = components or (lambda: result)
-    return [("membership_uncertainty", lambda: plot_membership_uncertainty(comp()))]
+def _view_membership(result, X, features, groups, components):
+    """Membership per component: a sparse/DP mixture's filled ones (``components()``)."""
+    return [("membership_uncertainty", lambda: plot_membership_uncertainty(components()))]
 
 
 #: The data views a family can ask for in ``Family.plots``: name -> (result, X, features,
-#: groups) -> list of (figure name, callable).
+#: groups, components) -> list of (figure name, callable); ``components()`` is the result
+#: whose components per-component figures draw (:func:`_components_once`).
 _DATA_VIEWS: dict[str, Callable[..., list[tuple[str, Callable[[], Figure]]]]] = {
     "images": _view_images,
     "clusters": _view_clusters,
@@ -149,10 +150,7 @@ def plot_plan(
     for view in family.plots:
         builder = _DATA_VIEWS.get(view)
         if builder is not None:
-            if builder is _view_membership:
-                plan.extend(builder(result, X, features, groups, components))
-            else:
-                plan.extend(builder(result, X, features, groups))
+            plan.extend(builder(result, X, features, groups, components))
     if "em" in groups:
         plan.append(("em_history", lambda: plot_em_history(result)))
     if "posterior" in groups:

@@ -411,12 +411,11 @@ def _switching(
 def _filled_for_checks(result: xr.DataTree, notes: list[str], messages: list[str]):
     """The filled components of a sparse or DP mixture's posterior (None for a finite one)."""
     from bayesmix._validation import ParameterError
-    from bayesmix.results.sparse import filled_components, has_empty_components
+    from bayesmix.results.sparse import filled_components, weights_prior_of
 
-    if not has_empty_components(result):
+    weights = weights_prior_of(result)
+    if weights not in ("sparse", "dp"):
         return None
-    weights = json.loads(result.attrs["spec"])["priors"]["weights"]
-
     try:
         filled = filled_components(result, max_draws=2000)
     except ParameterError as err:

@@ -29,7 +29,21 @@ import xarray as xr
 from bayesmix._validation import ParameterError
 from bayesmix.results.labels import _require_posterior, component_vars
 
-__all__ = ["filled_components", "has_empty_components", "component_result"]
+__all__ = ["filled_components", "has_empty_components", "component_result", "weights_prior_of"]
+
+
+def weights_prior_of(result: xr.DataTree) -> str:
+    """The weights prior (``[priors] weights``) of a result's stored spec.
+
+    ``"dirichlet"`` when the result has no spec or its spec does not say.
+    """
+    import json
+
+    try:
+        priors = json.loads(result.attrs["spec"]).get("priors", {})
+        return str(priors.get("weights", "dirichlet"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "dirichlet"
 
 
 def has_empty_components(result: xr.DataTree) -> bool:
@@ -39,13 +53,7 @@ def has_empty_components(result: xr.DataTree) -> bool:
     summaries and figures belong to the filled ones (:func:`filled_components`). False for a
     finite mixture and for a result without a stored spec.
     """
-    import json
-
-    try:
-        priors = json.loads(result.attrs["spec"]).get("priors", {})
-        return priors.get("weights", "dirichlet") in ("sparse", "dp")
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return False
+    return weights_prior_of(result) in ("sparse", "dp")
 
 
 def component_result(result: xr.DataTree, **kwargs: Any) -> xr.DataTree:
