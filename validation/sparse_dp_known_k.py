@@ -52,6 +52,11 @@ PRIORS = {
     "dp": PriorSpec(weights="dp"),
     # Escobar & West's (1995) prior on the DP concentration for the galaxy data: mean 0.5
     "dp_g24": PriorSpec(weights="dp", dp_alpha_prior=(2.0, 4.0)),
+    # matched to a sparse finite mixture with e0 ~ Gamma(1, 200) (Malsiner-Walli et al. 2016):
+    # Dirichlet(e0, ..., e0) on K components tends to a DP with alpha = K e0, so
+    # alpha ~ Gamma(1, 200 / K) = Gamma(1, 20) for K = 10 (Fruehwirth-Schnatter &
+    # Malsiner-Walli 2019, "From here to infinity")
+    "dp_g120": PriorSpec(weights="dp", dp_alpha_prior=(1.0, 20.0)),
 }
 
 
