@@ -117,9 +117,13 @@ def main() -> None:
                     row.update(r.to_dict())
                     row["warnings"] = "; ".join(sorted({w.category.__name__ for w in caught}))
                     row["commit"] = _commit()
-                    print({c: row[c] for c in ("setting", "n", "seed", "k")},
-                          round(r.log_evidence, 3), round(r.se, 3), round(r.seconds, 1),
-                          flush=True)
+                    print(
+                        {c: row[c] for c in ("setting", "n", "seed", "k")},
+                        round(r.log_evidence, 3),
+                        round(r.se, 3),
+                        round(r.seconds, 1),
+                        flush=True,
+                    )
                     pd.DataFrame([row]).to_csv(
                         args.out, mode="a", header=not args.out.exists(), index=False
                     )
@@ -127,10 +131,16 @@ def main() -> None:
     print(s.to_string(index=False))
     if len(s):
         s["correct"] = s["argmax"] == s["k_true"]
-        print(s.groupby(["setting", "n"]).agg(seeds=("seed", "size"),
-                                              argmax_correct=("correct", "sum"),
-                                              min_margin=("margin", "min"),
-                                              max_se=("max_se", "max")).to_string())
+        print(
+            s.groupby(["setting", "n"])
+            .agg(
+                seeds=("seed", "size"),
+                argmax_correct=("correct", "sum"),
+                min_margin=("margin", "min"),
+                max_se=("max_se", "max"),
+            )
+            .to_string()
+        )
 
 
 if __name__ == "__main__":

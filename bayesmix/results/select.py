@@ -348,11 +348,12 @@ def select_k(
         Also, for each K: sample the model with NUTS (:func:`bayesmix.inference.sample_nuts`)
         and compute PSIS-LOO; for families with ordered locations (Gaussian, Student-t) and
         Dirichlet weights, estimate ``log p(y | K)`` by bridge sampling
-        (:func:`bayesmix.results.log_evidence`; the ordered model, whose compiled form the
-        NUTS run for LOO shares: one compilation per K) and p(K | y) under ``prior_k``
-        (:func:`bayesmix.results.posterior_k`); and once, a sparse mixture with K_max =
-        max(ks) (``[priors] weights = "sparse"``) whose posterior of the number of filled
-        components K+ gives ``p_kplus``. Slow: two NUTS runs per K and one more.
+        (:func:`bayesmix.results.log_evidence`; the NUTS run for LOO samples the same
+        model, :func:`bayesmix.results.evidence.evidence_spec`: one compilation per K) and
+        p(K | y) under ``prior_k`` (:func:`bayesmix.results.posterior_k`); and once, a
+        sparse mixture with K_max = max(ks) (``[priors] weights = "sparse"``) whose
+        posterior of the number of filled components K+ gives ``p_kplus``. Slow: two NUTS
+        runs per K and one more.
     spec : ModelSpec, optional
         Template for the Bayesian models (priors, ``ordered``); ``n_components``, ``family``
         and ``covariance`` are replaced per row.
@@ -441,8 +442,10 @@ def select_k(
                         base, family=family, n_components=k, covariance=cov or base.covariance
                     )
                     with_evidence = "evidence" in wanted and _evidence_applies(fam, model_spec)
-                    if with_evidence:  # LOO from the ordered model too: one compile per K
-                        model_spec = dataclasses.replace(model_spec, ordered=True)
+                    if with_evidence:  # LOO from the evidence's model: one compile per K
+                        from bayesmix.results.evidence import evidence_spec
+
+                        model_spec = evidence_spec(model_spec)
                     loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
                     row.update(loo_row)
                     pointwise[len(rows)] = elpd_i

@@ -3,13 +3,15 @@
 References: K = 1 by one-dimensional quadrature (the mean integrated out in closed form,
 y | sigma ~ N(m 1, sigma^2 I + s^2 1 1^T), then scipy.integrate.quad over sigma); K = 2 by
 brute force, the mean likelihood over 1e6 prior draws of the exchangeable model (NumPy +
-SciPy, nothing of bayesmix), which also checks log Z = log Z_ordered + log K!.
-Two compiled models in all (K = 1 and K = 2 on the same 20 points).
+SciPy, nothing of bayesmix), for both estimators: the symmetric bridge (the exchangeable
+model, the default) and the ordered bridge, which also checks log Z = log Z_ordered + log K!.
+The relabelling maps of the symmetric bridge: the model's log density is the same at every
+relabelled point (1-D unequal and equal variances, full 2-D covariances), the maps are
+volume preserving and form a group, and the symmetrised proposal integrates to one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -21,10 +23,15 @@ from bayesmix._validation import ParameterError
 from bayesmix.config import ModelSpec, PriorSpec
 from bayesmix.results.evidence import (
     EvidenceResult,
+    _check_relabelling,
+    _symmetric_logpdf,
     bridge_estimate,
+    evidence_spec,
     importance_estimate,
     log_evidence,
     posterior_k,
+    relabelling_maps,
+    resolve_method,
 )
 
 MU_LOC, MU_SCALE, SIGMA_SCALE = 0.5, 2.0, 1.5
@@ -93,16 +100,32 @@ def test_k1_agrees_with_quadrature(y):
     assert abs(est.log_evidence - ref) < 3 * est.se, (est, ref)
 
 
-def test_k2_agrees_with_brute_force_of_the_exchangeable_model(y, k2_runs):
-    ref, ref_se = _brute_force_k2(y[:, 0])
+@pytest.fixture(scope="module")
+def brute_k2(y):
+    return _brute_force_k2(y[:, 0])
+
+
+def test_k2_agrees_with_brute_force_of_the_exchangeable_model(y, k2_runs, brute_k2):
+    ref, ref_se = brute_k2
     est = k2_runs[0]
+    assert est.method == "bridge_symmetric" and est.log_k_factorial == 0.0
+    combined = math.hypot(est.se, ref_se)
+    assert abs(est.log_evidence - ref) < 3 * combined, (est, ref, ref_se)
+    # an estimator that missed one of the two labellings would be off by log 2 = 0.69
+    assert combined < math.log(2) / 3
+    assert est.rhat_max < 1.05  # on the relabelled draws
+    assert est.iterations >= 2
+
+
+def test_ordered_bridge_agrees_with_brute_force(y, brute_k2):
+    ref, ref_se = brute_k2
+    est = log_evidence(_spec(2), y, random_seed=17, method="bridge_ordered", **NUTS)
+    assert est.method == "bridge_ordered"
     assert est.log_k_factorial == pytest.approx(math.log(2))
     combined = math.hypot(est.se, ref_se)
     assert abs(est.log_evidence - ref) < 3 * combined, (est, ref, ref_se)
     # without log K! it would be off by log 2 = 0.69, far more than the bound
     assert combined < math.log(2) / 3
-    assert est.rhat_max < 1.05
-    assert est.iterations >= 2
 
 
 def test_reported_se_matches_the_spread_of_independent_runs(k2_runs):
@@ -124,7 +147,8 @@ def test_importance_sampling_agrees_with_the_bridge(y, k2_runs):
 def test_each_k_compiles_once(y, k2_runs):
     from bayesmix.inference import get_compiled
 
-    spec = dataclasses.replace(_spec(2), ordered=True)
+    spec = evidence_spec(_spec(2))
+    assert spec.ordered is False and evidence_spec(_spec(8)).ordered is True
     cm = get_compiled(spec, y)
     before = cm.n_compiles
     log_evidence(_spec(2), y, random_seed=1, draws=100, tune=100, chains=2)
@@ -223,3 +247,92 @@ def test_log_evidence_refuses_models_it_cannot_order(spec, match, y):
 def test_log_evidence_refuses_an_unknown_method(y):
     with pytest.raises(ParameterError, match="method must be one of"):
         log_evidence(_spec(2), y, method="smc")
+
+
+# ---------------------------------------------------------------------------------------------
+# the relabelling maps of the symmetric bridge
+
+
+def _random_points(cm, n, seed):
+    rng = np.random.default_rng(seed)
+    start = cm.ravel(cm.model.initial_point(0))
+    return start + rng.normal(0.0, 0.7, size=(n, start.size))
+
+
+@pytest.fixture(scope="module")
+def relabel_models(y):
+    from bayesmix.inference import get_compiled
+
+    x2 = np.random.default_rng(4).normal(size=(15, 2))
+    ig = PriorSpec(variance="inverse_gamma", variance_alpha=2.0, variance_beta=1.0)
+    specs = [
+        (ModelSpec("gaussian", 3, "diag", priors=ig), y),
+        (ModelSpec("gaussian", 3, "tied", priors=ig), y),
+        (ModelSpec("gaussian", 3, "full"), x2),
+    ]
+    return [get_compiled(spec, x) for spec, x in specs]
+
+
+def test_relabelling_keeps_the_log_density(relabel_models):
+    from bayesmix.results.evidence import _log_density
+
+    for cm in relabel_models:
+        maps = relabelling_maps(cm)
+        k = cm.spec.n_components
+        assert maps.shape == (math.factorial(k), cm.n_dim, cm.n_dim)
+        np.testing.assert_array_equal(maps[0], np.eye(cm.n_dim))
+        pts = _random_points(cm, 4, 1)
+        base = _log_density(cm, pts)
+        for a in maps[1:]:
+            moved = pts @ a.T
+            assert not np.allclose(moved, pts)  # something moved
+            np.testing.assert_allclose(_log_density(cm, moved), base, rtol=1e-9, atol=1e-9)
+        _check_relabelling(cm, maps, pts)  # does not raise
+
+
+def test_relabelling_maps_form_a_volume_preserving_group(relabel_models):
+    cm = relabel_models[0]
+    maps = relabelling_maps(cm)
+    np.testing.assert_allclose(np.abs(np.linalg.det(maps)), 1.0, atol=1e-12)
+    flat = maps.reshape(len(maps), -1)
+    for a in maps:
+        for b in maps:
+            prod = (a @ b).ravel()
+            assert np.min(np.abs(flat - prod).max(axis=1)) < 1e-12
+
+
+def test_a_map_that_moves_only_the_means_is_refused(relabel_models):
+    cm = relabel_models[0]
+    maps = relabelling_maps(cm)
+    broken = maps.copy()
+    mu = slice(cm.n_dim - 2 * 3, cm.n_dim - 3)  # free variables: w (2), mu (3), sigma_sq (3)
+    broken[:, mu.stop :, mu.stop :] = np.eye(3)  # the variances keep their labels
+    with pytest.raises(ParameterError, match="not exchangeable"):
+        _check_relabelling(cm, broken, _random_points(cm, 3, 2))
+
+
+def test_symmetrised_proposal_is_a_density(relabel_models):
+    # E_{N(m, S)}[g_sym / N] = 1 when g_sym integrates to one
+    from bayesmix.results.evidence import _mvn_logpdf
+
+    cm = relabel_models[0]
+    maps = relabelling_maps(cm)
+    rng = np.random.default_rng(5)
+    d = cm.n_dim
+    mean = rng.normal(size=d)
+    a = rng.normal(size=(d, d))
+    chol = np.linalg.cholesky(a @ a.T / d + 0.5 * np.eye(d))
+    x = mean + rng.standard_normal((20000, d)) @ chol.T
+    ratio = np.exp(_symmetric_logpdf(x, maps, mean, chol) - _mvn_logpdf(x, mean, chol))
+    se = ratio.std() / math.sqrt(ratio.size)
+    assert abs(ratio.mean() - 1.0) < 4 * se + 1e-3, (ratio.mean(), se)
+    # the identity term alone contributes 1 / K!; the sum is more than that
+    assert ratio.mean() > 1.5 / len(maps)
+
+
+def test_resolve_method():
+    assert resolve_method("bridge", 7) == "bridge_symmetric"
+    assert resolve_method("bridge", 8) == "bridge_ordered"
+    assert resolve_method("importance", 3) == "importance"
+    with pytest.raises(ParameterError, match="K <= 7"):
+        resolve_method("bridge_symmetric", 8)
