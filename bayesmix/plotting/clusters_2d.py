@@ -27,6 +27,7 @@ from bayesmix.plotting._common import (
     _draw_params,
     _family,
     _feature_label,
+    _filled_note,
     _how_to_choose,
     _membership_draws,
     _method_label,
@@ -312,16 +313,20 @@ def plot_clusters_2d(
 
     source = "posterior mean" if draw_r is not None else _method_label(result, ref_group)
     colour_note = f"point colour = component colours mixed by {source} membership"
+    filled = _filled_note(result)
+    k_label = f"K+ = {k} filled" if filled else f"K = {k}"
+    if filled:
+        colour_note += f"\n{filled}"
     if len(idx) == 2:
         i, j = idx
         fig, ax = _new_axes(ax, figsize=(7.5, 6.0))
         n_out = pair_panel(ax, i, j)
         ax.set_xlabel(_feature_label(result, names[i]))
         ax.set_ylabel(_feature_label(result, names[j]))
-        title = f"Clusters: {names[i]} vs {names[j]} (K = {k})\n{colour_note}"
+        title = f"Clusters: {names[i]} vs {names[j]} ({k_label})\n{colour_note}"
         if chosen_note:
             title += f"\n{chosen_note}"
-        ax.set_title(title, fontsize="medium" if chosen_note else None)
+        ax.set_title(title, fontsize="medium" if chosen_note or filled else None)
         ax.legend(handles=legend_handles(n_out), fontsize="small", loc="best", framealpha=0.85)
         return fig
 
@@ -371,7 +376,7 @@ def plot_clusters_2d(
         )
     axs[0, m - 1].legend(handles=handles, loc="upper right", fontsize="small", frameon=False)
     title = (
-        f"Clusters: scatter matrix of {', '.join(str(names[f]) for f in idx)} (K = {k})\n"
+        f"Clusters: scatter matrix of {', '.join(str(names[f]) for f in idx)} ({k_label})\n"
         f"{colour_note}"
     )
     fig.suptitle(title, fontsize="medium")

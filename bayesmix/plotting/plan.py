@@ -58,7 +58,9 @@ def _view_clusters(result, X, features, groups, components):
         first = None if features is None else features[0]
         return [("density_1d", lambda: plot_density_1d(result, feature=first))]
     pair = None if features is None else features[:MAX_MATRIX_FEATURES]
-    return [("clusters_2d", lambda: plot_clusters_2d(result, features=pair))]
+    # a sparse/DP mixture's filled components (``components()``): the empty ones are prior
+    # draws whose ellipses would cover the panel
+    return [("clusters_2d", lambda: plot_clusters_2d(components(), features=pair))]
 
 
 def _view_counts(result, X, features, groups, components):
@@ -110,7 +112,8 @@ def plot_plan(
     ``generated_images``. Gaussian: ``density_1d`` (D = 1, or one feature chosen) or
     ``clusters_2d`` (a pair, or a scatter matrix of up to :data:`MAX_MATRIX_FEATURES` chosen
     features), then ``membership_uncertainty``. For a sparse or Dirichlet-process mixture the
-    per-component figures (``membership_uncertainty``, ``trace``, ``rank``) show its filled
+    per-component figures (``clusters_2d``, ``membership_uncertainty``, ``trace``, ``rank``)
+    show its filled
     components (:func:`bayesmix.results.sparse.component_result`); the mixture density and the
     co-clustering do not depend on labels and use every component. Then ``em_history`` (with
     an ``em`` group), ``trace`` and ``rank`` (with a ``posterior``), ``coclustering`` (with a

@@ -388,3 +388,46 @@ def test_plots_of_a_sparse_fit_show_its_filled_components(sparse_fit):
 def _legend_texts(obj):
     legend = obj if hasattr(obj, "get_texts") else obj.get_legend()
     return [] if legend is None else legend.get_texts()
+
+
+def _as_two_features(tree):
+    """The 1-D sparse fit as a 2-D one: the feature twice (the second shifted by 10)."""
+    import xarray as xr
+
+    out = tree.copy()
+    obs = tree["observed_data"].to_dataset()
+    name = [v for v in obs.data_vars][0]
+    x = obs[name]
+    fdim = [d for d in x.dims if d != "obs_id"][0]
+    two = xr.concat([x, x + 10.0], dim=fdim).assign_coords({fdim: ["a", "b"]})
+    out["observed_data"] = xr.DataTree(obs.drop_vars(name).drop_dims(fdim).assign({name: two}))
+    post = tree["posterior"].to_dataset()
+    new = {}
+    for v, arr in post.data_vars.items():
+        if "feature" in arr.dims:
+            shift = 10.0 if v == "mu" else 0.0
+            arr = xr.concat([arr, arr + shift], dim="feature")
+        new[v] = arr
+    out["posterior"] = xr.DataTree(
+        xr.Dataset(new, attrs=post.attrs).assign_coords(feature=["a", "b"])
+    )
+    return out
+
+
+def test_clusters_2d_of_a_sparse_fit_draws_only_its_filled_components(sparse_fit):
+    """The empty components are prior draws: their ellipses would cover the panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesmix.plotting import plot_plan
+
+    tree = _as_two_features(sparse_fit)
+    fig = dict(plot_plan(tree))["clusters_2d"]()
+    ax = fig.axes[0]
+    post_ellipses = [p for p in ax.patches if p.get_gid() == "posterior-ellipse"]
+    assert len(post_ellipses) == 50 * 3  # 50 draws x the K+ = 3 filled components, not 8
+    assert "K+ = 3 filled" in ax.get_title()
+    assert "the K+ = 3 filled components" in ax.get_title()
+    plt.close(fig)
