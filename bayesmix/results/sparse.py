@@ -12,7 +12,11 @@ identification (Malsiner-Walli, Fruehwirth-Schnatter & Gruen 2016, section 4):
    ``label_features``: Gaussian means and log scales, each in units of its within-cluster
    spread, re-estimated over three rounds) by k-means into K+ groups; a draw whose K+
    components fall into K+ different groups is relabelled by that classification, the
-   others (not a permutation) are dropped, and their share reported.
+   others (not a permutation) are dropped, and their share reported. When k-means
+   identifies fewer than half of the draws (a component with few observations, e.g.
+   outliers, whose parameters vary widely), each draw's filled components are matched
+   instead to the groups of a pivot partition by the allocations they share (the ECR
+   algorithm of Papastamoulis & Iliopoulos 2010), which relabels every draw.
 
 The result is a DataTree of K+ components that the tables and plots of a finite mixture
 accept (:func:`bayesmix.results.compare_estimates`, :func:`bayesmix.results.relabel`).
@@ -30,6 +34,9 @@ from bayesmix._validation import ParameterError
 from bayesmix.results.labels import _require_posterior, component_vars
 
 __all__ = ["filled_components", "has_empty_components", "component_result", "weights_prior_of"]
+
+#: below this share of kept draws identified by k-means, the allocations are matched instead
+MIN_KMEANS_SHARE = 0.5
 
 
 def weights_prior_of(result: xr.DataTree) -> str:
@@ -103,6 +110,36 @@ def _identify(feats: np.ndarray, k: int, seed: int | None) -> tuple[np.ndarray, 
     return labels, ok
 
 
+def _identify_by_allocation(zf: np.ndarray, k: int, passes: int = 3) -> np.ndarray:
+    """Labels (M, k) that match each draw's allocations to a pivot partition.
+
+    ``zf`` (M, N): each kept draw's allocations, as indices 0..k-1 of its filled components.
+    The pivot starts as the first draw's allocations; each draw's components are matched to
+    the pivot's groups by the assignment that maximises the observations they share
+    (Hungarian algorithm on the k x k contingency table), and the pivot becomes the
+    observations' majority group under the matched labels; ``passes`` rounds
+    (Papastamoulis & Iliopoulos' 2010 ECR algorithm, iterative version). Every draw gets a
+    permutation.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    m, n = zf.shape
+    pivot = zf[0]
+    labels = np.empty((m, k), dtype=int)
+    for _ in range(passes):
+        for i in range(m):
+            table = np.bincount(zf[i] * k + pivot, minlength=k * k).reshape(k, k)
+            rows, cols = linear_sum_assignment(-table)
+            labels[i, rows] = cols
+        matched = np.take_along_axis(labels, zf, axis=1)  # (M, N) pivot groups
+        counts = np.stack([(matched == j).sum(axis=0) for j in range(k)])  # (k, N)
+        new = np.argmax(counts, axis=0)
+        if np.array_equal(new, pivot):
+            break
+        pivot = new
+    return labels
+
+
 def filled_components(
     result: xr.DataTree,
     *,
@@ -147,8 +184,7 @@ def filled_components(
     Raises
     ------
     ParameterError
-        When no draw with K+ = mode gives a permutation (the filled components cannot be
-        told apart: fewer components or longer chains).
+        Without draws in ``group``, or for a ``k_plus`` that no draw has.
     """
     from bayesmix.families import get_family
     from bayesmix.inference._tree import model_spec_of
@@ -194,16 +230,32 @@ def filled_components(
         for n, a in params.items()
     }
     feats = fam.label_features({n: v for n, v in picked.items() if n != "w"})
+    method = (
+        "k-means of the filled components' parameters "
+        "(Fruehwirth-Schnatter; Malsiner-Walli et al. 2016)"
+    )
     if mode > 1:
         labels, ok = _identify(np.asarray(feats, float), mode, random_seed)
+        share_kmeans = float(ok.mean())
+        if share_kmeans < MIN_KMEANS_SHARE:
+            # e.g. a component holding a few outliers, whose parameters vary so much that
+            # k-means splits it: match the allocations instead
+            zf = np.stack(
+                [np.searchsorted(f, zz[c, d]) for f, (c, d) in zip(filled, sel, strict=True)]
+            )
+            labels = _identify_by_allocation(zf, mode)
+            first = np.asarray(feats, float)[..., 0]
+            centre = [float(np.mean(first[labels == j])) for j in range(mode)]
+            rank = np.argsort(np.argsort(centre, kind="stable"), kind="stable")
+            labels = rank[labels]  # groups numbered by their first feature, as k-means'
+            ok = np.ones(len(sel), dtype=bool)
+            method = (
+                "allocations matched to a pivot partition (ECR; Papastamoulis & Iliopoulos "
+                f"2010): k-means of the parameters identified {100 * share_kmeans:.0f}% of "
+                "the draws"
+            )
     else:
         labels, ok = np.zeros((len(sel), 1), dtype=int), np.ones(len(sel), dtype=bool)
-    if not ok.any():
-        raise ParameterError(
-            f"no draw with K+ = {mode} filled components could be relabelled (k-means of the "
-            "filled components' parameters never gave a permutation): expected well-separated "
-            "components; run longer chains or compare K with select_k"
-        )
     order = np.argsort(labels, axis=1)  # new label j <- the filled component classified j
     relabelled = {
         n: np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), axis=1)
@@ -247,8 +299,7 @@ def filled_components(
                 "share_mode": n_mode / kp.size,
                 "share_permutation": float(ok.mean()),
                 "n_kept": int(take.size),
-                "method": "k-means of the filled components' parameters "
-                "(Fruehwirth-Schnatter; Malsiner-Walli et al. 2016)",
+                "method": method,
             },
         )
     )

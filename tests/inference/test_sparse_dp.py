@@ -431,3 +431,43 @@ def test_clusters_2d_of_a_sparse_fit_draws_only_its_filled_components(sparse_fit
     assert "K+ = 3 filled" in ax.get_title()
     assert "the K+ = 3 filled components" in ax.get_title()
     plt.close(fig)
+
+
+def test_allocation_matching_recovers_planted_relabellings():
+    from bayesmix.results.sparse import _identify_by_allocation
+
+    rng = np.random.default_rng(0)
+    k, n, m = 4, 60, 40
+    truth = rng.integers(0, k, n)
+    perms = np.stack([rng.permutation(k) for _ in range(m)])  # draw i calls group g perms[i, g]
+    zf = perms[np.arange(m)[:, None], truth[None, :]]
+    flip = rng.random((m, n)) < 0.1  # 10 % of the allocations moved at random
+    zf = np.where(flip, rng.integers(0, k, (m, n)), zf)
+    labels = _identify_by_allocation(zf, k)
+    # component j of draw i holds true group g = inverse(perms[i])[j] and gets pivot group
+    # labels[i, j]: the map g -> pivot group must be one and the same permutation in all draws
+    holds = np.argsort(perms, axis=1)
+    maps = np.empty((m, k), dtype=int)
+    maps[np.arange(m)[:, None], holds] = labels
+    assert sorted(maps[0]) == list(range(k))
+    np.testing.assert_array_equal(maps, np.broadcast_to(maps[0], maps.shape))
+
+
+def test_filled_components_fall_back_to_allocations_when_kmeans_fails(sparse_fit, monkeypatch):
+    """A component whose parameters vary widely (a few outliers) broke k-means' classes; the
+    allocations still identify every draw."""
+    from bayesmix.results import filled_components
+    from bayesmix.results import sparse as sparse_mod
+
+    def no_permutation(feats, k, seed):
+        return np.zeros(feats.shape[:2], dtype=int), np.zeros(feats.shape[0], dtype=bool)
+
+    monkeypatch.setattr(sparse_mod, "_identify", no_permutation)
+    filled = filled_components(sparse_fit, random_seed=0)
+    info = filled["filled"].attrs
+    assert info["method"].startswith("allocations matched to a pivot partition")
+    assert "identified 0% of the draws" in info["method"]
+    assert info["share_permutation"] == 1.0
+    _check_identified(filled)
+    mu = filled["posterior"]["mu"].mean(("chain", "draw")).values[:, 0]
+    assert np.all(np.diff(mu) > 0)  # numbered by the first feature, as k-means numbers them
