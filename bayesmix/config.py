@@ -528,7 +528,14 @@ def _spec_error(problems: list[str], name: str | None = None) -> SpecError:
     return err
 
 
+#: spec keys named after the CLI flag that sets them (``--id-column`` is ``[data] id``)
+_FLAG_NAMES = {"id_column": "id", "id-column": "id", "separator": "sep", "delimiter": "sep"}
+
+
 def _closest(word: str, choices) -> str:
+    alias = _FLAG_NAMES.get(word)
+    if alias in choices:
+        return f"; did you mean {alias!r}?"
     match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else f"; valid: {', '.join(sorted(choices))}"
 

@@ -458,3 +458,14 @@ def test_k_prior_parses_round_trips_and_gives_weights():
 def test_k_prior_problems_say_what_to_do(priors, words):
     with pytest.raises(SpecError, match=r"\[priors\] .*" + re.escape(words)):
         spec_from_dict({"priors": priors})
+
+
+@pytest.mark.parametrize(("key", "hint"), [("id_column", "id"), ("separator", "sep")])
+def test_a_data_key_named_after_its_cli_flag_points_to_the_spec_key(tmp_path, key, hint):
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,4\n")
+    p = tmp_path / "s.toml"
+    p.write_text(f'[data]\npath = "d.csv"\n{key} = "a"\n')
+    with pytest.raises(
+        SpecError, match=rf"unknown key '{key}' in \[data\]; did you mean '{hint}'\?"
+    ):
+        load_spec(p)
