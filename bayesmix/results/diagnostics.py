@@ -110,10 +110,11 @@ class Diagnostics:
         return "\n".join(lines)
 
 
-def _occupied(post: xr.Dataset) -> dict[int, int]:
+def _occupied(post: xr.Dataset, threshold: float | None = None) -> dict[int, int]:
+    """Components per chain with mean weight above ``threshold`` (default ``1 / (10 K)``)."""
     k = post.sizes["component"]
     mean_w = post["w"].mean("draw").transpose("chain", "component").values
-    counts = (mean_w > 1.0 / (10 * k)).sum(axis=1)
+    counts = (mean_w > (1.0 / (10 * k) if threshold is None else threshold)).sum(axis=1)
     return {int(c): int(n) for c, n in zip(post["chain"].values, counts, strict=True)}
 
 
@@ -332,13 +333,17 @@ def _modal(perms: np.ndarray) -> np.ndarray:
     return rows[best[np.argmin(first[best])]]
 
 
-def _weak_components(post: xr.Dataset, table: pd.DataFrame, data_sd) -> list[str]:
+def _weak_components(
+    post: xr.Dataset, table: pd.DataFrame, data_sd, n_obs: float | None = None
+) -> list[str]:
     """Components whose posterior is poorly identified, one description each.
 
     Signs: the weight below ``1 / (10 K)`` in more than 10% of the draws; a posterior sd
     of ``mu`` above a quarter of the data's sd (for some feature). R-hat above ``RHAT_MAX``
     for the component's parameters is added to the description of such a component (alone
-    it is no sign: short chains of a good model have it too).
+    it is no sign: short chains of a good model have it too). With ``n_obs`` (the filled
+    components of a sparse/DP mixture, each holding observations by construction) the
+    weight is no sign; the description says how many observations the component holds.
     """
     k = post.sizes["component"]
     small = 1.0 / (10 * k)
@@ -356,7 +361,7 @@ def _weak_components(post: xr.Dataset, table: pd.DataFrame, data_sd) -> list[str
     for c in range(k):
         reasons = []
         frac = float(np.mean(w[:, c] < small))
-        if frac > 0.1:
+        if frac > 0.1 and n_obs is None:
             reasons.append(f"w < {small:.2g} in {frac:.0%} of draws")
         if mu_sd is not None:
             ratio = mu_sd[c] / np.where(data_sd > 0, data_sd, np.inf)
@@ -370,6 +375,8 @@ def _weak_components(post: xr.Dataset, table: pd.DataFrame, data_sd) -> list[str
             r = table.loc[table["component"] == c, "r_hat"]
             if (r > RHAT_MAX).any():
                 reasons.append(f"R-hat up to {float(r.max()):.3f}")
+        if reasons and n_obs is not None:
+            reasons.append(f"about {float(np.mean(w[:, c])) * n_obs:.0f} observations")
         if reasons:
             out.append(f"component {c}: {', '.join(reasons)}")
     return out
@@ -423,13 +430,15 @@ def _filled_for_checks(result: xr.DataTree, notes: list[str], messages: list[str
         return None
     info = filled["filled"].attrs
     kind = "sparse" if weights == "sparse" else "Dirichlet-process"
+    how = str(info.get("method", ""))
+    how = f" by their {how}" if how.startswith("allocations") else ""
     notes.append(
         f"{kind} mixture with K = {int(result['posterior'].sizes['component'])}: the "
         f"posterior of the number of filled components K+ has its mode at "
         f"{int(info['kplus_mode'])} ({100 * float(info['share_mode']):.0f}% of draws); R-hat, "
         f"ESS and identification are checked on the K+ = {int(info['k_plus'])} filled "
         f"components of those draws ({100 * float(info['share_permutation']):.0f}% of them "
-        "identified), the empty components being draws from the prior"
+        f"identified{how}), the empty components being draws from the prior"
     )
     return filled
 
@@ -537,7 +546,7 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
 
     if filled is not None:
         post = filled["posterior"].to_dataset()
-    occupied = _occupied(post)
+    occupied = _occupied(post, 0.0 if filled is not None else None)
     if len(set(occupied.values())) > 1:
         detail = ", ".join(f"chain {c}: {n}" for c, n in occupied.items())
         messages.append(
@@ -551,8 +560,18 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         n_switched, switch_messages = _switching(result, post, n_draws, ordered)
     aligned = ordered or filled is not None or "relabel" in result.children
     aligned = aligned or not switch_messages
-    weak = _weak_components(post, table, _data_sd(result)[1]) if aligned else []
-    if weak:
+    n_obs, data_sd = _data_sd(result)
+    weak = []
+    if aligned:
+        weak = _weak_components(post, table, data_sd, n_obs if filled is not None else None)
+    if weak and filled is not None:
+        messages.append(
+            f"{len(weak)} of the {post.sizes['component']} filled components are poorly "
+            f"identified ({'; '.join(weak)}): a small group of observations (outliers?) "
+            "whose parameters the data barely fix; look at its members in membership.csv, "
+            "and if they are outliers, family = 'student_t' is robust to them"
+        )
+    elif weak:
         why = (
             "the components are ordered by mu, so this is not label switching: " if ordered else ""
         )

@@ -430,3 +430,32 @@ def test_pareto_k_check_without_a_stored_log_likelihood(clean_tree):
     got = diagnose(without)
     assert got.n_high_pareto_k == with_group.n_high_pareto_k
     assert "PSIS-LOO" in str(got) and "could not be computed" not in str(got)
+
+
+def test_a_small_filled_component_is_not_called_superfluous():
+    """A sparse fit's filled component of a few outliers: its tiny weight is no sign (it is
+    filled by construction); the description counts its observations instead."""
+    import pandas as pd
+
+    from bayesmix.results.diagnostics import _weak_components
+
+    rng = np.random.default_rng(0)
+    n_draws, n_obs = 400, 1000
+    w = np.tile([0.6, 0.395, 0.005], (n_draws, 1))
+    mu = np.stack(
+        [rng.normal(-3, 0.05, n_draws), rng.normal(3, 0.05, n_draws), rng.normal(30, 20, n_draws)],
+        axis=1,
+    )[:, :, None]
+    post = xr.Dataset(
+        {
+            "w": (("chain", "draw", "component"), w[None]),
+            "mu": (("chain", "draw", "component", "feature"), mu[None]),
+        }
+    )
+    table = pd.DataFrame({"component": [0, 1, 2], "r_hat": [1.0, 1.0, 1.0]})
+    sd = np.array([4.0])
+    finite = _weak_components(post, table, sd)
+    assert len(finite) == 1 and "w < 0.033 in 100% of draws" in finite[0]
+    filled = _weak_components(post, table, sd, n_obs)
+    assert len(filled) == 1 and filled[0].startswith("component 2:")
+    assert "w <" not in filled[0] and "about 5 observations" in filled[0]
