@@ -625,9 +625,12 @@ def _maybe_relabel(result, spec: RunSpec, log: Callable[[str], None] | None = No
 
 
 def _write_plots(
-    result, folder: Path, args: argparse.Namespace
+    result, folder: Path, args: argparse.Namespace, components=None
 ) -> tuple[dict[str, Path], dict[str, str]]:
-    """Write every applicable plot as PNG -> (written, failed: name -> one-line reason)."""
+    """Write every applicable plot as PNG -> (written, failed: name -> one-line reason).
+
+    ``components``: a sparse/DP fit's filled components found by ``diagnose`` already.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -635,7 +638,12 @@ def _write_plots(
 
     features = _flatten(getattr(args, "features", None))
     written, failed = plotting.write_plots(
-        result, folder, features=features, raise_errors=args.debug, hints="cli"
+        result,
+        folder,
+        features=features,
+        raise_errors=args.debug,
+        hints="cli",
+        components=components,
     )
     for name, reason in failed.items():
         print(
@@ -721,7 +729,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _write_csv(member, tmp / "membership.csv", index=False)
         _release_memory()
         log("plots")
-        figures, failed = _write_plots(result, tmp, args)
+        figures, failed = _write_plots(result, tmp, args, components=diagnostics.filled)
         log("report.html")
         write_report(
             result,

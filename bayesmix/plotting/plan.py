@@ -88,9 +88,14 @@ _DATA_VIEWS: dict[str, Callable[..., list[tuple[str, Callable[[], Figure]]]]] = 
 }
 
 
-def _components_once(result: xr.DataTree) -> Callable[[], xr.DataTree]:
-    """``result``, or the filled components of a sparse/DP mixture, found at most once."""
-    memo: list[xr.DataTree] = []
+def _components_once(
+    result: xr.DataTree, known: xr.DataTree | None = None
+) -> Callable[[], xr.DataTree]:
+    """``result``, or the filled components of a sparse/DP mixture, found at most once.
+
+    ``known``: found already (``diagnose(result).filled``).
+    """
+    memo: list[xr.DataTree] = [] if known is None else [known]
 
     def get() -> xr.DataTree:
         if not memo:
@@ -103,7 +108,10 @@ def _components_once(result: xr.DataTree) -> Callable[[], xr.DataTree]:
 
 
 def plot_plan(
-    result: xr.DataTree, *, features: Sequence[Any] | None = None
+    result: xr.DataTree,
+    *,
+    features: Sequence[Any] | None = None,
+    components: xr.DataTree | None = None,
 ) -> list[tuple[str, Callable[[], Figure]]]:
     """The plots that apply to a result: (file stem, function returning the Figure).
 
@@ -127,6 +135,9 @@ def plot_plan(
     features : sequence of str or int, optional
         Features the figures concentrate on (clusters, trace, rank, PPC); checked here, so an
         unknown name fails at once. Default: each figure's own choice.
+    components : xarray.DataTree, optional
+        The result whose components the per-component figures draw, when it is known
+        already (``diagnose(result).filled``); default: found here when first needed.
 
     Returns
     -------
@@ -148,7 +159,7 @@ def plot_plan(
         features = [names[i] for i in idx]
     groups = set(result.children)
     family = _family(result)
-    components = _components_once(result)
+    components = _components_once(result, components)
     plan: list[tuple[str, Callable[[], Figure]]] = []
     for view in family.plots:
         builder = _DATA_VIEWS.get(view)
@@ -177,6 +188,7 @@ def write_plots(
     features: Sequence[Any] | None = None,
     raise_errors: bool = False,
     hints: str = "python",
+    components: xr.DataTree | None = None,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Write every plot of :func:`plot_plan` as ``folder/<name>.png``.
 
@@ -195,6 +207,8 @@ def write_plots(
     hints : {"python", "cli"}
         Whose words a figure uses to say how to choose what it shows: keyword arguments
         (``features=[...]``) or the command line's ``--features``.
+    components : xarray.DataTree, optional
+        As in :func:`plot_plan`.
 
     Returns
     -------
@@ -211,15 +225,17 @@ def write_plots(
     failed: dict[str, str] = {}
     token = _HINT_STYLE.set(hints)
     try:
-        return _write_each(result, folder, features, raise_errors, written, failed)
+        return _write_each(result, folder, features, raise_errors, written, failed, components)
     finally:
         _HINT_STYLE.reset(token)
 
 
-def _write_each(result, folder: Path, features, raise_errors: bool, written, failed):
+def _write_each(
+    result, folder: Path, features, raise_errors: bool, written, failed, components=None
+):
     import matplotlib.pyplot as plt  # arviz-plots draws through pyplot: its figures need closing
 
-    for name, make in plot_plan(result, features=features):
+    for name, make in plot_plan(result, features=features, components=components):
         path = folder / f"{name}.png"
         fig = None
         try:

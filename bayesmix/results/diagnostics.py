@@ -54,6 +54,10 @@ class Diagnostics:
         the final ADVI loss).
     n_chains : int
         Posterior chains (0 for a result without a posterior); R-hat needs two or more.
+    filled : xarray.DataTree or None
+        A sparse or DP mixture's filled components, as checked
+        (:func:`bayesmix.results.filled_components`; None for other results or when they
+        could not be identified); ``plot_plan(result, components=...)`` reuses them.
     """
 
     n_divergences: int
@@ -68,6 +72,7 @@ class Diagnostics:
     n_draws: int = 0
     notes: list[str] = field(default_factory=list)
     n_chains: int = 0
+    filled: xr.DataTree | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -618,4 +623,5 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         n_draws=n_draws,
         notes=notes,
         n_chains=n_chains,
+        filled=filled,
     )

@@ -320,6 +320,7 @@ def test_diagnose_checks_the_filled_components_of_a_sparse_fit(sparse_fit):
     assert len(note) == 1 and "mode at 3" in note[0]
     assert not any("poorly identified" in m for m in diag.warnings)
     assert diag.table["component"].nunique() == 3  # the checks' table: the filled components
+    assert diag.filled is not None and diag.filled["posterior"].sizes["component"] == 3
     finite = sparse_fit.copy()
     spec = json.loads(finite.attrs["spec"])
     spec["priors"]["weights"] = "dirichlet"
@@ -471,3 +472,27 @@ def test_filled_components_fall_back_to_allocations_when_kmeans_fails(sparse_fit
     _check_identified(filled)
     mu = filled["posterior"]["mu"].mean(("chain", "draw")).values[:, 0]
     assert np.all(np.diff(mu) > 0)  # numbered by the first feature, as k-means numbers them
+
+
+def test_plots_reuse_the_filled_components_that_diagnose_found(sparse_fit, monkeypatch):
+    """The CLI identifies the filled components once (diagnose) and the plots take them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesmix.plotting import plot_plan
+    from bayesmix.results import diagnose
+    from bayesmix.results import sparse as sparse_mod
+
+    filled = diagnose(sparse_fit).filled
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the filled components were identified a second time")
+
+    monkeypatch.setattr(sparse_mod, "component_result", not_again)
+    fig = dict(plot_plan(sparse_fit, components=filled))["trace"]()
+    assert "the K+ = 3 filled components" in (fig._suptitle.get_text() if fig._suptitle else "")
+    plt.close(fig)
+    with pytest.raises(AssertionError, match="second time"):
+        dict(plot_plan(sparse_fit))["trace"]()
