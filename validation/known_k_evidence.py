@@ -2,8 +2,10 @@
 
 The data sets of ``sparse_dp_known_k.py`` (1-D K = 3 and 2-D K = 4, diagonal covariances,
 N = 300 and 1000, seeds 0..9, the same simulation): for K = 1 .. K_true + 2 the marginal
-likelihood log p(y | K) of the spec's default finite mixture (``ModelSpec("gaussian", K,
-"diag")``, default priors, Dirichlet(1) weights) by bridge sampling
+likelihood log p(y | K) of a finite mixture (``ModelSpec("gaussian", K, "diag")``, Dirichlet(1)
+weights; ``--prior half_normal``: the default priors, sigma ~ HalfNormal(s_d);
+``--prior inverse_gamma``: sigma^2 ~ InverseGamma(2, 0.763 s_d^2), the default
+``variance = "inverse_gamma"``) by bridge sampling
 (:func:`bayesmix.results.evidence.log_evidence`, NUTS 2 chains x ``--draws`` after ``--tune``),
 then p(K | y) under a uniform prior on those K (:func:`bayesmix.results.evidence.posterior_k`)
 and its argmax, compared with the truth. One row per (data set, K) in the CSV; the summary
@@ -13,7 +15,8 @@ log p(y | K_true) - max_{K != K_true} log p(y | K) in combined standard errors.
 Run (each row is appended when done; ``--resume`` skips the rows already there)::
 
     nice uv run python validation/known_k_evidence.py [--part 1d|2d|all] [--seeds 10]
-        [--n 300 1000] [--draws 1000] [--tune 500] [--out FILE] [--resume]
+        [--n 300 1000] [--prior half_normal|inverse_gamma] [--draws 1000] [--tune 500]
+        [--out FILE] [--resume]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sparse_dp_known_k import SETTINGS, _commit  # noqa: E402
 
 from bayesmix import _math  # noqa: E402
-from bayesmix.config import ModelSpec  # noqa: E402
+from bayesmix.config import ModelSpec, PriorSpec  # noqa: E402
 from bayesmix.results.evidence import log_evidence, posterior_k  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "known_k_evidence.csv"
@@ -46,7 +49,9 @@ def data(setting: str, n: int, seed: int) -> np.ndarray:
 def summary(res: pd.DataFrame) -> pd.DataFrame:
     """Per data set: argmax of p(K | y) (uniform prior), p of the truth, the margin in SEs."""
     rows = []
-    for (setting, n, seed), g in res.groupby(["setting", "n", "seed"]):
+    if "prior" not in res:
+        res = res.assign(prior="half_normal")
+    for (prior, setting, n, seed), g in res.groupby(["prior", "setting", "n", "seed"]):
         k_true = int(g["k_true"].iloc[0])
         if not set(range(1, k_true + 3)) <= set(g["k"]):
             continue
@@ -59,6 +64,7 @@ def summary(res: pd.DataFrame) -> pd.DataFrame:
         se = np.hypot(t.loc[k_true, "se"], others.loc[j, "se"])
         rows.append(
             {
+                "prior": prior,
                 "setting": setting,
                 "n": n,
                 "seed": seed,
@@ -81,6 +87,7 @@ def main() -> None:
     ap.add_argument("--part", choices=("1d", "2d", "all"), default="all")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--n", type=int, nargs="*", default=[300, 1000])
+    ap.add_argument("--prior", choices=("half_normal", "inverse_gamma"), default="half_normal")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--resume", action="store_true")
@@ -102,7 +109,7 @@ def main() -> None:
                 for k in range(1, k_true + 3):
                     if (setting, n, seed, k) in done:
                         continue
-                    spec = ModelSpec("gaussian", k, "diag")
+                    spec = ModelSpec("gaussian", k, "diag", priors=PriorSpec(variance=args.prior))
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
                         r = log_evidence(
@@ -113,7 +120,14 @@ def main() -> None:
                             chains=2,
                             random_seed=1000 * seed + k,
                         )
-                    row = {"setting": setting, "n": n, "seed": seed, "k_true": k_true, "k": k}
+                    row = {
+                        "setting": setting,
+                        "n": n,
+                        "seed": seed,
+                        "k_true": k_true,
+                        "k": k,
+                        "prior": args.prior,
+                    }
                     row.update(r.to_dict())
                     row["warnings"] = "; ".join(sorted({w.category.__name__ for w in caught}))
                     row["commit"] = _commit()
@@ -132,7 +146,7 @@ def main() -> None:
     if len(s):
         s["correct"] = s["argmax"] == s["k_true"]
         print(
-            s.groupby(["setting", "n"])
+            s.groupby(["prior", "setting", "n"])
             .agg(
                 seeds=("seed", "size"),
                 argmax_correct=("correct", "sum"),
