@@ -1,5 +1,6 @@
 """Hand-written NumPy EM: Gaussian, Student-t, Bernoulli, Poisson, categorical mixtures, K-means.
 
+``MixtureClassifier`` fits one mixture per class and classifies by Bayes' rule.
 Uses NumPy and SciPy only (plus scikit-learn's estimator base classes and validation
 helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask arrays
 (out-of-core / distributed EM) and JAX arrays (statistics on the array's device); dask and
@@ -14,6 +15,7 @@ from bayesmix.em._base import (
 )
 from bayesmix.em.bernoulli import BernoulliMixtureEM
 from bayesmix.em.categorical import CategoricalMixtureEM
+from bayesmix.em.classifier import MixtureClassifier
 from bayesmix.em.gaussian import GaussianMixtureEM
 from bayesmix.em.kmeans import KMeans, kmeans_plusplus
 from bayesmix.em.poisson import PoissonMixtureEM
@@ -26,6 +28,7 @@ __all__ = [
     "DegenerateComponentWarning",
     "GaussianMixtureEM",
     "KMeans",
+    "MixtureClassifier",
     "PoissonMixtureEM",
     "StudentTMixtureEM",
     "check_sample_weight",
