@@ -31,7 +31,9 @@ a relabelled point equals the one at the point.
    posterior draws (``p = q / Z``) and ``tau_f2 = N1 / ESS(f2)`` the integrated
    autocorrelation time of the posterior part (ArviZ's bulk ESS over the chains). The
    standard error of ``log Z`` is ``sqrt(RE^2)`` (delta method). R-hat is computed on the
-   relabelled draws.
+   relabelled draws; above 1.05 the chains sit in different modes (e.g. two ways to split
+   the data), the estimate depends on how many chains went to each, more than ``se`` says,
+   and a ``RuntimeWarning`` says so.
 
 Unlike the ordered model below, an empty component of an overfitted mixture moves freely
 here (in the ordered model it cannot pass a filled one, so each gap it may sit in is a mode
@@ -59,6 +61,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -72,6 +75,8 @@ __all__ = ["EvidenceResult", "evidence_spec", "log_evidence", "posterior_k"]
 METHODS = ("bridge", "bridge_symmetric", "bridge_ordered", "importance")
 #: the largest K whose K! relabellings the symmetric bridge sums over (7! = 5040)
 MAX_SYMMETRIC_K = 7
+#: above this R-hat the chains sit in different modes: ``log_evidence`` warns
+MAX_RHAT = 1.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,6 +549,16 @@ def log_evidence(
         _check_relabelling(cm, maps, flat)
         theta = _align(flat, maps).reshape(theta.shape)
         rhat_max = _rhat_max(theta)
+    if np.isfinite(rhat_max) and rhat_max > MAX_RHAT:
+        warnings.warn(
+            f"log_evidence (K = {k}): the chains disagree (R-hat {rhat_max:.2f} > {MAX_RHAT}"
+            f"{' after relabelling' if symmetric else ''}): they found different modes, and "
+            "the estimate depends on how many chains went to each, more than its standard "
+            "error says; run more chains (e.g. chains=8) and compare with "
+            "method='importance'",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     shared = {
         "n_components": k,
         "method": method,

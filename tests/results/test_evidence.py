@@ -336,3 +336,20 @@ def test_resolve_method():
     assert resolve_method("importance", 3) == "importance"
     with pytest.raises(ParameterError, match="K <= 7"):
         resolve_method("bridge_symmetric", 8)
+
+
+def test_chains_in_different_modes_are_warned_about(y, monkeypatch):
+    """Chains that found different modes bias the bridge by their proportions: say so."""
+    from bayesmix.results import evidence as ev
+
+    real = ev._nuts_draws
+
+    def split_chains(cm, init, draws, tune, chains, seed, target_accept):
+        theta, _, n_div = real(cm, init, draws, tune, chains, seed, target_accept)
+        theta = theta.copy()
+        theta[1] += 3.0 * theta[0].std(axis=0)  # chain 1 elsewhere
+        return theta, ev._rhat_max(theta), n_div
+
+    monkeypatch.setattr(ev, "_nuts_draws", split_chains)
+    with pytest.warns(RuntimeWarning, match=r"chains disagree \(R-hat .* after relabelling"):
+        log_evidence(_spec(1), y, random_seed=5, draws=200, tune=200, chains=2)
