@@ -3,16 +3,18 @@
 Issue 15, acceptance 2.
 
 Settings: 1-D K = 3 and 2-D K = 4 (diagonal covariances), N = 300 and 1000, seeds 0..9; for
-each, a sparse mixture (K_max = 10, the spec's default e0 prior) and a DP mixture (truncated
-at 10, alpha ~ Gamma(1, 1)), NUTS 2 chains x 500 draws after 500 tuning steps, started at the
-MAP-EM solution. K+ is counted on allocation draws (one per posterior draw,
-``bayesmix.results.partition``); its mode is compared with the truth.
+each, a sparse mixture (K_max = 10, the spec's default e0 = 0.01) and a DP mixture (truncated
+at 10; ``dp_g120``: alpha ~ Gamma(1, 20), matched to a sparse mixture with e0 ~ Gamma(1, 200);
+``dp_g24``: Escobar & West's Gamma(2, 4); ``dp``: the spec default Gamma(1, 1)), NUTS 2 chains
+x 500 draws after 500 tuning steps, started at the MAP-EM solution. K+ is counted on
+allocation draws (one per posterior draw, ``bayesmix.results.partition``); its mode is
+compared with the truth.
 
 Run (about an hour on 2 cores; each row is appended as soon as it is done, so a run can be
 resumed with ``--resume``)::
 
     nice uv run python validation/sparse_dp_known_k.py [--part 1d|2d|all] [--seeds 10]
-        [--n 300 1000] [--priors sparse dp dp_g24] [--out FILE] [--resume]
+        [--n 300 1000] [--priors sparse dp_g120 dp_g24 dp] [--out FILE] [--resume]
 
 Writes ``validation/results/sparse_dp_known_k.csv`` (one row per fit) and prints the table
 of seeds whose mode of K+ equals the truth.
@@ -113,7 +115,7 @@ def main() -> None:
     ap.add_argument("--part", choices=("1d", "2d", "all"), default="all")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--n", type=int, nargs="*", default=[300, 1000])
-    ap.add_argument("--priors", nargs="*", choices=list(PRIORS), default=["sparse", "dp"])
+    ap.add_argument("--priors", nargs="*", choices=list(PRIORS), default=["sparse", "dp_g120"])
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
