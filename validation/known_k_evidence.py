@@ -31,7 +31,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sparse_dp_known_k import SETTINGS, _commit  # noqa: E402
+from sparse_dp_known_k import SETTINGS, _commit, rows_done  # noqa: E402
 
 from bayesmix import _math  # noqa: E402
 from bayesmix.config import ModelSpec, PriorSpec  # noqa: E402
@@ -94,13 +94,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     parts = ("1d", "2d") if args.part == "all" else (args.part,)
-    done = set()
-    if args.resume and args.out.exists():
-        old = pd.read_csv(args.out)
-        done = set(zip(old["setting"], old["n"], old["seed"], old["k"], strict=True))
-    elif args.out.exists():
-        args.out.unlink()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = rows_done(args.out, args.resume, ("setting", "n", "seed", "k"))
     for setting in parts:
         k_true = len(SETTINGS[setting]["w"])
         for n in args.n:

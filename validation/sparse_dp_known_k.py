@@ -97,6 +97,18 @@ def one_fit(setting: str, n: int, seed: int, prior: str) -> dict:
     }
 
 
+def rows_done(out: Path, resume: bool, key: tuple[str, ...]) -> set:
+    """Keys of the rows already in ``out`` (``resume``), else remove ``out``; make its folder."""
+    done = set()
+    if resume and out.exists():
+        old = pd.read_csv(out, dtype={"commit": str})
+        done = set(zip(*(old[c] for c in key), strict=True))
+    elif out.exists():
+        out.unlink()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return done
+
+
 def _commit() -> str:
     import subprocess
 
@@ -120,13 +132,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     parts = ("1d", "2d") if args.part == "all" else (args.part,)
-    done = set()
-    if args.resume and args.out.exists():
-        old = pd.read_csv(args.out)
-        done = set(zip(old["setting"], old["n"], old["seed"], old["prior"], strict=True))
-    elif args.out.exists():
-        args.out.unlink()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = rows_done(args.out, args.resume, ("setting", "n", "seed", "prior"))
     for setting in parts:
         for n in args.n:
             for seed in range(args.seeds):
