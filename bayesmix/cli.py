@@ -296,6 +296,11 @@ _CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"binarise first, e\.g\. \(X >= threshold\)\.astype\(int\)", "binarise the columns first"),
     (r"\braise max_rows\b", "subsample the file"),
     (r"\btarget_accept\b", "[fit] target_accept in a spec"),
+    (
+        r"run more chains \(e\.g\. chains=8\) and compare with method='importance'",
+        "run more chains (--chains 8)",
+    ),
+    (r"log_evidence \(K = \d+\): ", "log p(y | K): "),
     (r"inspect result\['map'\]", "compare the map and em columns"),
     (r"pass starts=\[\.\.\.\]", "try another --seed"),
 )
