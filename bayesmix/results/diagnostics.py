@@ -571,7 +571,8 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         weak = _weak_components(post, table, data_sd, n_obs if filled is not None else None)
     if weak and filled is not None:
         messages.append(
-            f"{len(weak)} of the {post.sizes['component']} filled components are poorly "
+            f"{len(weak)} of the {post.sizes['component']} filled components "
+            f"{'is' if len(weak) == 1 else 'are'} poorly "
             f"identified ({'; '.join(weak)}): a small group of observations (outliers?) "
             "whose parameters the data barely fix; look at its members in membership.csv, "
             "and if they are outliers, family = 'student_t' is robust to them"
@@ -581,7 +582,8 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
             "the components are ordered by mu, so this is not label switching: " if ordered else ""
         )
         messages.append(
-            f"{len(weak)} of {post.sizes['component']} components are poorly identified "
+            f"{len(weak)} of {post.sizes['component']} components "
+            f"{'is' if len(weak) == 1 else 'are'} poorly identified "
             f"({'; '.join(weak)}): {why}the data do not support that many components; "
             "use fewer components (compare K with select_k)"
         )
@@ -605,7 +607,8 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
             messages.append(f"PSIS-LOO could not be computed ({err}); check log_likelihood")
         if n_high_k:
             messages.append(
-                f"{n_high_k} observations have Pareto k > {PARETO_K_MAX} in PSIS-LOO: the LOO "
+                f"{n_high_k} {'observation has' if n_high_k == 1 else 'observations have'} "
+                f"Pareto k > {PARETO_K_MAX} in PSIS-LOO: the LOO "
                 "estimate is unreliable for them; they are influential (outliers or tiny "
                 "components)"
             )

@@ -162,7 +162,8 @@ def _loo_row(X, model_spec, draws, tune, chains, seed) -> tuple[dict[str, Any], 
     n_bad = int((~(pareto_k <= 0.7)).sum())
     if n_bad:
         warnings.warn(
-            f"K={model_spec.n_components} ({model_spec.covariance}): {n_bad} observations have "
+            f"K={model_spec.n_components} ({model_spec.covariance}): {n_bad} "
+            f"{'observation has' if n_bad == 1 else 'observations have'} "
             "Pareto k > 0.7 in PSIS-LOO, so its elpd is unreliable; check those points or "
             "use K-fold cross-validation",
             UserWarning,
