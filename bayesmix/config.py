@@ -97,8 +97,9 @@ BUILTIN_DATA = (
     "galaxies",
     "galaxies_1000kms",
 )
-#: Separator names accepted in ``[data] sep`` (as in ``bayesmix.data.SEPARATOR_NAMES``).
+#: Named priors on the number of components (``[priors] k_prior``); a list of weights also.
 K_PRIORS = ("uniform", "poisson")
+#: Separator names accepted in ``[data] sep`` (as in ``bayesmix.data.SEPARATOR_NAMES``).
 DATA_SEPARATORS = ("comma", "semicolon", "tab", "pipe", "whitespace")
 
 Number = float | tuple[float, ...]

@@ -99,9 +99,9 @@ def _components_once(
 
     def get() -> xr.DataTree:
         if not memo:
-            from bayesmix.results.sparse import component_result
+            from bayesmix.results.sparse import CHECK_MAX_DRAWS, component_result
 
-            memo.append(component_result(result, max_draws=2000))
+            memo.append(component_result(result, max_draws=CHECK_MAX_DRAWS))
         return memo[0]
 
     return get
@@ -121,12 +121,12 @@ def plot_plan(
     ``clusters_2d`` (a pair, or a scatter matrix of up to :data:`MAX_MATRIX_FEATURES` chosen
     features), then ``membership_uncertainty``. For a sparse or Dirichlet-process mixture the
     per-component figures (``clusters_2d``, ``membership_uncertainty``, ``trace``, ``rank``)
-    show its filled
-    components (:func:`bayesmix.results.sparse.component_result`); the mixture density and the
-    co-clustering do not depend on labels and use every component. Then ``em_history`` (with
-    an ``em`` group), ``trace`` and ``rank`` (with a ``posterior``), ``coclustering`` (with a
-    ``posterior`` and at most :data:`bayesmix.results.partition.MAX_PARTITION_OBS`
-    observations), ``ppc`` (with a ``posterior_predictive``).
+    show its filled components (:func:`bayesmix.results.sparse.component_result`); the
+    mixture density and the co-clustering do not depend on labels and use every component.
+    Then ``em_history`` (with an ``em`` group), ``trace`` and ``rank`` (with a
+    ``posterior``), ``coclustering`` (with a ``posterior`` and at most
+    :data:`bayesmix.results.partition.MAX_PARTITION_OBS` observations), ``ppc`` (with a
+    ``posterior_predictive``).
     Nothing is drawn until a function is called.
 
     Parameters

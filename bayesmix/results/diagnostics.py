@@ -423,13 +423,18 @@ def _switching(
 def _filled_for_checks(result: xr.DataTree, notes: list[str], messages: list[str]):
     """The filled components of a sparse or DP mixture's posterior (None for a finite one)."""
     from bayesmix._validation import ParameterError
-    from bayesmix.results.sparse import filled_components, weights_prior_of
+    from bayesmix.results.sparse import (
+        CHECK_MAX_DRAWS,
+        filled_components,
+        has_empty_components,
+        weights_prior_of,
+    )
 
-    weights = weights_prior_of(result)
-    if weights not in ("sparse", "dp"):
+    if not has_empty_components(result):
         return None
+    weights = weights_prior_of(result)
     try:
-        filled = filled_components(result, max_draws=2000)
+        filled = filled_components(result, max_draws=CHECK_MAX_DRAWS)
     except ParameterError as err:
         messages.append(f"the filled components could not be identified: {err}")
         return None

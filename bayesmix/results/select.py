@@ -233,11 +233,18 @@ def _recommendations(table: pd.DataFrame, criteria: list[str]) -> tuple[dict, di
     return best_k, best_cov, by_cov
 
 
-def _evidence_applies(fam: Any, model_spec: Any) -> bool:
-    """Whether ``log p(y | K)`` applies: an orderable family with Dirichlet weights."""
-    alpha = np.ravel(np.asarray(model_spec.priors.weights_alpha, dtype=float))
-    exchangeable = alpha.size == 0 or bool(np.allclose(alpha, alpha[0]))
-    return bool(fam.orderable) and model_spec.priors.weights == "dirichlet" and exchangeable
+def _evidence_model(model_spec: Any) -> Any:
+    """The model ``log_evidence`` samples for ``model_spec``, or None where it does not apply.
+
+    :func:`bayesmix.results.evidence.evidence_spec` decides (an orderable family, Dirichlet
+    weights with one concentration).
+    """
+    from bayesmix.results.evidence import evidence_spec
+
+    try:
+        return evidence_spec(model_spec)
+    except ParameterError:
+        return None
 
 
 def _evidence_row(X, model_spec, draws, tune, chains, seed) -> dict[str, Any]:
@@ -442,11 +449,10 @@ def select_k(
                     model_spec = dataclasses.replace(
                         base, family=family, n_components=k, covariance=cov or base.covariance
                     )
-                    with_evidence = "evidence" in wanted and _evidence_applies(fam, model_spec)
+                    ev_model = _evidence_model(model_spec) if "evidence" in wanted else None
+                    with_evidence = ev_model is not None
                     if with_evidence:  # LOO from the evidence's model: one compile per K
-                        from bayesmix.results.evidence import evidence_spec
-
-                        model_spec = evidence_spec(model_spec)
+                        model_spec = ev_model
                     loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
                     row.update(loo_row)
                     pointwise[len(rows)] = elpd_i

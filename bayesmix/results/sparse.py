@@ -37,6 +37,9 @@ __all__ = ["filled_components", "has_empty_components", "component_result", "wei
 
 #: below this share of kept draws identified by k-means, the allocations are matched instead
 MIN_KMEANS_SHARE = 0.5
+#: draws (thinned) that ``diagnose`` and the figures identify the filled components from;
+#: one number, so that the figures can reuse what ``diagnose`` found
+CHECK_MAX_DRAWS = 2000
 
 
 def weights_prior_of(result: xr.DataTree) -> str:

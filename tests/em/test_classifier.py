@@ -127,7 +127,7 @@ def test_sample_draws_the_requested_classes():
         ({"n_components": 31}, None, "class 'c' has 30 row"),
         ({"n_components": 0}, None, "positive int or 'bic'"),
         ({"n_components": "aic"}, None, "positive int or 'bic'"),
-        ({"family": "gamma"}, None, "family must be one of"),
+        ({"family": "gamma"}, None, "unknown family: expected one of"),
         ({"class_prior": [0.5, 0.5]}, None, "3 non-negative numbers"),
         ({"mixture_params": {"smoothing": 1.0}}, None, r"\['smoothing'\] are not parameters"),
         ({}, "one", "at least 2 classes"),
