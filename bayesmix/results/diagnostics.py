@@ -227,7 +227,7 @@ def _point_checks(result: xr.DataTree) -> tuple[list[str], list[str]]:
                 "EM reached max_iter before converging: its estimates may be off; raise "
                 "max_iter or loosen tol"
             )
-        problems += _degenerate_components(result, "em")
+        problems += _point_degenerate(result, "em", notes)
     if "map" in result.children:
         a = result["map"].attrs
         agree = a.get("starts_agree")
@@ -240,8 +240,27 @@ def _point_checks(result: xr.DataTree) -> tuple[list[str], list[str]]:
                 "the MAP starts reached different optima: the posterior has several modes; "
                 "look at the posterior draws, or compare K with select_k"
             )
-        problems += _degenerate_components(result, "map")
+        problems += _point_degenerate(result, "map", notes)
     return notes, problems
+
+
+def _point_degenerate(result: xr.DataTree, group: str, notes: list[str]) -> list[str]:
+    """Degenerate components of a point estimate: problems, or one note for a sparse/DP mixture.
+
+    A sparse or DP mixture overfits K on purpose, and its EM/MAP fit is only the start of
+    the sampler.
+    """
+    from bayesmix.results.sparse import has_empty_components
+
+    found = _degenerate_components(result, group)
+    if not found or not has_empty_components(result):
+        return found
+    notes.append(
+        f"{group.upper()} has {len(found)} degenerate component(s) on one or two points: "
+        "expected of a sparse or Dirichlet-process mixture, which has more components than "
+        "the data need on purpose; its posterior's filled components are checked below"
+    )
+    return []
 
 
 def _run_warnings(result: xr.DataTree) -> list[str]:
@@ -480,6 +499,11 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         switch: the check reports poorly identified components instead (weight near 0 in
         many draws, a mean spread over the data, high R-hat), which is what such
         permutations mean there. Last, observations with Pareto k > 0.7 in PSIS-LOO.
+        For a sparse or Dirichlet-process mixture (``[priors] weights`` in the stored
+        spec) R-hat, ESS, occupancy and identification are checked on its filled components
+        (:func:`bayesmix.results.filled_components`) and on the scalars outside the
+        components (``dp_alpha``, ``e0``, shared scales) over every draw; its EM/MAP
+        degenerate components are a note, not a problem (it overfits K on purpose).
     """
     if not isinstance(result, xr.DataTree):
         _require_posterior(result, "diagnose")  # raises the usual DataError
@@ -518,6 +542,14 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         )
 
     est = compare_estimates(checked)
+    if filled is not None:
+        # the scalars outside the components (e.g. the concentration dp_alpha or e0, a shared
+        # variance scale) are checked on every draw of the full result
+        full = compare_estimates(result)
+        shared = full[full["component"].isna()] if "component" in full else full
+        est = pd.concat(
+            [est, shared[~shared["parameter"].isin(est["parameter"])]], ignore_index=True
+        )
     keys = [c for c in ("parameter", "component", "feature", "feature_bis") if c in est]
     table = pd.DataFrame(est[keys + ["r_hat", "ess_bulk", "ess_tail"]])
     # NaN R-hat (one chain, constants) is no problem: the comparisons below are False

@@ -343,6 +343,10 @@ def test_estimates_table_and_diagnostics_of_a_dp_fit_list_its_concentration(dp_f
     assert any(n.startswith("Dirichlet-process mixture with K = ") for n in diag.notes) or any(
         m.startswith("the filled components could not be identified") for m in diag.warnings
     )
+    # the concentration is checked with the filled components (R-hat and ESS of all draws)
+    checked = diag.table[diag.table["parameter"] == "dp_alpha"]
+    assert len(checked) == 1
+    assert checked["ess_bulk"].iloc[0] == pytest.approx(row["ess_bulk"].iloc[0])
 
 
 def test_plots_of_a_sparse_fit_show_its_filled_components(sparse_fit):

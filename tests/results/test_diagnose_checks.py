@@ -459,3 +459,19 @@ def test_a_small_filled_component_is_not_called_superfluous():
     filled = _weak_components(post, table, sd, n_obs)
     assert len(filled) == 1 and filled[0].startswith("component 2:")
     assert "w <" not in filled[0] and "about 5 observations" in filled[0]
+
+
+def test_degenerate_em_components_of_a_sparse_mixture_are_a_note():
+    """A sparse/DP mixture overfits K on purpose: its EM start's degenerate components are
+    no problem of the fit (the finite mixture's test above keeps the warning)."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(70.0, 10.0, (399, 1)), [[1e4]]])
+    tree = _fit_em(X)
+    spec = json.loads(tree.attrs["spec"])
+    spec.setdefault("priors", {})["weights"] = "sparse"
+    sparse = tree.copy()
+    sparse.attrs = {**tree.attrs, "spec": json.dumps(spec)}
+    diag = diagnose(sparse)
+    assert not any(w.startswith("EM component") for w in diag.warnings), diag.warnings
+    assert any("EM has 1 degenerate component(s)" in n for n in diag.notes), diag.notes
+    assert any(w.startswith("EM component") for w in diagnose(tree).warnings)
