@@ -84,19 +84,36 @@ def _log_weights(params: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.log(np.asarray(params["w"], dtype=float))
 
 
+def _fix_labels(joint: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """``joint`` (..., N, K) with every entry but ``labels[n]`` of a labelled row at -inf."""
+    if labels is None:
+        return joint
+    known = np.flatnonzero(np.asarray(labels) >= 0)
+    if known.size:
+        keep = joint[..., known, labels[known]].copy()
+        joint[..., known, :] = -np.inf
+        joint[..., known, labels[known]] = keep
+    return joint
+
+
 def log_responsibilities(
     X: np.ndarray,
     params: Mapping[str, np.ndarray],
     family: str | Family = "gaussian",
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Log posterior membership ``log p(z_n = k | x_n, theta)``.
 
     Parameters
     ----------
     X : ndarray of shape (N, D)
+        NaN entries are missing values for families that model them (each row's observed
+        coordinates).
     params : mapping
         As in :func:`component_log_density`, with ``w`` of shape ``(..., K)``.
     family : str or Family
+    labels : ndarray of shape (N,), optional
+        Partial labels (-1 = unknown): a labelled row's membership is its label.
 
     Returns
     -------
@@ -104,6 +121,7 @@ def log_responsibilities(
         Rows sum to one after ``exp``.
     """
     joint = component_log_density(X, params, family) + _log_weights(params)[..., None, :]
+    joint = _fix_labels(joint, labels)
     joint -= logsumexp_last(joint)[..., None]
     return joint
 
@@ -112,22 +130,27 @@ def mixture_log_density(
     X: np.ndarray,
     params: Mapping[str, np.ndarray],
     family: str | Family = "gaussian",
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pointwise mixture log density ``log sum_k w_k f_k(x_n)``.
 
     Parameters
     ----------
     X : ndarray of shape (N, D)
+        NaN entries are missing values for families that model them: ``log p(x_n,obs)``.
     params : mapping
         As in :func:`component_log_density`.
     family : str or Family
+    labels : ndarray of shape (N,), optional
+        Partial labels (-1 = unknown): a labelled row's ``log w_k + log f_k(x_n)`` (the
+        graphs' likelihood term of a labelled row).
 
     Returns
     -------
     ndarray of shape (..., N)
     """
     joint = component_log_density(X, params, family) + _log_weights(params)[..., None, :]
-    return logsumexp_last(joint)
+    return logsumexp_last(_fix_labels(joint, labels))
 
 
 def sample_mixture(

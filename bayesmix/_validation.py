@@ -256,6 +256,7 @@ def check_X(
     dtype: Any = np.float64,
     min_samples: int = 1,
     ensure_2d: bool = True,
+    allow_nan: bool = False,
 ) -> np.ndarray:
     """Validate a data matrix and return it as a C-contiguous array.
 
@@ -284,6 +285,11 @@ def check_X(
     ensure_2d : bool, default True
         If True, 1-D input is rejected with scikit-learn's "Reshape your data" message. If
         False, 1-D input is read as one feature and reshaped to (n_samples, 1).
+    allow_nan : bool, default False
+        Accept NaN as a missing value (``missing="model"``); infinities are still an error,
+        and so are a row with every value missing and, when fitting (``n_components``
+        given), a column with every value missing. The binary and constant-column checks
+        look at the observed values only.
 
     Returns
     -------
@@ -342,17 +348,25 @@ def check_X(
         )
 
     # ---- finiteness
+    observed = None
     if arr.dtype.kind == "f":
         finite = np.isfinite(arr)
         if not finite.all():
-            bad_rows = np.flatnonzero(~finite.all(axis=1))
-            n_bad = int(arr.size - np.count_nonzero(finite))
-            raise DataError(
-                f"{name} contains {n_bad} non-finite value{'s' if n_bad != 1 else ''} "
-                f"(NaN or inf) in {bad_rows.size} row{'s' if bad_rows.size != 1 else ''}; "
-                f"the first is in row {bad_rows[0]}: expected finite numbers; drop or impute "
-                "them before fitting"
-            )
+            if allow_nan:
+                # an empty column only matters to a fit (n_components given)
+                observed = _check_missing(
+                    arr, finite, name, columns, columns_too=n_components is not None
+                )
+            else:
+                bad_rows = np.flatnonzero(~finite.all(axis=1))
+                n_bad = int(arr.size - np.count_nonzero(finite))
+                raise DataError(
+                    f"{name} contains {n_bad} non-finite value{'s' if n_bad != 1 else ''} "
+                    f"(NaN or inf) in {bad_rows.size} row{'s' if bad_rows.size != 1 else ''}; "
+                    f"the first is in row {bad_rows[0]}: expected finite numbers; drop or "
+                    "impute them before fitting, or pass missing='model' to model NaN as "
+                    "missing at random"
+                )
 
     # ---- number of samples
     if n_samples < min_samples:
@@ -379,6 +393,8 @@ def check_X(
     # ---- binary data
     if binary:
         is_binary = (arr == 0) | (arr == 1)
+        if observed is not None:
+            is_binary |= ~observed
         if not is_binary.all():
             i, j = np.argwhere(~is_binary)[0]
             raise DataError(
@@ -389,7 +405,10 @@ def check_X(
 
     # ---- constant columns with full / tied covariance
     if covariance_type in ("full", "tied") and n_samples > 1:
-        constant = np.flatnonzero(np.all(arr == arr[0], axis=0))
+        if observed is None:
+            constant = np.flatnonzero(np.all(arr == arr[0], axis=0))
+        else:
+            constant = np.flatnonzero(np.nanmin(arr, axis=0) == np.nanmax(arr, axis=0))
         if constant.size:
             labels = ", ".join(f"column {_column_label(columns, j)}" for j in constant[:10])
             if constant.size > 10:
@@ -406,13 +425,41 @@ def check_X(
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=out_dtype)
     if out.dtype.kind == "f" and out.dtype.itemsize < arr.dtype.itemsize:
-        if not np.isfinite(out).all():
+        if not (np.isfinite(out) | np.isnan(arr)).all():  # NaN: a missing value
             raise DataError(
                 f"{name} has values too large for {out.dtype}: expected magnitudes below "
                 f"{np.finfo(out.dtype).max:.3g}, got up to {np.abs(arr).max():.3g}; use "
                 "dtype=np.float64 or rescale the data"
             )
     return out
+
+
+def _check_missing(
+    arr: np.ndarray, finite: np.ndarray, name: str, columns, columns_too: bool = True
+) -> np.ndarray:
+    """Observed-value mask of ``arr`` (NaN allowed); DataError for inf, empty rows or columns."""
+    infinite = np.isinf(arr)
+    if infinite.any():
+        i, j = np.argwhere(infinite)[0]
+        raise DataError(
+            f"{name} contains {int(infinite.sum())} infinite value(s) (first: row {i}, column "
+            f"{_column_label(columns, j)}): expected finite numbers or NaN for a missing value; "
+            "replace them with NaN or drop those rows"
+        )
+    empty_rows = np.flatnonzero(~finite.any(axis=1))
+    if empty_rows.size:
+        raise DataError(
+            f"{name} has {empty_rows.size} row(s) with every value missing (first: row "
+            f"{empty_rows[0]}): expected at least one observed value per row; drop those rows"
+        )
+    empty_cols = np.flatnonzero(~finite.any(axis=0)) if columns_too else []
+    if len(empty_cols):
+        labels = ", ".join(_column_label(columns, j) for j in empty_cols[:10])
+        raise DataError(
+            f"{name} has {len(empty_cols)} column(s) with every value missing ({labels}): "
+            "expected at least one observed value per column; drop those columns"
+        )
+    return finite
 
 
 def _count_distinct_rows(X: np.ndarray, at_least: int) -> int:

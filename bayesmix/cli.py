@@ -43,7 +43,15 @@ from bayesmix._validation import (
     SpecError,
     checked_data,
 )
-from bayesmix.config import COVARIANCES, FAMILIES, METHODS, SAMPLERS, RunSpec, load_spec
+from bayesmix.config import (
+    COVARIANCES,
+    FAMILIES,
+    METHODS,
+    MISSING_CHOICES,
+    SAMPLERS,
+    RunSpec,
+    load_spec,
+)
 from bayesmix.families import get_family
 
 __all__ = ["build_parser", "main", "parse_k_range"]
@@ -146,7 +154,19 @@ def _spec_parent(select: bool = False) -> argparse.ArgumentParser:
         help="column of frequency weights: each row counts that many times (not a feature)",
     )
     g.add_argument(
-        "--dropna", action="store_true", help="drop rows with missing values (says how many)"
+        "--missing",
+        choices=MISSING_CHOICES,
+        help="rows with missing values: error (default), drop them, or model them as missing "
+        "at random (every fit sums the missing values out)",
+    )
+    g.add_argument(
+        "--dropna", action="store_true", help="drop rows with missing values (= --missing drop)"
+    )
+    g.add_argument(
+        "--labels",
+        metavar="COL",
+        help="column of partial labels: a component number or group name where known, empty "
+        "where not (not a feature)",
     )
     g.add_argument("--sep", metavar="CHAR", help="field separator (default: detected)")
     g.add_argument("--decimal", metavar="CHAR", help="decimal mark (default: detected)")
@@ -275,6 +295,8 @@ _CLI_WORDS: tuple[tuple[str, str], ...] = (
     (r"leave the column out with columns=\[\.\.\.\]", "choose the columns with --columns"),
     (r"columns=\[\.\.\.\]", "--columns"),
     (r"\bdropna=True\b", "--dropna"),
+    (r"\bmissing='(\w+)'", r"--missing \1"),
+    (r"\blabels='group'", "--labels group"),
     (r"\bid_column=", "--id-column "),
     (r"\bsample_weight\b", "the weights column (--weights)"),
     (r"\bsep=", "--sep "),
@@ -426,7 +448,18 @@ def _resolve_spec(args: argparse.Namespace) -> RunSpec:
     if getattr(args, "weights", None) is not None:
         d["data"]["weights"] = args.weights
     if args.dropna:
+        if args.missing not in (None, "drop"):
+            raise ParameterError(
+                f"--dropna and --missing {args.missing} disagree: expected one of them; use "
+                "--missing drop alone"
+            )
+        d["data"].pop("missing", None)
         d["data"]["dropna"] = True
+    if args.missing is not None:
+        d["data"].pop("dropna", None)
+        d["data"]["missing"] = args.missing
+    if getattr(args, "labels", None) is not None:
+        d["data"]["labels"] = args.labels
     for key in ("sep", "decimal"):
         value = getattr(args, key)
         if value is not None:
@@ -458,14 +491,29 @@ def _resolve_spec(args: argparse.Namespace) -> RunSpec:
 def _load_data(spec: RunSpec, log: Callable[[str], None] | None = None):
     """Load and pre-check the data of a spec -> DataFrame (fails before any output exists)."""
     family = get_family(spec.model.family)
+    model_missing = spec.data.missing_values == "model"
+    if model_missing and not family.supports_missing:
+        raise ParameterError(
+            f"--missing model is not supported for the {family.name} family yet: expected "
+            "--missing drop or error; drop or impute the incomplete rows first"
+        )
     df = spec.data.load(text=family.text_features)
     k = spec.model.n_components
+    check_kwargs = {"allow_nan": True} if model_missing else {}
     df.attrs["checked"] = family.check_data(
         df,
         n_components=k,
         covariance=spec.model.covariance,
         name=f"data {Path(spec.data.path).name}",
+        **check_kwargs,
     )
+    labels = df.attrs.get("labels")
+    if labels is not None and labels.max() >= k:
+        raise ParameterError(
+            f"the labels column '{spec.data.labels}' names components up to {labels.max()}: "
+            f"expected labels 0..{k - 1} for -k {k}; use -k {labels.max() + 1} or more, or "
+            "recode the labels"
+        )
     from bayesmix.em import check_sample_weight
 
     check_sample_weight(df.attrs.get("sample_weight"), len(df))
@@ -686,8 +734,48 @@ def _membership_frame(result, X, spec: RunSpec):
     if group in ("posterior", "advi"):
         for k in range(mean.shape[1]):
             df[f"p{k}_sd"] = sd[:, k]
+    if "labels" in result["observed_data"]:  # partial labels: the given one, empty if none
+        given = np.asarray(result["observed_data"]["labels"].values)
+        df.insert(2, "label", pd.array(np.where(given >= 0, given, -1), dtype="Int64"))
+        df.loc[given < 0, "label"] = pd.NA
     df.attrs["group"] = group
     return df
+
+
+def _imputed_frame(result, X, id_name: str, seed: int):
+    """One row per missing entry (``--missing model``): its id, column and filled-in value.
+
+    With posterior draws: the posterior predictive mean, sd and 90 % interval of the entry
+    (multiple imputation); with a point estimate only: the conditional mean E[x_m | x_o].
+    None when the data have no missing value.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from bayesmix.inference import impute
+
+    x = np.asarray(result["observed_data"]["x"].values, dtype=float)
+    if not np.isnan(x).any():
+        return None
+    index = getattr(X, "index", None)
+    ids = np.asarray(index) if index is not None and len(index) == len(x) else np.arange(len(x))
+    features = [str(f) for f in result["observed_data"]["feature"].values]
+    rows, cols = np.nonzero(np.isnan(x))
+    frame = pd.DataFrame({id_name: ids[rows], "column": [features[c] for c in cols]})
+    draws_group = next((g for g in ("posterior", "advi") if g in result.children), None)
+    if draws_group is None:
+        filled = np.asarray(impute(result, method="mean").values)
+        frame["imputed"] = filled[rows, cols]
+        return frame
+    da = impute(result, group=draws_group, method="draws", random_seed=seed, max_draws=1000)
+    values = np.asarray(da.values).reshape(-1, da.sizes["missing"])
+    order = np.lexsort((np.asarray(da["column"].values), np.asarray(da["row"].values)))
+    values = values[:, order]  # the entries in row-major order, as np.nonzero gives them
+    frame["imputed"] = values.mean(axis=0)
+    frame["sd"] = values.std(axis=0, ddof=1)
+    frame["lower_5"] = np.quantile(values, 0.05, axis=0)
+    frame["upper_95"] = np.quantile(values, 0.95, axis=0)
+    return frame
 
 
 def _write_csv(df, path: Path, **kw) -> None:
@@ -732,6 +820,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if clusters is not None:  # the label-free point partition, next to the components
             member["cluster"] = clusters.labels.values
         _write_csv(member, tmp / "membership.csv", index=False)
+        imputed = _imputed_frame(result, X, member.columns[0], spec.fit.seed or 0)
+        if imputed is not None:
+            log("imputed.csv: the missing values filled in")
+            _write_csv(imputed, tmp / "imputed.csv", index=False)
         _release_memory()
         log("plots")
         figures, failed = _write_plots(result, tmp, args, components=diagnostics.filled)
@@ -751,6 +843,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             "result.nc",
             "summary.csv",
             "membership.csv",
+            *(["imputed.csv"] if imputed is not None else []),
             *(p.name for p in figures.values()),
             "report.html",
         ]
@@ -841,6 +934,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             random_state=spec.fit.seed,
             on_stage=log,
             sample_weight=X.attrs.get("sample_weight") if hasattr(X, "attrs") else None,
+            missing="model" if spec.data.missing_values == "model" else "error",
         )
         _write_csv(table, tmp / "k_selection.csv")
         log("plot")

@@ -11,7 +11,9 @@ A run is described by four frozen dataclasses: :class:`DataSpec` (where the data
     path = "builtin:old_faithful"   # or a CSV path, relative to this file
     columns = ["eruptions", "waiting"]
     # id = "patient"                # optional: row ids (index, obs_id), not a feature
-    # dropna = true                 # optional: drop incomplete rows instead of failing
+    # missing = "model"             # optional: "error" (default) | "drop" | "model"
+    #                               #   (model: missing at random, summed out by every fit)
+    # labels = "group"              # optional: partial labels (empty = unknown), not a feature
     # sep = ";"                     # optional: separator; detected when left out
     # decimal = ","                 # optional: decimal mark; detected when left out
 
@@ -101,6 +103,8 @@ BUILTIN_DATA = (
 K_PRIORS = ("uniform", "poisson")
 #: Separator names accepted in ``[data] sep`` (as in ``bayesmix.data.SEPARATOR_NAMES``).
 DATA_SEPARATORS = ("comma", "semicolon", "tab", "pipe", "whitespace")
+#: ``[data] missing``: refuse, drop, or model (missing at random) rows with missing values.
+MISSING_CHOICES = ("error", "drop", "model")
 
 Number = float | tuple[float, ...]
 
@@ -368,6 +372,13 @@ class DataSpec:
     weights : str or None
         Column of frequency weights (sample weights): not a feature; each row counts that
         many times (integer weights = repeated rows), e.g. the counts of a frequency table.
+    missing : {"error", "drop", "model"} or None
+        Rows with missing values: refused ("error", the default), dropped ("drop", as
+        ``dropna = true``), or kept and modelled as missing at random ("model": every fit
+        sums the missing values out). None: "drop" when ``dropna`` is set, else "error".
+    labels : str or None
+        Column of partial labels (not a feature): a component number or group name for the
+        rows whose component is known, empty for the others (semi-supervised fit).
     """
 
     path: str = "builtin:old_faithful"
@@ -377,13 +388,22 @@ class DataSpec:
     sep: str | None = None
     decimal: str | None = None
     weights: str | None = None
+    missing: str | None = None
+    labels: str | None = None
+
+    @property
+    def missing_values(self) -> str:
+        """What to do with missing values: "error", "drop" or "model" (``dropna`` resolved)."""
+        if self.missing is not None:
+            return self.missing
+        return "drop" if self.dropna else "error"
 
     def to_dict(self) -> dict[str, Any]:
         """The ``[data]`` table (options at their defaults are left out)."""
         out: dict[str, Any] = {"path": self.path}
         if self.columns is not None:
             out["columns"] = list(self.columns)
-        for key in ("id", "sep", "decimal", "weights"):
+        for key in ("id", "sep", "decimal", "weights", "missing", "labels"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.dropna:
@@ -407,10 +427,11 @@ class DataSpec:
             self.path,
             cols,
             id_column=self.id,
-            dropna=self.dropna,
+            missing=self.missing_values,
             sep=self.sep,
             decimal=self.decimal,
             text=text,
+            labels=self.labels,
         )
         if self.weights is not None:
             from bayesmix._validation import DataError
@@ -510,7 +531,7 @@ class RunSpec:
 
 
 _SECTIONS = {
-    "data": {"path", "columns", "id", "dropna", "sep", "decimal", "weights"},
+    "data": {"path", "columns", "id", "dropna", "sep", "decimal", "weights", "missing", "labels"},
     "model": {"family", "components", "covariance", "ordered"},
     "priors": {f.name for f in dataclasses.fields(PriorSpec)},
     "fit": {f.name for f in dataclasses.fields(FitSpec)},
@@ -732,6 +753,26 @@ def spec_from_dict(
             f"{data_weights!r}; remove it from columns"
         )
     dropna = col.boolean("[data] dropna", data_t.get("dropna", False))
+    missing = data_t.get("missing")
+    if missing is not None:
+        missing = col.choice("[data] missing", missing, MISSING_CHOICES)
+        if dropna and missing not in (None, "drop"):
+            col.add(
+                f"[data] dropna: expected no dropna with missing = {missing!r} (they disagree); "
+                'remove dropna, or set missing = "drop"'
+            )
+    data_labels = data_t.get("labels")
+    if data_labels is not None and (not isinstance(data_labels, str) or not data_labels):
+        col.add(f"[data] labels: expected a column name, got {data_labels!r}")
+        data_labels = None
+    elif data_labels is not None and (
+        (columns is not None and data_labels in columns)
+        or data_labels in (data_id, data_weights)
+    ):
+        col.add(
+            f"[data] labels: expected a column apart from the features, the id and the "
+            f"weights, got {data_labels!r}; remove it from columns"
+        )
     sep = data_t.get("sep")
     if sep is not None and not (
         isinstance(sep, str)
@@ -881,6 +922,8 @@ def spec_from_dict(
             dropna=bool(dropna),
             sep=sep,
             decimal=decimal,
+            missing=missing,
+            labels=data_labels,
         ),
         model=ModelSpec(
             family=family,

@@ -220,7 +220,7 @@ def test_load_table_missing_values(tmp_path):
     with pytest.raises(
         DataError,
         match=r"has 2 rows with missing values \(NaN\): expected complete rows, got the first "
-        r"in row 1 \(line 3 of the file, column 'b'\); drop them first",
+        r"in row 1 \(line 3 of the file, column 'b'\); drop them with dropna=True, or model them",
     ):
         load_table(tmp_path / "d.csv")
 
@@ -249,8 +249,55 @@ def test_load_table_ragged_csv(tmp_path):
 
 def test_load_table_missing_values_hint_names_dropna(tmp_path):
     (tmp_path / "d.csv").write_text("a,b\n1,2\n3,\n")
-    with pytest.raises(DataError, match=r"drop them first with dropna=True"):
+    with pytest.raises(
+        DataError,
+        match=r"drop them with dropna=True, or model them as missing at random with "
+        r"missing=.model.",
+    ):
         load_table(tmp_path / "d.csv")
+
+
+def test_load_table_missing_model_keeps_rows_and_says_so(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,\n,5\n7,8\n")
+    df = load_table(tmp_path / "d.csv", missing="model")
+    assert df.shape == (4, 2) and int(df.isna().to_numpy().sum()) == 2
+    assert any(
+        "kept 2 of 4 rows with missing values (2 values, 25.0%" in n for n in df.attrs["notes"]
+    )
+    assert load_table(tmp_path / "d.csv", missing="drop").shape == (2, 2)
+    with pytest.raises(ParameterError, match="dropna=True and missing='model' disagree"):
+        load_table(tmp_path / "d.csv", missing="model", dropna=True)
+    with pytest.raises(ParameterError, match="missing is invalid"):
+        load_table(tmp_path / "d.csv", missing="impute")
+    (tmp_path / "e.csv").write_text("a,b\n1,2\n,\n5,6\n")
+    with pytest.raises(DataError, match=r"1 row\(s\) with every value missing: .*row 1 \(line 3"):
+        load_table(tmp_path / "e.csv", missing="model")
+    (tmp_path / "f.csv").write_text("a,b\n1,\n2,\n")
+    with pytest.raises(DataError, match=r"column\(s\) 'b' with every value missing"):
+        load_table(tmp_path / "f.csv", columns=["a", "b"], missing="model")
+
+
+def test_load_table_labels_column(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,grp\n1,2,x\n3,4,\n5,6,y\n7,8,x\n")
+    df = load_table(tmp_path / "d.csv", labels="grp")
+    assert list(df.columns) == ["a", "b"]
+    assert df.attrs["labels"].tolist() == [0, -1, 1, 0]
+    assert (
+        "used column 'grp' as partial labels: 3 of 4 rows labelled; 'x' -> component 0, "
+        "'y' -> component 1" in df.attrs["notes"]
+    )
+    (tmp_path / "n.csv").write_text("a,b,k\n1,2,1\n3,4,-1\n5,6,\n7,8,0\n")
+    assert load_table(tmp_path / "n.csv", labels="k").attrs["labels"].tolist() == [1, -1, -1, 0]
+    # rows dropped for missing values take their labels with them
+    (tmp_path / "m.csv").write_text("a,b,k\n1,2,1\n3,,0\n5,6,0\n")
+    df = load_table(tmp_path / "m.csv", labels="k", dropna=True)
+    assert df.attrs["labels"].tolist() == [1, 0]
+    (tmp_path / "bad.csv").write_text("a,b,k\n1,2,1.5\n3,4,0\n")
+    with pytest.raises(DataError, match="holds 1.5 in row 0"):
+        load_table(tmp_path / "bad.csv", labels="k")
+    (tmp_path / "none.csv").write_text("a,b,k\n1,2,\n3,4,\n")
+    with pytest.raises(DataError, match="has no label"):
+        load_table(tmp_path / "none.csv", labels="k")
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix._validation import DataError, ParameterError
-from bayesmix.config import BUILTIN_DATA
+from bayesmix.config import BUILTIN_DATA, MISSING_CHOICES
 
 __all__ = [
     "BUILTIN_TABLES",
@@ -598,13 +598,37 @@ def _check_numeric(
     return df.drop(columns=text), text
 
 
-def _handle_missing(df: pd.DataFrame, where: str, dropna: bool, notes: list[str]) -> pd.DataFrame:
+def _handle_missing(df: pd.DataFrame, where: str, how: str, notes: list[str]) -> pd.DataFrame:
     missing = df.isna().any(axis=1).to_numpy()
     if not missing.any():
         return df
     n_bad = int(missing.sum())
     bad_cols = [str(c) for c in df.columns if df[c].isna().any()]
-    if dropna:
+    if how == "model":
+        empty = df.isna().all(axis=1).to_numpy()
+        if empty.any():
+            i = int(np.flatnonzero(empty)[0])
+            raise DataError(
+                f"{where} has {int(empty.sum())} row(s) with every value missing: expected at "
+                f"least one observed value per row, got none in row {i} (line {i + 2} of the "
+                "file); delete those rows"
+            )
+        gone = [str(c) for c in df.columns if df[c].isna().all()]
+        if gone:
+            raise DataError(
+                f"{where} has column(s) {_quoted(gone)} with every value missing: expected some "
+                "observed values in each column; leave them out with columns=[...]"
+            )
+        n_values = int(df.isna().to_numpy().sum())
+        share = 100.0 * n_values / df.size
+        noun = "column" if len(bad_cols) == 1 else "columns"
+        notes.append(
+            f"kept {n_bad} of {len(df)} rows with missing values ({n_values} values, "
+            f"{share:.1f}% of the table; {noun} {_quoted(bad_cols)}): modelled as missing at "
+            "random"
+        )
+        return df
+    if how == "drop":
         if missing.all():
             raise DataError(
                 f"{where} has missing values in every row: expected some complete rows, got "
@@ -621,9 +645,55 @@ def _handle_missing(df: pd.DataFrame, where: str, dropna: bool, notes: list[str]
     raise DataError(
         f"{where} has {n_bad} row{'s' if n_bad != 1 else ''} with missing values (NaN): "
         f"expected complete rows, got the first in row {i} (line {i + 2} of the file, "
-        f"column {', '.join(repr(c) for c in row_cols)}); drop them first with dropna=True, "
-        "or impute them"
+        f"column {', '.join(repr(c) for c in row_cols)}); drop them with dropna=True, or "
+        "model them as missing at random with missing='model'"
     )
+
+
+def _take_labels(df: pd.DataFrame, column: str, where: str, notes: list[str]):
+    """Take the partial-labels column out of ``df``: (df, labels Series of int codes, -1 unknown).
+
+    Integer labels are used as they are (-1 and empty cells: unknown); text labels are
+    numbered in sorted order (0, 1, ...), the numbering stated in a note.
+    """
+    if column not in df.columns:
+        raise _unknown_column(column, list(df.columns), where, "labels column")
+    raw = df[column]
+    df = df.drop(columns=[column])
+    known = raw.notna().to_numpy().copy()
+    values = pd.to_numeric(raw, errors="coerce")
+    numeric = values.notna().to_numpy() == known
+    if numeric.all():
+        codes = values.fillna(-1).to_numpy(dtype=float)
+        bad = (codes != np.round(codes)) | (codes < -1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"labels column '{column}' in {where} holds {raw.iloc[i]} in row {i} (line "
+                f"{i + 2} of the file): expected component numbers 0, 1, ..., -1 or an empty "
+                "cell for unknown; fix that value"
+            )
+        codes = codes.astype(np.intp)
+        n_known = int((codes >= 0).sum())
+        mapping = ""
+    else:
+        text = raw.astype("string").str.strip()
+        known &= (text != "").fillna(False).to_numpy()
+        levels = sorted(set(text[known]))
+        lookup = {level: j for j, level in enumerate(levels)}
+        codes = np.array([lookup[t] if k else -1 for t, k in zip(text, known, strict=True)])
+        n_known = int(known.sum())
+        mapping = "; " + ", ".join(f"{level!r} -> component {j}" for level, j in lookup.items())
+    if n_known == 0:
+        raise DataError(
+            f"labels column '{column}' in {where} has no label: expected a component for at "
+            "least one row; fill in some labels or leave the labels option out"
+        )
+    notes.append(
+        f"used column '{column}' as partial labels: {n_known} of {len(df)} rows labelled"
+        f"{mapping}"
+    )
+    return df, pd.Series(codes, index=df.index, name=column)
 
 
 def load_table(
@@ -637,6 +707,8 @@ def load_table(
     text: bool = False,
     sep: str | None = None,
     decimal: str | None = None,
+    missing: str | None = None,
+    labels: str | None = None,
 ) -> pd.DataFrame:
     r"""Load a numeric data table: a bundled data set or a CSV file.
 
@@ -670,7 +742,16 @@ def load_table(
         (and so the ``obs_id`` of a fit) and is not a feature.
     dropna : bool, default False
         Drop the rows with a missing value in the kept columns (the index keeps the original
-        row numbers or ids) instead of raising.
+        row numbers or ids) instead of raising: ``missing="drop"``.
+    missing : {"error", "drop", "model"}, optional
+        Rows with missing values (empty cells, NA): "error" (default) raises, "drop" drops
+        them (as ``dropna=True``), "model" keeps them with NaN in the missing cells, for a fit
+        with ``missing="model"`` (missing at random); a row or a column with every value
+        missing is still an error.
+    labels : str, optional
+        A column of partial labels (not a feature): a component number (0, 1, ...) or a
+        group name per row, empty (or -1) where unknown. Text labels are numbered in sorted
+        order. Returned in ``df.attrs["labels"]`` (int array, -1 = unknown).
     sep : str, optional
         Field separator: one character (``","``, ``";"``, ``"\t"``, ``"|"``, ``" "`` for any
         run of blanks) or one of ``"comma"``, ``"semicolon"``, ``"tab"``, ``"pipe"``,
@@ -711,6 +792,23 @@ def load_table(
         )
     if not isinstance(dropna, (bool, np.bool_)):
         raise ParameterError(f"dropna is invalid: expected True or False, got {dropna!r}")
+    if missing is None:
+        missing = "drop" if dropna else "error"
+    elif missing not in MISSING_CHOICES:
+        raise ParameterError(
+            f"missing is invalid: expected one of {', '.join(MISSING_CHOICES)}, got "
+            f"{missing!r}; pass e.g. missing='model'"
+        )
+    elif dropna and missing != "drop":
+        raise ParameterError(
+            f"dropna=True and missing={missing!r} disagree: expected one of them; pass "
+            "missing='drop' alone"
+        )
+    if labels is not None and (not isinstance(labels, str) or not labels):
+        raise ParameterError(
+            f"labels is invalid: expected a column name, got {labels!r}; pass e.g. "
+            "labels='group'"
+        )
     if id_column is not None and (not isinstance(id_column, str) or not id_column):
         raise ParameterError(
             f"id_column is invalid: expected a column name, got {id_column!r}; pass e.g. "
@@ -755,6 +853,14 @@ def load_table(
             raise _unknown_column(id_column, list(df.columns), where, "id_column")
         df = _set_id_column(df, id_column, where)
         notes.append(f"used column '{id_column}' as row ids, not as a feature")
+    label_codes = None
+    if labels is not None:
+        if columns is not None and labels in columns:
+            raise DataError(
+                f"column '{labels}' is both the labels column and in columns: expected the "
+                "labels apart from the features; remove it from columns"
+            )
+        df, label_codes = _take_labels(df, labels, where, notes)
     if text:
         if columns is not None:
             df = _select_columns(df, columns, where)
@@ -780,6 +886,10 @@ def load_table(
                 f"only non-numeric or id columns; check the separator (sep=...) and the "
                 "decimal mark (decimal=...)"
             )
-    df = _handle_missing(df, where, bool(dropna), notes)
+    if label_codes is not None:  # same rows; the index may have become an id column
+        label_codes = pd.Series(label_codes.to_numpy(), index=df.index)
+    df = _handle_missing(df, where, missing, notes)
     df.attrs["notes"] = notes
+    if label_codes is not None:
+        df.attrs["labels"] = label_codes.loc[df.index].to_numpy()
     return df

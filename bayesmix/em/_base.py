@@ -212,6 +212,52 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
     return w
 
 
+def fix_labelled_rows(block: np.ndarray, labels: np.ndarray) -> None:
+    """Keep only the known component's entry of labelled rows (label >= 0) of ``block``.
+
+    ``block`` holds ``log w_k + log p(x_n | theta_k)`` (n, K); every other entry of a
+    labelled row becomes -inf, so that the normalisation gives it responsibility 1 for its
+    component and ``log w_k + log p(x_n | theta_k)`` as its term of the objective.
+    """
+    known = np.flatnonzero(labels >= 0)
+    if known.size:
+        keep = block[known, labels[known]].copy()
+        block[known] = -np.inf
+        block[known, labels[known]] = keep
+
+
+def _start_from_labels(resp: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Initial responsibilities made to agree with partial labels (label >= 0).
+
+    The starting clusters are numbered arbitrarily: they are first permuted to match the
+    labelled rows best (the assignment that maximises the responsibility the labelled rows
+    give to their own component), then every labelled row is put in its component.
+    Without the matching, a start whose cluster 0 is the labels' component 1 leads EM to
+    a local optimum that contradicts the labels.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    known = np.flatnonzero(labels >= 0)
+    agreement = np.zeros((resp.shape[1], resp.shape[1]))  # [start cluster, label]
+    np.add.at(agreement.T, labels[known], resp[known])
+    start, label = linear_sum_assignment(agreement, maximize=True)
+    order = np.empty(resp.shape[1], dtype=np.intp)
+    order[label] = start
+    resp = resp[:, order]  # column k is the start cluster matched to label k
+    resp[known] = 0.0
+    resp[known, labels[known]] = 1.0
+    return resp
+
+
+def fill_column_means(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """A copy of X with every NaN replaced by its column's (weighted) mean of observed values."""
+    observed = ~np.isnan(X)
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    wo = observed * w[:, None]
+    means = (np.where(observed, X, 0.0) * wo).sum(axis=0) / np.maximum(wo.sum(axis=0), 1e-300)
+    return np.where(observed, X, means.astype(X.dtype))
+
+
 def weighted_sum(values: np.ndarray, sample_weight: np.ndarray | None) -> float:
     """``sum_n w_n v_n`` in float64 (plain sum without weights); a row of weight 0 adds 0.
 
@@ -280,6 +326,12 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
     """
 
     _init_choices: tuple[str, ...] = ("k-means++", "kmeans", "random", "random_from_data")
+    #: Set to True by a family whose hooks handle NaN entries (``missing="model"``).
+    _supports_missing: bool = False
+    #: Whether the data of the current call hold NaN that are modelled as missing values.
+    _missing_now: bool = False
+    #: Partial labels of the rows being fitted (N,), -1 = unknown; None otherwise.
+    _labels: np.ndarray | None = None
     #: Set to True by a family whose ``_em_step`` override applies ``self._sample_weight``.
     _em_step_handles_sample_weight: bool = False
     #: The checked sample weights (N,) during ``fit``/``initialize``; None otherwise.
@@ -324,7 +376,25 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
 
     def _check_X(self, X: Any, *, fitting: bool) -> np.ndarray:
         """Family-specific check_X call (dtype, binary, covariance type)."""
-        return check_X(X, dtype=np.float64)
+        return check_X(X, dtype=np.float64, allow_nan=self._allow_nan())
+
+    def _allow_nan(self) -> bool:
+        """Whether NaN entries are missing values (``missing="model"``), after checking it."""
+        missing = getattr(self, "missing", "error")
+        check_choice(missing, "missing", ("error", "model"))
+        if missing == "model" and not self._supports_missing:
+            raise ParameterError(
+                f"missing='model' is not supported by {type(self).__name__} yet: expected "
+                "missing='error'; drop or impute the rows with missing values first"
+            )
+        return missing == "model"
+
+    def _note_missing(self, X: np.ndarray) -> np.ndarray:
+        """Set ``_missing_now`` for the checked data X (NaN only pass with missing='model')."""
+        self._missing_now = bool(
+            self._allow_nan() and X.dtype.kind == "f" and np.isnan(X).any()
+        )
+        return X
 
     def _needs_initial_resp(self) -> bool:
         """Whether the initialisation needs responsibilities (False if all *_init given)."""
@@ -352,7 +422,37 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         X = validate_data(self, X, reset=True, skip_check_array=True)
         reject_complex(X)
         check_n_components(self.n_components)  # check_X needs it (too few distinct points)
-        return self._check_X(X, fitting=True)
+        return self._note_missing(self._check_X(X, fitting=True))
+
+    def _check_labels(self, given: Any, n_samples: int) -> np.ndarray | None:
+        """Partial ``labels`` as an int array (N,), -1 for unknown; None for none given."""
+        if given is None:
+            return None
+        try:
+            labels = np.asarray(given, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(
+                "labels is not numeric: expected component labels 0..n_components-1 or -1 for "
+                f"an unknown row, got {type(given).__name__} with non-numeric values; pass "
+                "integers"
+            ) from None
+        if labels.shape != (n_samples,):
+            raise DataError(
+                f"labels has the wrong shape: expected ({n_samples},) (one label per row of X, "
+                f"-1 when unknown), got {labels.shape}; pass one label per row"
+            )
+        k = self.n_components
+        bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < -1)
+        bad |= labels >= k
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"labels holds {int(bad.sum())} value(s) outside 0..{k - 1} and -1 (first: row "
+                f"{first}, {labels[first]:g}): expected a component label 0..n_components-1, "
+                "or -1 for a row whose component is unknown; recode the labels"
+            )
+        labels = labels.astype(np.intp)
+        return None if (labels < 0).all() else labels
 
     def _check_sample_weight(self, sample_weight: Any, X: Any) -> np.ndarray | None:
         """Checked weights of the rows of X (None when not given); see the module docstring."""
@@ -380,7 +480,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         reject_complex(X)
         checked = self._check_X(X, fitting=False)  # 1-D input: the "Reshape your data" error
         validate_data(self, X, reset=False, skip_check_array=True)  # n_features, feature names
-        return checked
+        return self._note_missing(checked)
 
     # ------------------------------------------------------------------ E-step
     def _estimate_log_prob(self, X: np.ndarray) -> np.ndarray:
@@ -421,10 +521,13 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
             out = np.empty((n, self.n_components), dtype=X.dtype)
         log_norm = np.empty(n, dtype=X.dtype)
         log_w = self._estimate_log_weights().astype(X.dtype, copy=False)
+        labels = self._labels
         for rows in row_blocks(n, self._block_size(X.shape[1])):
             block = out[rows]
             self._estimate_log_prob_block(X[rows], block)
             block += log_w
+            if labels is not None:
+                fix_labelled_rows(block, labels[rows])
             log_norm[rows] = normalize_log_prob_inplace(block)
         return log_norm, out
 
@@ -435,6 +538,8 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
 
         n, k = X.shape[0], self.n_components
         w = self._sample_weight
+        if self._missing_now:  # the starts only: each missing value at its column's mean
+            X = fill_column_means(X, w)
         resp = np.zeros((n, k), dtype=X.dtype)
         if self.init_params == "kmeans":
             kmeans = KMeans(n_clusters=k, n_init=1, random_state=rng)
@@ -464,6 +569,8 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
     def _initialize_parameters(self, X: np.ndarray, rng: np.random.Generator) -> None:
         if self._needs_initial_resp():
             resp = self._initial_resp(X, rng)
+            if self._labels is not None:
+                resp = _start_from_labels(resp, self._labels)
             if self._sample_weight is not None:
                 resp *= self._sample_weight[:, None].astype(resp.dtype, copy=False)
             self._initialize(X, resp)
@@ -510,25 +617,38 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
     def _has_implicit_prior(self) -> bool:
         return False
 
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> BaseMixtureEM:
+    def fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, labels: Any = None
+    ) -> BaseMixtureEM:
         """Estimate the parameters with EM (best of ``n_init`` runs).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            NaN entries are missing values when ``missing="model"``.
         y : Ignored
+            As for every scikit-learn clusterer (a ``Pipeline`` passes its target here);
+            partial labels go in ``labels``.
         sample_weight : array-like of shape (n_samples,), optional
             Frequency weights (>= 0, not all 0): integer weights give the fit of the rows
             repeated that many times; rows of weight 0 do not count. None: every row 1.
+        labels : array-like of shape (n_samples,), optional
+            Partial labels (semi-supervised EM): the component 0..K-1 of a row whose
+            component is known, -1 where it is unknown. A labelled row keeps its
+            responsibility fixed at its component and adds ``log w_k + log p(x_n |
+            theta_k)`` to the objective instead of ``log p(x_n)``; labelled rows also start
+            in their component. None (or all -1): unsupervised.
 
         Returns
         -------
         self
         """
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        self.fit_predict(X, y, sample_weight=sample_weight, labels=labels)
         return self
 
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+    def fit_predict(
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, labels: Any = None
+    ) -> np.ndarray:
         """Fit and return the most probable component of each row (== fit(X).predict(X)).
 
         Parameters
@@ -537,19 +657,25 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         y : Ignored
         sample_weight : array-like of shape (n_samples,), optional
             Frequency weights, as in :meth:`fit`.
+        labels : array-like of shape (n_samples,), optional
+            Partial labels (-1 = unknown), as in :meth:`fit`.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            The model's most probable component of every row, labelled rows included.
         """
         X = self._validate_fit_data(X)
+        labels = self._check_labels(labels, X.shape[0])
         weights = self._check_sample_weight(sample_weight, X)
         self._check_parameters(X)
         self._sample_weight = weights
+        self._labels = labels
         try:
             return self._fit_loop(X)
         finally:
             self._sample_weight = None
+            self._labels = None
 
     def _fit_loop(self, X: np.ndarray) -> np.ndarray:
         """The restarts and iterations of ``fit_predict`` (``self._sample_weight`` set)."""
@@ -620,6 +746,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
 
         # final E-step so that fit_predict(X) == fit(X).predict(X)
         workspace.clear()  # release the scratch buffers of the loop first
+        self._labels = None
         return self._predict_labels(X)
 
     def _warn_degenerate(self, n_samples: float, stacklevel: int = 5) -> None:

@@ -15,6 +15,13 @@ M-step with ``n_k = sum_n r_nk`` and ``c_kd = sum_n r_nk x_nd``:
   ``smoothing=1e-3`` keeps every p strictly inside (0, 1), so a pixel never seen "on" in a
   component does not give a log-likelihood of -inf for new data. ``smoothing=0`` is plain ML.
 
+Missing values (``missing="model"``): a NaN entry is missing at random. A row's log density
+is the sum over its observed features, ``(X0 @ logit.T) + M @ log(1 - p).T`` with ``X0`` the
+data with 0 for NaN and ``M`` the 0/1 mask of observed entries, and the M-step counts each
+feature over the rows where it is observed: ``p_kd = (sum_n r_nk x_nd m_nd + a - 1) /
+(sum_n r_nk m_nd + a + b - 2)``. That is EM with the complete data (z, observed x), so the
+observed-data objective never decreases. Without NaN the computation is the one above.
+
 Data: with ``binarize`` (default 0.0, as ``sklearn.naive_bayes.BernoulliNB``) every value
 above the threshold counts as 1 and every other value as 0, in ``fit`` and in every method
 that takes X; binary 0/1 data are unchanged by the default. ``binarize=None`` takes the data as
@@ -65,6 +72,10 @@ class BernoulliMixtureEM(BaseMixtureEM):
         Threshold, as in ``sklearn.naive_bayes.BernoulliNB``: values ``> binarize`` become 1,
         the others 0 (0/1 data are unchanged). None: the data must already be binary (0/1 or
         booleans), else DataError.
+    missing : {"error", "model"}, default "error"
+        "model": NaN entries are missing at random and left out of each row's density (see
+        the module docstring), in ``fit`` and in every method that takes X. "error": NaN is
+        a DataError.
 
     Attributes
     ----------
@@ -76,6 +87,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
     """
 
     _init_choices = ("random", "random_from_data", "k-means++", "kmeans")
+    _supports_missing = True
 
     def __init__(
         self,
@@ -91,6 +103,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         prior: dict | None = None,
         smoothing: float = 1e-3,
         binarize: float | None = 0.0,
+        missing: str = "error",
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -103,6 +116,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         self.prior = prior
         self.smoothing = smoothing
         self.binarize = binarize
+        self.missing = missing
 
     @property
     def probs_(self) -> np.ndarray:
@@ -111,13 +125,17 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     def _check_X(self, X, *, fitting):
         threshold = self._threshold()
+        allow_nan = self._allow_nan()
         if threshold is not None:
             # finite numbers first (the project's messages), then the 0/1 data they mean
-            X = check_X(X, min_samples=2 if fitting else 1)
-            X = (X > threshold).astype(np.float64)
+            X = check_X(X, min_samples=2 if fitting else 1, allow_nan=allow_nan)
+            binary = (X > threshold).astype(np.float64)
+            X = np.where(np.isnan(X), np.nan, binary) if allow_nan else binary
         if fitting:
-            return check_X(X, n_components=self.n_components, binary=True, min_samples=2)
-        return check_X(X, binary=True)
+            return check_X(
+                X, n_components=self.n_components, binary=True, min_samples=2, allow_nan=allow_nan
+            )
+        return check_X(X, binary=True, allow_nan=allow_nan)
 
     def _threshold(self) -> float | None:
         if self.binarize is None:
@@ -169,11 +187,19 @@ class BernoulliMixtureEM(BaseMixtureEM):
     # ------------------------------------------------------------------ EM pieces
     def _estimate_log_prob_block(self, X, out):
         prep = self._estep
-        np.matmul(X, prep["logit_t"], out=out)
-        out += prep["log_q_sum"]
+        if self._missing_now:
+            observed = ~np.isnan(X)
+            X = np.where(observed, X, 0.0)
+            ones = observed.astype(X.dtype)
+            np.matmul(X, prep["logit_t"], out=out)
+            out += ones @ prep["log_q_t"]
+        else:
+            ones = 1.0
+            np.matmul(X, prep["logit_t"], out=out)
+            out += prep["log_q_sum"]
         if prep["impossible_t"] is not None:
             # x_d = 1 where p_kd = 0, or x_d = 0 where p_kd = 1: probability exactly 0
-            hits = X @ prep["impossible_t"][0] + (1 - X) @ prep["impossible_t"][1]
+            hits = X @ prep["impossible_t"][0] + (ones - X) @ prep["impossible_t"][1]
             out[hits > 0] = -np.inf
 
     def _prepare(self):
@@ -196,21 +222,35 @@ class BernoulliMixtureEM(BaseMixtureEM):
         self._estep = {
             "logit_t": np.ascontiguousarray((log_p - log_q).T),
             "log_q_sum": log_q.sum(axis=1),
+            "log_q_t": np.ascontiguousarray(log_q.T),
             "impossible_t": impossible,
         }
 
     def _stats(self, X, resp):
+        """``n_k``, ``c_kd = sum_n r_nk x_nd`` and the per-feature counts of observed entries.
+
+        The last is ``n_k`` broadcast to (K, D) without missing values, else
+        ``sum_n r_nk m_nd`` (``m`` the observed mask).
+        """
         k, d = resp.shape[1], X.shape[1]
+        eps = 10 * np.finfo(np.float64).eps
         nk = np.zeros(k)
         counts = np.zeros((k, d))
+        seen = np.zeros((k, d)) if self._missing_now else None
         for rows in row_blocks(X.shape[0], self._block_size(d)):
             r = resp[rows]
             nk += r.sum(axis=0)
-            counts += r.T @ X[rows]
-        return nk + 10 * np.finfo(np.float64).eps, counts
+            if seen is None:
+                counts += r.T @ X[rows]
+            else:
+                observed = ~np.isnan(X[rows])
+                counts += r.T @ np.where(observed, X[rows], 0.0)
+                seen += r.T @ observed.astype(np.float64)
+        nk += eps
+        return nk, counts, (nk[:, None] if seen is None else seen + eps)
 
     def _update(self, X, resp, use_prior):
-        nk, counts = self._stats(X, resp)
+        nk, counts, seen = self._stats(X, resp)
         prior = self._prior if use_prior else {}
         if "weights_alpha" in prior:
             w = np.maximum(nk + prior["weights_alpha"] - 1.0, 0.0)
@@ -219,9 +259,9 @@ class BernoulliMixtureEM(BaseMixtureEM):
         self.weights_ = w / w.sum()
         if "beta_a" in prior:
             a, b = prior["beta_a"], prior["beta_b"]
-            p = (counts + a - 1.0) / (nk[:, None] + a + b - 2.0)
+            p = (counts + a - 1.0) / (seen + a + b - 2.0)
         else:
-            p = counts / nk[:, None]
+            p = counts / seen
         self.means_ = np.clip(p, 0.0, 1.0)
         self._prepare()
 
@@ -257,5 +297,5 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "model"
         return tags

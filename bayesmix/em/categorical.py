@@ -16,6 +16,11 @@ M-step with ``n_k = sum_n r_nk`` and ``c_kdl = sum_n r_nk [x_nd = l]``:
   :class:`~bayesmix.em.BernoulliMixtureEM`: no level gets probability 0). ``smoothing=0``
   is plain ML.
 
+Missing answers (``missing="model"``): a row's density is the product over the items it
+answered, and ``probs_kdl = (c_kdl + a_dl - 1) / (sum_n r_nk m_nd + sum_l a_dl - L_d)`` with
+``m_nd`` = 1 where item d of row n is observed (EM with the complete data (z, observed
+answers): the observed-data objective never decreases).
+
 On binary data this is :class:`~bayesmix.em.BernoulliMixtureEM` exactly (same initial
 responsibilities for the same ``random_state``; same ``smoothing``; a Bernoulli prior
 ``beta_a``, ``beta_b`` is ``category_alpha = [[beta_b, beta_a]] * D``).
@@ -62,6 +67,10 @@ class CategoricalMixtureEM(BaseMixtureEM):
         of :meth:`bayesmix.families.categorical.CategoricalFamily.resolve_priors`).
     smoothing : float, default 1e-3
         Pseudo-count added to every level when ``prior`` gives no ``category_alpha``.
+    missing : {"error", "model"}, default "error"
+        "model": a missing answer (NaN, None, an empty cell) is missing at random and left
+        out of its row's density; the level probabilities of an item are estimated from the
+        rows that answered it. "error": a missing answer is a DataError.
 
     Attributes
     ----------
@@ -80,6 +89,7 @@ class CategoricalMixtureEM(BaseMixtureEM):
     """
 
     _init_choices = ("random", "random_from_data", "k-means++", "kmeans")
+    _supports_missing = True
 
     def __init__(
         self,
@@ -94,6 +104,7 @@ class CategoricalMixtureEM(BaseMixtureEM):
         verbose: int = 0,
         prior: dict | None = None,
         smoothing: float = 1e-3,
+        missing: str = "error",
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -105,17 +116,25 @@ class CategoricalMixtureEM(BaseMixtureEM):
         self.verbose = verbose
         self.prior = prior
         self.smoothing = smoothing
+        self.missing = missing
 
     # ------------------------------------------------------------------ data
     def _check_X(self, X, *, fitting):
+        allow_nan = self._allow_nan()
         if fitting:
             keep = self.warm_start and hasattr(self, "categories_")
-            codes, levels = encode_items(X, self.categories_ if keep else None)
+            codes, levels = encode_items(
+                X, self.categories_ if keep else None, allow_nan=allow_nan
+            )
             self.categories_ = levels
             self.n_levels_ = np.array([len(c) for c in levels])
             self._offsets = np.concatenate([[0], np.cumsum(self.n_levels_)[:-1]]).astype(np.intp)
-            return check_X(codes, n_components=self.n_components, min_samples=2)
-        codes, _ = encode_items(X, self.categories_)
+            return check_X(
+                codes, n_components=self.n_components, min_samples=2, allow_nan=allow_nan
+            )
+        codes, _ = encode_items(X, self.categories_, allow_nan=allow_nan)
+        if allow_nan:
+            check_X(codes, allow_nan=True)  # a row with every answer missing
         return codes
 
     @property
@@ -177,25 +196,40 @@ class CategoricalMixtureEM(BaseMixtureEM):
 
     # ------------------------------------------------------------------ EM pieces
     def _estimate_log_prob_block(self, X, out):
-        index = X.astype(np.intp) + self._offsets  # (n, D) rows of the stacked table
+        if self._missing_now:  # a missing answer reads the last row of the table: zeros
+            blank = self._log_table.shape[0] - 1
+            index = np.where(np.isnan(X), blank, np.nan_to_num(X) + self._offsets)
+            index = index.astype(np.intp)
+        else:
+            index = X.astype(np.intp) + self._offsets  # (n, D) rows of the stacked table
         out[:] = self._log_table[index].sum(axis=1)
 
     def _prepare(self):
         table = np.concatenate([p.T for p in self.category_probs_], axis=0)  # (sum L, K)
         with np.errstate(divide="ignore"):
-            self._log_table = np.log(table)
+            # a last row of zeros: log 1 for a missing answer (missing="model")
+            self._log_table = np.vstack([np.log(table), np.zeros((1, table.shape[1]))])
 
     def _update(self, X, resp):
         k, n_total = resp.shape[1], int(self.n_levels_.sum())
         nk = np.zeros(k)
         counts = np.zeros((k, n_total))
+        seen = np.zeros((k, X.shape[1])) if self._missing_now else None
         for rows in row_blocks(X.shape[0], self._block_size(X.shape[1])):
             r = resp[rows]
-            onehot = np.zeros((r.shape[0], n_total))
-            index = X[rows].astype(np.intp) + self._offsets
+            # with missing answers, one more column (theirs), left out of the counts
+            onehot = np.zeros((r.shape[0], n_total + (seen is not None)))
+            block = X[rows]
+            if seen is None:
+                index = block.astype(np.intp) + self._offsets
+            else:
+                observed = ~np.isnan(block)
+                index = np.where(observed, np.nan_to_num(block) + self._offsets, n_total)
+                index = index.astype(np.intp)
+                seen += r.T @ observed.astype(np.float64)
             onehot[np.arange(r.shape[0])[:, None], index] = 1.0
             nk += r.sum(axis=0)
-            counts += r.T @ onehot
+            counts += r.T @ (onehot if seen is None else onehot[:, :n_total])
         nk = nk + 10 * np.finfo(np.float64).eps
         prior = self._prior
         if "weights_alpha" in prior:
@@ -206,18 +240,20 @@ class CategoricalMixtureEM(BaseMixtureEM):
         probs = []
         for d, start in enumerate(self._offsets):
             c = counts[:, start : start + self.n_levels_[d]]
+            # the rows that answered item d (all rows without missing answers)
+            n_d = nk if seen is None else seen[:, d] + 10 * np.finfo(np.float64).eps
             if "category_alpha" in prior:
                 # the Dirichlet mode: (c + a - 1) normalised; with a < 1 a level with (almost)
                 # no counts sits on the boundary (clipped at 0, the rest renormalised, as the
                 # weights are), a row with nothing left is uniform
                 a = prior["category_alpha"][d]
-                p = (c + a - 1.0) / (nk[:, None] + a.sum() - len(a))
+                p = (c + a - 1.0) / (n_d[:, None] + a.sum() - len(a))
                 if np.any(p < 0):
                     p = np.maximum(c + a - 1.0, 0.0)
                     total = p.sum(axis=1, keepdims=True)
                     p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / len(a))
             else:
-                p = c / nk[:, None]
+                p = c / n_d[:, None]
             probs.append(np.clip(p, 0.0, 1.0))
         self.category_probs_ = probs
         self.means_ = np.concatenate(probs, axis=1)
@@ -260,7 +296,7 @@ class CategoricalMixtureEM(BaseMixtureEM):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "model"
         tags.input_tags.positive_only = True
         tags.input_tags.categorical = True
         tags.input_tags.string = True

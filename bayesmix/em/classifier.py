@@ -10,6 +10,28 @@ With one full-covariance Gaussian component per class this is quadratic discrimi
 analysis (with maximum-likelihood covariances); with ``n_components="bic"`` the number of
 components of each class is chosen by BIC over 1..``max_components``, as mclust's
 ``MclustDA`` does.
+
+BIC and columns constant within a class. A column that takes one value in every row of a
+class (the border pixels of a digit: 17 to 28 of the 64 pixels of each binarised digit) has
+the same estimate in every component of that class, whatever K (to within the smoothing
+of a Bernoulli mixture), and the fit is the one of the model in which the components share
+that column's parameters. BIC is therefore computed for that model (the column's
+parameters counted once, as in the variable-selection models of Raftery & Dean 2006, not
+once per component): its log-likelihood is the fit's, its parameter count
+``n_parameters(K, D_varying) + n_parameters(1, D_constant)`` (``Family.n_parameters``).
+Counting them K times charged every extra component of a digit about 100 BIC units (20
+pixels times log 125) for pixels that say nothing about the components. On the digits
+(``validation/classifier_digits.py``) it gives 2 to 7 of the 10 digits one more component
+and raises the held-out accuracy from 0.922 to 0.939 (``smoothing=1e-3``) and from 0.933 to
+0.937 (``smoothing=0.5``, chosen by cross-validation). A column is constant when its observed
+values (rows of positive weight) are all equal, as given to ``fit`` (before a family's own
+transformation, e.g. Bernoulli's ``binarize``).
+
+Missing values (``missing="model"``, passed to every class mixture): a NaN entry is missing
+at random; ``p(x | c)`` is the class mixture's density of the row's observed entries, so
+:meth:`MixtureClassifier.predict_proba` of a partly hidden row uses what is visible, and
+:meth:`MixtureClassifier.impute` fills the hidden entries with their conditional
+expectation ``E[x_m | x_o] = sum_c sum_k P(c, k | x_o) E[x_m | x_o, z = k, c]``.
 """
 
 from __future__ import annotations
@@ -24,7 +46,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayesmix._validation import ParameterError
+from bayesmix._validation import DataError, ParameterError
 
 __all__ = ["MixtureClassifier"]
 
@@ -61,6 +83,10 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
     mixture_params : dict or None
         Further parameters of the family's EM estimator (e.g. ``{"smoothing": 0.01}`` for
         Bernoulli, ``{"prior": {...}}`` for MAP-EM).
+    missing : {"error", "model"}
+        Passed to every class mixture. ``"model"``: NaN entries are missing at random, in
+        ``fit`` and in every method that takes X (a row's class densities are those of its
+        observed entries; :meth:`impute` fills the NaN). ``"error"``: NaN is refused.
     random_state : int, numpy Generator or None
         Seeds every class mixture (each its own stream).
 
@@ -71,7 +97,9 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
     estimators_ : list of fitted EM estimators, one per class
     n_components_ : ndarray of int, shape (n_classes,)
     bic_ : ndarray of shape (n_classes, max_components) or None
-        ``n_components="bic"``: each class's BIC per K (NaN where K was not tried).
+        ``n_components="bic"``: each class's BIC per K (NaN where K was not tried), with the
+        columns constant within the class counted once (module docstring); equal to the
+        estimator's own ``bic`` when no column is constant.
     n_iter_ : ndarray of int, shape (n_classes,)
         EM iterations of each class's chosen mixture.
     n_features_in_ : int
@@ -90,6 +118,7 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
         max_iter: int = 100,
         tol: float = 1e-3,
         mixture_params: dict | None = None,
+        missing: str = "error",
         random_state: Any = None,
     ) -> None:
         self.family = family
@@ -102,6 +131,7 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.mixture_params = mixture_params
+        self.missing = missing
         self.random_state = random_state
 
     # -- building the class mixtures -------------------------------------------------------
@@ -116,7 +146,7 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
             "tol": self.tol,
             "random_state": seed,
         }
-        for name in ("covariance_type", "reg_covar"):
+        for name in ("covariance_type", "reg_covar", "missing"):
             if name in accepted:
                 params[name] = getattr(self, name)
         extra = dict(self.mixture_params or {})
@@ -162,7 +192,9 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._check_n_components()
-        X, y = validate_data(self, X, y, dtype=None, ensure_min_samples=2)
+        X, y = validate_data(
+            self, X, y, dtype=None, ensure_min_samples=2, ensure_all_finite=self._finite()
+        )
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         n_classes = len(self.classes_)
@@ -193,16 +225,18 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
         k_max = int(self.max_components) if fixed is None else fixed
         self.estimators_, ks = [], []
         self.bic_ = None if fixed is not None else np.full((n_classes, k_max), np.nan)
+        short = np.flatnonzero(counts < fixed) if fixed is not None else []
+        if len(short):  # checked before any class is fitted
+            c = short[0]
+            raise DataError(
+                f"class {self.classes_[c].item()!r} has {int(counts[c])} row(s), fewer than "
+                f"n_components={fixed}: expected at least {fixed} rows per class; lower "
+                "n_components, use 'bic', or give the class more rows"
+            )
         for c in range(n_classes):
             rows = y_idx == c
             Xc = X[rows]
             wc = None if sample_weight is None else sample_weight[rows]
-            if fixed is not None and counts[c] < fixed:
-                raise ParameterError(
-                    f"class {self.classes_[c].item()!r} has {int(counts[c])} row(s), fewer than "
-                    f"n_components={fixed}: expected at least {fixed} rows per class; lower "
-                    "n_components or use 'bic'"
-                )
             if fixed is not None:
                 est = self._make(fixed, int(seeds[c])).fit(Xc, sample_weight=wc)
             else:
@@ -213,7 +247,7 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
                         cand = self._make(k, int(seeds[c])).fit(Xc, sample_weight=wc)
-                    self.bic_[c, k - 1] = cand.bic(Xc, sample_weight=wc)
+                    self.bic_[c, k - 1] = self._class_bic(cand, Xc, wc)
                     if est is None or self.bic_[c, k - 1] < self.bic_[c, est.n_components - 1]:
                         est, est_warnings = cand, caught
                 for w in est_warnings:
@@ -223,6 +257,42 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
         self.n_components_ = np.asarray(ks, dtype=int)
         self.n_iter_ = np.asarray([est.n_iter_ for est in self.estimators_], dtype=int)
         return self
+
+    def _finite(self) -> bool | str:
+        """scikit-learn's ``ensure_all_finite``: NaN passes only with ``missing="model"``."""
+        if self.missing not in ("error", "model"):
+            raise ParameterError(
+                f"missing must be 'error' or 'model': got {self.missing!r}; pass "
+                "missing='model' to treat NaN entries as missing values"
+            )
+        return "allow-nan" if self.missing == "model" else True
+
+    def _class_bic(self, est, Xc: np.ndarray, wc: np.ndarray | None) -> float:
+        """BIC of a class mixture with the columns constant in the class counted once.
+
+        ``-2 log L + (n_parameters(K, D_varying) + n_parameters(1, D_constant)) log n``
+        (module docstring); the estimator's own ``bic`` when no column is constant.
+        """
+        bic = float(est.bic(Xc, sample_weight=wc))
+        rows = slice(None) if wc is None else wc > 0
+        values = np.asarray(Xc[rows], dtype=np.float64)
+        with warnings.catch_warnings():  # a column with no observed value: "All-NaN slice"
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        constant = ~(low < high)  # one value, or no observed value (NaN)
+        n_const = int(constant.sum())
+        if n_const == 0:
+            return bic
+        from bayesmix.families import get_family
+
+        fam = get_family(self.family)
+        k, d = int(est.n_components), values.shape[1]
+        cov = getattr(est, "covariance_type", None)
+        full = fam.n_parameters(k, d, cov)
+        varying = k - 1 if n_const == d else fam.n_parameters(k, d - n_const, cov)
+        shared = varying + fam.n_parameters(1, n_const, cov)
+        n = values.shape[0] if wc is None else float(wc.sum())
+        return bic - (full - shared) * float(np.log(n))
 
     def _resolve_prior(self, mass: np.ndarray) -> np.ndarray:
         if self.class_prior is None:
@@ -241,7 +311,7 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
 
     def _joint_log_likelihood(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimators_")
-        X = validate_data(self, X, dtype=None, reset=False)
+        X = validate_data(self, X, dtype=None, reset=False, ensure_all_finite=self._finite())
         with np.errstate(divide="ignore"):
             log_prior = np.log(self.class_prior_)
         return log_prior + np.stack([est.score_samples(X) for est in self.estimators_], axis=1)
@@ -263,6 +333,88 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """``log p(x) = log sum_c P(c) p(x | c)`` per row."""
         return logsumexp(self._joint_log_likelihood(X), axis=1)
+
+    def impute(self, X: Any, y: Any = None) -> np.ndarray:
+        """X with every NaN replaced by its conditional expectation given the observed entries.
+
+        ``E[x_m | x_o] = sum_c sum_k P(c, k | x_o) E[x_m | x_o, z = k, c]``, where
+        ``P(c, k | x_o) = P(c | x_o) P(k | x_o, c)`` comes from the class mixtures' densities
+        of the observed entries and ``E[x_m | x_o, z = k, c]`` from the family
+        (``Family.conditional_fill``: the component's mean for families with independent
+        features, e.g. ``p_km`` for Bernoulli; ``mu_m + S_mo S_oo^-1 (x_o - mu_o)`` for a
+        full-covariance Gaussian). Needs ``missing="model"``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing entry; the observed entries are returned unchanged.
+        y : label, array-like of shape (n_samples,) or None
+            The known class of every row (one label: all rows): only that class's mixture
+            completes the row. None: the classes are weighed by ``P(c | x_o)``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            float64, with no NaN.
+        """
+        check_is_fitted(self, "estimators_")
+        if self.missing != "model":
+            raise ParameterError(
+                f"impute needs missing values modelled: expected missing='model', got "
+                f"missing={self.missing!r}; refit with MixtureClassifier(..., missing='model')"
+            )
+        from bayesmix.families import get_family
+
+        X = validate_data(self, X, dtype=np.float64, reset=False, ensure_all_finite="allow-nan")
+        n, d = X.shape
+        if y is None:
+            class_proba = self.predict_proba(X)
+        else:
+            idx = self._class_index(y, n)
+            class_proba = np.zeros((n, len(self.classes_)))
+            class_proba[np.arange(n), idx] = 1.0
+        fam = get_family(self.family)
+        out = np.zeros((n, d))
+        for c, est in enumerate(self.estimators_):
+            rows = np.flatnonzero(class_proba[:, c] > 0)
+            if rows.size == 0:
+                continue
+            Xc = X[rows]
+            resp = est.predict_proba(Xc)  # P(k | x_o, c), (n_c, K)
+            k = est.n_components
+            # every component as one "draw" of conditional_fill: z[s, n] = s
+            params = {
+                name: np.broadcast_to(value, (k, *np.shape(value)))
+                for name, value in fam.em_point(est, d).items()
+            }
+            z = np.broadcast_to(np.arange(k)[:, None], (k, rows.size))
+            fills = fam.conditional_fill(params, Xc, z)  # E[x | x_o, z = k, c], (K, n_c, D)
+            out[rows] += class_proba[rows, c, None] * np.einsum("nk,knd->nd", resp, fills)
+        return np.where(np.isnan(X), out, X)
+
+    def _class_index(self, y: Any, n_rows: int) -> np.ndarray:
+        """Positions in ``classes_`` of one label (every row) or of one label per row."""
+        labels = np.atleast_1d(np.asarray(y, dtype=self.classes_.dtype))
+        if np.ndim(y) == 0:
+            labels = np.repeat(labels, n_rows)
+        if labels.shape != (n_rows,):
+            raise DataError(
+                f"y has the wrong shape: expected one label or ({n_rows},) (one per row of X), "
+                f"got {labels.shape}; pass one class label per row"
+            )
+        pos = np.clip(np.searchsorted(self.classes_, labels), 0, len(self.classes_) - 1)
+        bad = self.classes_[pos] != labels
+        if np.any(bad):
+            raise ParameterError(
+                f"unknown class {labels[bad][0].item()!r}: expected one of "
+                f"{self.classes_.tolist()}; pass labels seen in fit"
+            )
+        return pos
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "model"
+        return tags
 
     # -- generation --------------------------------------------------------------------------
 
@@ -290,18 +442,8 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
                 raise ParameterError(f"n_samples must be a positive int: got {n_samples!r}")
             idx = rng.choice(len(self.classes_), size=int(n_samples), p=self.class_prior_)
         else:
-            labels = np.atleast_1d(np.asarray(y, dtype=self.classes_.dtype))
-            if np.ndim(y) == 0:
-                labels = np.repeat(labels, int(n_samples))
-            pos = np.searchsorted(self.classes_, labels)
-            pos = np.clip(pos, 0, len(self.classes_) - 1)
-            bad = self.classes_[pos] != labels
-            if np.any(bad):
-                raise ParameterError(
-                    f"sample: unknown class {labels[bad][0].item()!r}: expected one of "
-                    f"{self.classes_.tolist()}"
-                )
-            idx = pos
+            n_rows = int(n_samples) if np.ndim(y) == 0 else int(np.size(y))
+            idx = self._class_index(y, n_rows)
         out = None
         for c in np.unique(idx):
             rows = np.flatnonzero(idx == c)

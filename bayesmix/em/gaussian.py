@@ -49,6 +49,18 @@ cluster; initial parameters must be given) and a JAX array (jitted statistics on
 device, see ``bayesmix.em._xp``); the M-step runs in NumPy on the small statistics. Neither
 library is imported unless such an array is given.
 
+Missing values (``missing="model"``, NumPy input): a NaN entry is missing at random. A row's
+density is the Gaussian marginal of its observed coordinates o, ``N(x_o | mu_ko,
+Sigma_k,oo)``; rows are grouped by their pattern of observed features (one Cholesky factor of
+``Sigma_oo`` per pattern and component; rows without NaN use the kernels above). Each
+iteration is an E-step, then the exact EM M-step for missing data (Ghahramani & Jordan 1994;
+McLachlan & Krishnan 2008, ch. 2): at the current parameters, ``E[x_m | x_o, z = k] = mu_km +
+S_mo S_oo^{-1} (x_o - mu_ko)`` and ``C = S_mm - S_mo S_oo^{-1} S_om`` give the statistics
+``n_k``, ``sum r x^`` and ``sum r (x^ x^^T + C)`` (C in the missing rows and columns), and
+the formulas below (every covariance type, ML or MAP) turn them into new parameters, so the
+observed-data objective never decreases. The starting values use each missing entry's column
+mean. Without NaN the computation is the one above, bit for bit.
+
 MAP-EM (``prior`` dict; every key optional, absent or None means flat):
 
 ``weights_alpha`` (scalar or (K,)) : ``w ~ Dirichlet(alpha)``.
@@ -106,6 +118,7 @@ from bayesmix.em._base import (
     BaseMixtureEM,
     DegenerateComponentWarning,
     check_prior_dict,
+    fill_column_means,
     row_blocks,
     weighted_sum,
 )
@@ -911,6 +924,183 @@ def _is_jax(X) -> bool:
     return type(X).__module__.startswith(("jax", "jaxlib")) and hasattr(X, "devices")
 
 
+# ============================================================================ missing values
+# With missing="model" a NaN entry is missing at random. Rows with no NaN go through the
+# kernels above. The others are sorted by their pattern of observed features o. Per pattern
+# and component, Sigma_oo is padded to D x D with the identity on the missing features (no
+# cross terms), ``S~ = Sigma_oo (+) I``: one batched Cholesky factor L of every pattern and
+# component gives ``||L^{-1} z~||^2 = z_o^T Sigma_oo^{-1} z_o`` and ``log|S~| = log|Sigma_oo|``
+# for the residuals ``z~`` with 0 at NaN, and ``S~^{-1}`` the M-step's regressions
+# ``Sigma_mo Sigma_oo^{-1}``. Arrays keep the D feature positions: one matrix product per
+# pattern, no gathers of columns.
+def _missing_rows(X):
+    """Indices of the rows of X (b, D) with a NaN, and the observed-value mask of those rows."""
+    # a NaN makes the row's sum NaN: one product finds the candidates, an exact check follows
+    candidates = np.flatnonzero(np.isnan(X @ np.ones(X.shape[1], dtype=X.dtype)))
+    observed = ~np.isnan(X[candidates])
+    some = ~observed.all(axis=1)
+    return candidates[some], observed[some]
+
+
+def _pattern_order(observed):
+    """Rows (n, D) sorted by pattern of observed features.
+
+    Returns ``order`` (n,), ``bounds`` (P + 1,) (the rows of pattern p are
+    ``order[bounds[p]:bounds[p + 1]]``) and the patterns (P, D).
+    """
+    d = observed.shape[1]
+    if d < 63:  # the pattern as the bits of one integer: a sort of integers, not of rows
+        keys = observed @ (np.int64(1) << np.arange(d, dtype=np.int64))
+    else:
+        keys = np.unique(np.packbits(observed, axis=1), axis=0, return_inverse=True)[1]
+        keys = keys.reshape(-1)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+    return order, bounds, observed[order[bounds[:-1]]]
+
+
+def _sorted_residuals(X, observed, means):
+    """``_pattern_order`` of the rows and their residuals about the means, 0 at NaN.
+
+    The residuals are feature-major, (K, D, n) (long rows for NumPy and BLAS).
+    """
+    order, bounds, patterns = _pattern_order(observed)
+    obs_t = observed[order].T
+    z = X[order].T - means[:, :, None]
+    return order, bounds, patterns, np.where(obs_t, z, 0.0)
+
+
+def _pattern_chunks(n_patterns, k, d):
+    """Ranges of patterns whose (P, K, D, D) factors hold about ``_BLOCK_ELEMENTS`` values."""
+    step = max(1, _BLOCK_ELEMENTS // (k * d * d))
+    for start in range(0, n_patterns, step):
+        yield start, min(start + step, n_patterns)
+
+
+def _pattern_factors(cov, patterns):
+    """Cholesky factors of ``S~ = Sigma_oo (+) I`` per pattern (P) and covariance (K or 1).
+
+    Returns the lower factors and their inverses (P, K', D, D) and the mask of observed
+    pairs of features (P, 1, D, D).
+    """
+    both = patterns[:, None, :, None] & patterns[:, None, None, :]
+    chol = np.linalg.cholesky(np.where(both, cov, np.eye(cov.shape[-1], dtype=cov.dtype)))
+    return chol, np.linalg.inv(chol), both
+
+
+def _pattern_regressions(cov, patterns):
+    """``G`` and the padded conditional covariances (P, K', D, D) of each pattern.
+
+    ``G z~`` is ``E[x | x_o, z = k] - mu_k`` of a row (its residual z~ with 0 at NaN):
+    ``G = I`` on the observed features, ``Sigma_mo Sigma_oo^{-1}`` in the missing rows. The
+    conditional covariance ``Sigma_mm - Sigma_mo Sigma_oo^{-1} Sigma_om`` sits in the missing
+    rows and columns, zeros elsewhere.
+    """
+    _, inv_chol, both = _pattern_factors(cov, patterns)
+    d = cov.shape[-1]
+    h = np.where(both, np.swapaxes(inv_chol, -1, -2) @ inv_chol, 0.0)  # Sigma_oo^{-1}, padded
+    sh = cov @ h  # missing rows, observed columns: Sigma_mo Sigma_oo^{-1}; zero columns at m
+    missing = ~patterns[:, None, :, None]  # (P, 1, D, 1)
+    eye_o = np.eye(d, dtype=cov.dtype) * patterns[:, None, None, :]
+    gain = np.where(missing, sh, eye_o)
+    cond = np.where(missing & np.swapaxes(missing, -1, -2), cov - sh @ cov, 0.0)
+    return gain, 0.5 * (cond + np.swapaxes(cond, -1, -2))
+
+
+def _covariance_stack(cov, covariance_type, k, d):
+    """Covariances as (K, D, D) (full), (1, D, D) (tied) or variances (K, D) (diag/sph.)."""
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return cov[None]
+    return np.broadcast_to(np.reshape(cov, (k, -1)), (k, d))
+
+
+def _missing_log_prob(covariance_type, X, observed, means, cov):
+    """Log densities (n, K) of the observed coordinates of rows with NaN.
+
+    ``log N(x_o | mu_ko, Sigma_k,oo)`` for each row of X (n, D) (``observed`` its mask) and
+    component; ``cov`` as :func:`_covariance_stack` returns it.
+    """
+    if covariance_type in ("diag", "spherical"):  # the sum over the observed features
+        z = np.where(observed[:, None, :], X[:, None, :] - means, 0.0)  # (n, K, D)
+        out = np.einsum("nkd,nkd->nk", z, z / cov)
+        out += observed.astype(X.dtype) @ (np.log(cov) + _LOG_2PI).T
+        out *= -0.5
+        return out
+    order, bounds, patterns, z = _sorted_residuals(X, observed, means)
+    y = np.empty_like(z)
+    log_det = np.empty((cov.shape[0], z.shape[2]), dtype=X.dtype)  # rows in sorted order
+    for start, stop in _pattern_chunks(len(patterns), cov.shape[0], X.shape[1]):
+        chol, inv_chol, _ = _pattern_factors(cov, patterns[start:stop])
+        half_log_det = np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+        for p in range(start, stop):
+            rows = slice(bounds[p], bounds[p + 1])
+            y[:, :, rows] = inv_chol[p - start] @ z[:, :, rows]  # L^{-1} z~
+            log_det[:, rows] = half_log_det[p - start][:, None]
+    np.multiply(y, y, out=y)
+    logp = y.sum(axis=1)  # (K, n)
+    logp += observed[order].sum(axis=1) * _LOG_2PI
+    logp *= -0.5
+    logp -= log_det
+    out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    out[order] = logp.T
+    return out
+
+
+def _missing_statistics(covariance_type, X, resp, means, cov, block):
+    """Expected sufficient statistics of exact EM with NaN entries, about ``means`` (K, D).
+
+    E-step of the missing coordinates m of a row, at the current parameters (``means``,
+    ``cov`` as from :func:`_covariance_stack`): ``E[x_m | x_o, z = k] = mu_km +
+    S_mo S_oo^{-1} (x_o - mu_ko)`` and ``Cov[x_m | x_o, z = k] = C = S_mm - S_mo S_oo^{-1}
+    S_om`` (Ghahramani & Jordan 1994). With the residuals ``e = E[x | x_o, k] - mu_k`` the
+    statistics are ``n_k``, ``sum r e`` and ``sum r (e e^T + C padded with zeros)``, which
+    the M-step formulas of complete data turn into the maximiser of the expected
+    complete-data log-likelihood (the observed-data objective never decreases). Rows with
+    no NaN use :func:`_statistics`.
+    """
+    k, d = means.shape
+    incomplete, observed = _missing_rows(X)
+    complete = np.ones(X.shape[0], dtype=bool)
+    complete[incomplete] = False
+    st = _statistics(covariance_type, X[complete], resp[complete], means, block)
+    st.nk += resp[incomplete].sum(axis=0)
+    whiten = _OPS[covariance_type].whiten
+    sx = np.zeros((k, d), dtype=X.dtype)
+    second = np.zeros((k, d, d) if whiten else (k, d), dtype=X.dtype)
+    for part in row_blocks(incomplete.size, block):
+        rows, obs = incomplete[part], observed[part]
+        if not whiten:  # diagonal: x_m independent of x_o, E[x_m] = mu_m, C = diag(var_m)
+            r = resp[rows]
+            e = np.where(obs[:, None, :], X[rows][:, None, :] - means, 0.0)  # (b, K, D)
+            sx += np.einsum("nk,nkd->kd", r, e)
+            second += np.einsum("nk,nkd->kd", r, e * e)
+            second += (r.T @ (~obs).astype(X.dtype)) * cov
+            continue
+        order, bounds, patterns, z = _sorted_residuals(X[rows], obs, means)
+        r = np.ascontiguousarray(resp[rows[order]].T)  # (K, b)
+        r_pattern = np.add.reduceat(r, bounds[:-1], axis=1)  # (K, P)
+        e = np.empty_like(z)  # (K, D, b)
+        for start, stop in _pattern_chunks(len(patterns), cov.shape[0], d):
+            gain, cond = _pattern_regressions(cov, patterns[start:stop])
+            for p in range(start, stop):
+                sl = slice(bounds[p], bounds[p + 1])
+                e[:, :, sl] = gain[p - start] @ z[:, :, sl]
+            cond = np.broadcast_to(cond, (stop - start, k, d, d))
+            second += np.einsum("kp,pkde->kde", r_pattern[:, start:stop], cond)
+        sx += (e @ r[:, :, None])[:, :, 0]
+        second += (e * r[:, None, :]) @ np.swapaxes(e, -1, -2)
+    if whiten:
+        second = 0.5 * (second + np.swapaxes(second, -1, -2))
+        if covariance_type == "tied":
+            second = second.sum(axis=0)
+    st.sx += sx
+    st.second += second
+    return st
+
+
 # ============================================================================ estimator
 class GaussianMixtureEM(BaseMixtureEM):
     """Gaussian mixture fitted by EM (or MAP-EM with ``prior``).
@@ -953,6 +1143,11 @@ class GaussianMixtureEM(BaseMixtureEM):
         diag/spherical residuals; full/tied residuals and predictions, one component at a
         time: about 2**16 / (D + 1) rows. On JAX arrays: rows per chunk of the jitted
         statistics (default about 2**26 / (K D)).
+    missing : {"error", "model"}, default "error"
+        "model": NaN entries are missing at random; a row's density is that of its observed
+        coordinates and the M-step is exact EM for missing data (see the module docstring),
+        in ``fit`` and in every method that takes X (NumPy input only). "error": NaN is a
+        DataError.
 
     Attributes
     ----------
@@ -971,6 +1166,7 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     # the fused _em_step applies self._sample_weight (fused_statistics' sample_weight)
     _em_step_handles_sample_weight = True
+    _supports_missing = True
 
     def __init__(
         self,
@@ -991,6 +1187,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         prior: dict | None = None,
         dtype: Any = np.float64,
         chunk_size: int | None = None,
+        missing: str = "error",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -1008,6 +1205,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         self.prior = prior
         self.dtype = dtype
         self.chunk_size = chunk_size
+        self.missing = missing
 
     # ------------------------------------------------------------------ checks
     def _check_X(self, X, *, fitting):
@@ -1025,8 +1223,9 @@ class GaussianMixtureEM(BaseMixtureEM):
                 covariance_type=self.covariance_type if self.reg_covar == 0 else None,
                 dtype=dtype,
                 min_samples=2,
+                allow_nan=self._allow_nan(),
             )
-        return check_X(X, dtype=dtype)
+        return check_X(X, dtype=dtype, allow_nan=self._allow_nan())
 
     def _check_family_parameters(self, X):
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
@@ -1167,6 +1366,14 @@ class GaussianMixtureEM(BaseMixtureEM):
     # ------------------------------------------------------------------ Dask and JAX input
     def _validate_fit_data(self, X):
         if _is_dask(X) or _is_jax(X):
+            self._missing_now = False
+            if self._allow_nan():
+                kind = "dask" if _is_dask(X) else "JAX"
+                raise ParameterError(
+                    f"missing='model' is not supported with {kind} arrays: expected a NumPy "
+                    f"array X for missing values, got a {kind} array; fit numpy.asarray(X), or "
+                    "use missing='error' with complete data"
+                )
             if _is_dask(X):
                 from bayesmix.em._dask import validate_dask as validate
             else:
@@ -1209,6 +1416,8 @@ class GaussianMixtureEM(BaseMixtureEM):
             from bayesmix.em._xp import jax_predict_labels
 
             return jax_predict_labels(self, X)
+        if self._missing_now:  # rows with NaN: the densities of their observed coordinates
+            return super()._predict_labels(X)
         # as BaseMixtureEM._predict_labels, with scratch buffers reused across blocks; diag/
         # spherical labels by the fast route where the fit used it and every row of the block
         # is within its limit (see _fast_log_prob_t), else by the residual route
@@ -1238,6 +1447,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         w = self._sample_weight
         if mean is not None:
             self._shift = mean.astype(X.dtype)
+        elif self._missing_now:  # the (weighted) means of the observed values
+            self._shift = np.average(fill_column_means(X, w), axis=0, weights=w).astype(X.dtype)
         elif w is None:
             self._shift = X.mean(axis=0)
         else:  # the weighted mean: the mean of the data set with repeated rows
@@ -1246,6 +1457,8 @@ class GaussianMixtureEM(BaseMixtureEM):
             self._prepare()
 
     def _initialize(self, X, resp):
+        if self._missing_now:  # no parameters to condition on yet: each NaN at its column mean
+            X = fill_column_means(X, self._sample_weight)
         dtype = X.dtype
         ops = _OPS[self.covariance_type]
         if resp is not None:
@@ -1296,8 +1509,11 @@ class GaussianMixtureEM(BaseMixtureEM):
 
         For each block: component log densities, in-place normalisation to responsibilities,
         and the block's contribution ``F_b r_b`` to every sufficient statistic; then the
-        M-step from the statistics. No (N, K) array is made.
+        M-step from the statistics. No (N, K) array is made. With NaN entries or partial
+        labels: the E-step, then :meth:`_m_step` (``BaseMixtureEM._em_step``).
         """
+        if self._missing_now or self._labels is not None:
+            return super()._em_step(X, workspace)
         n, d = X.shape
         if _is_jax(X):  # statistics on the array's device, M-step here
             from bayesmix.em._xp import jax_em_statistics
@@ -1326,6 +1542,14 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _m_step(self, X, resp):
         """M-step from responsibilities resp (N, K); see the module docstring."""
+        if self._missing_now:  # exact EM for NaN entries, at the current parameters
+            k, d = self.means_.shape
+            cov = _covariance_stack(self.covariances_, self.covariance_type, k, d)
+            st = _missing_statistics(
+                self.covariance_type, X, resp, self.means_, cov, self._block_size(d)
+            )
+            self._update_parameters(st, X.dtype)
+            return
         st = _statistics_two_pass(
             self.covariance_type, X, resp, self._shift, self._block_size(X.shape[1])
         )
@@ -1442,7 +1666,22 @@ class GaussianMixtureEM(BaseMixtureEM):
         return max(64, (_BLOCK_ELEMENTS >> 2) // (n_features + 1))
 
     def _estimate_log_prob_block(self, X, out):
-        _log_prob_block(X, self._estep, out)
+        if not self._missing_now:
+            _log_prob_block(X, self._estep, out)
+            return
+        rows, observed = _missing_rows(X)
+        if rows.size < X.shape[0]:  # the rows without NaN: the kernels of complete data
+            complete = np.ones(X.shape[0], dtype=bool)
+            complete[rows] = False
+            part = np.empty((X.shape[0] - rows.size, out.shape[1]), dtype=out.dtype)
+            _log_prob_block(X[complete], self._estep, part)
+            out[complete] = part
+        if rows.size:
+            k, d = self.means_.shape
+            cov = _covariance_stack(self.covariances_, self.covariance_type, k, d)
+            out[rows] = _missing_log_prob(
+                self.covariance_type, X[rows], observed, self.means_, cov
+            )
 
     def _warn_degenerate(self, n_samples):
         """Warn about empty components and components collapsed onto repeated points."""
@@ -1546,5 +1785,5 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "model"
         return tags

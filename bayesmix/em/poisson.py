@@ -13,6 +13,11 @@ only, so sample weights apply unchanged):
   ``prior["rate_rate"] = b`` the mode of the Gamma posterior ``(a - 1 + s_kd) / (b + n_k)``,
   floored at ``RATE_FLOOR`` (see :mod:`bayesmix.families.poisson`).
 
+Missing values (``missing="model"``): a NaN entry is missing at random; a row's density is the
+product over its observed features and ``rate_kd`` uses the rows where feature d is observed
+(``n_k`` replaced by ``sum_n r_nk m_nd``, ``m`` the observed mask): EM with the complete data
+(z, observed x), monotone in the observed-data objective.
+
 The objective in ``lower_bounds_`` is the mean log-likelihood per sample (plus the log prior
 density divided by N for MAP-EM: Dirichlet and Gamma densities with their normalising
 constants, PyMC's ``logp(jacobian=False)``), so EM never decreases it.
@@ -68,6 +73,9 @@ class PoissonMixtureEM(BaseMixtureEM):
     prior : dict, optional
         MAP-EM: ``weights_alpha`` (scalar or (K,)), ``rate_shape`` and ``rate_rate`` (scalars
         or (D,)) of the Gamma prior on every rate. Without ``rate_*`` keys the rates are ML.
+    missing : {"error", "model"}, default "error"
+        "model": NaN entries are missing at random (see the module docstring); "error": NaN
+        is a DataError.
 
     Attributes
     ----------
@@ -79,6 +87,7 @@ class PoissonMixtureEM(BaseMixtureEM):
     """
 
     _init_choices = ("kmeans", "k-means++", "random", "random_from_data")
+    _supports_missing = True
 
     def __init__(
         self,
@@ -92,6 +101,7 @@ class PoissonMixtureEM(BaseMixtureEM):
         warm_start: bool = False,
         verbose: int = 0,
         prior: dict | None = None,
+        missing: str = "error",
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -102,6 +112,7 @@ class PoissonMixtureEM(BaseMixtureEM):
         self.warm_start = warm_start
         self.verbose = verbose
         self.prior = prior
+        self.missing = missing
 
     @property
     def rates_(self) -> np.ndarray:
@@ -109,10 +120,11 @@ class PoissonMixtureEM(BaseMixtureEM):
         return self.means_
 
     def _check_X(self, X, *, fitting):
+        allow_nan = self._allow_nan()
         if fitting:
-            X = check_X(X, n_components=self.n_components)
+            X = check_X(X, n_components=self.n_components, allow_nan=allow_nan)
         else:
-            X = check_X(X)
+            X = check_X(X, allow_nan=allow_nan)
         return check_counts(X)
 
     def _check_family_parameters(self, X):
@@ -140,11 +152,18 @@ class PoissonMixtureEM(BaseMixtureEM):
         k, d = resp.shape[1], X.shape[1]
         nk = np.zeros(k)
         sums = np.zeros((k, d))
+        seen = np.zeros((k, d)) if self._missing_now else None
         for rows in row_blocks(X.shape[0], self._block_size(d)):
             r = resp[rows]
             nk += r.sum(axis=0)
-            sums += r.T @ X[rows]
+            if seen is None:
+                sums += r.T @ X[rows]
+            else:  # counts over the rows where each feature is observed
+                observed = ~np.isnan(X[rows])
+                sums += r.T @ np.where(observed, X[rows], 0.0)
+                seen += r.T @ observed.astype(np.float64)
         nk += 10 * np.finfo(np.float64).eps
+        per_feature = nk[:, None] if seen is None else seen + 10 * np.finfo(np.float64).eps
         prior = self._prior
         if "weights_alpha" in prior:
             w = np.maximum(nk + prior["weights_alpha"] - 1.0, 0.0)
@@ -152,10 +171,10 @@ class PoissonMixtureEM(BaseMixtureEM):
             w = nk
         self.weights_ = w / w.sum()
         if "rate_shape" in prior:
-            rate = (sums + prior["rate_shape"] - 1.0) / (nk[:, None] + prior["rate_rate"])
+            rate = (sums + prior["rate_shape"] - 1.0) / (per_feature + prior["rate_rate"])
             rate = np.maximum(rate, RATE_FLOOR)
         else:
-            rate = sums / nk[:, None]
+            rate = sums / per_feature
         self.means_ = rate
 
     def _initialize(self, X, resp):
@@ -194,7 +213,7 @@ class PoissonMixtureEM(BaseMixtureEM):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "model"
         # counts: scikit-learn's checks then give non-negative integer data, as for CategoricalNB
         tags.input_tags.positive_only = True
         tags.input_tags.categorical = True

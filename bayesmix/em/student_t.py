@@ -53,6 +53,20 @@ never decreases with ``reg_covar=0`` (``reg_covar`` is added after the scale upd
 
 The first parameters come from the initial responsibilities with ``u = 1`` (a Gaussian
 M-step) and ``nu = 10`` (or the fixed ``dof``).
+
+Missing values (``missing="model"``): a NaN entry is missing at random. A row's density is
+the marginal of its observed coordinates o, a t with the same ``nu_k``, location ``mu_ko``,
+scale ``Sigma_k,oo`` and dimension ``p_o`` (rows grouped by pattern of observed features).
+The E-step uses ``delta_o`` (the Mahalanobis distance of the observed block) and ``p_o`` in
+place of ``delta`` and D: ``u_nk = (nu_k + p_o) / (nu_k + delta_o)``, ``E[log u] =
+psi((nu_k + p_o) / 2) - log((nu_k + delta_o) / 2)``. Given ``u`` the missing block is Gaussian,
+``x_m | x_o, u ~ N(x^_m, C / u)`` with ``x^_m = mu_km + S_mo S_oo^{-1} (x_o - mu_ko)`` and
+``C = S_mm - S_mo S_oo^{-1} S_om`` (McLachlan & Peel 2000, section 7.7; Liu & Rubin 1995), so
+the CM-steps above take ``E[u x] = u_nk x^`` and ``E[u x x^T] = u_nk x^ x^^T + C`` (C in the
+missing rows and columns, not divided by u); diag: ``x^_m = mu_km``, ``C = diag(S_mm)``. ECME
+maximises the observed-data log-likelihood (the marginals) in each ``nu_k``; ECM's equation
+takes the ``E[log u]`` and ``u`` above. The starting values use each missing entry's column
+mean. Without NaN the computation is the one above, bit for bit.
 """
 
 from __future__ import annotations
@@ -65,11 +79,13 @@ from scipy import stats as sps
 from scipy.special import digamma, gammaln, logsumexp, xlogy
 
 from bayesmix._validation import DataError, ParameterError, check_choice, check_positive, check_X
-from bayesmix.em._base import BaseMixtureEM, check_prior_dict, weighted_sum
+from bayesmix.em._base import BaseMixtureEM, check_prior_dict, fill_column_means, weighted_sum
 from bayesmix.families.student_t import (
     DOF_BOUNDS,
     lkj_chol_logp,
     mahalanobis,
+    observed_mahalanobis,
+    observed_t_log_density,
     t_log_density_from_maha,
 )
 
@@ -180,6 +196,40 @@ def _scale_objective(theta, scatter, n, t, eta):
     return value / scale, grad / scale
 
 
+def _conditional_moments(X, resp, means, cov, diag):
+    """``E[x | x_o, z = k]`` of every row (K, N, D) and ``sum_n r_nk C_nk`` (K, D, D) or (K, D).
+
+    ``X`` (N, D) with NaN; ``resp`` (N, K); ``means`` (K, D); ``cov`` the scale matrices
+    (K, D, D), or their diagonals (K, D) when ``diag``. Per pattern of observed features o
+    (missing m) and component: ``x^_m = mu_m + S_mo S_oo^{-1} (x_o - mu_o)`` and ``C = S_mm -
+    S_mo S_oo^{-1} S_om`` in the missing rows and columns, zeros elsewhere (diag: ``mu_m`` and
+    the diagonal of ``S_mm``). Rows without NaN keep their values.
+    """
+    k, d = means.shape
+    observed = ~np.isnan(X)
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    completed = np.repeat(X[None], k, axis=0)
+    cond = np.zeros((k, d) if diag else (k, d, d))
+    for p, pattern in enumerate(patterns):
+        if pattern.all():
+            continue
+        rows = np.flatnonzero(inverse == p)
+        o, m = np.flatnonzero(pattern), np.flatnonzero(~pattern)
+        r = resp[rows].sum(axis=0)  # (K,): C does not depend on the row, only on its pattern
+        if diag:
+            completed[:, rows[:, None], m] = means[:, None, m]
+            cond[:, m] += r[:, None] * cov[:, m]
+            continue
+        s_om = cov[:, o[:, None], m]
+        gain_t = np.linalg.solve(cov[:, o[:, None], o], s_om)  # (K, p_o, p_m): S_oo^{-1} S_om
+        z = X[np.ix_(rows, o)] - means[:, None, o]  # (K, n, p_o)
+        completed[:, rows[:, None], m] = means[:, None, m] + z @ gain_t
+        c = cov[:, m[:, None], m] - np.swapaxes(s_om, -1, -2) @ gain_t
+        cond[:, m[:, None], m] += r[:, None, None] * (0.5 * (c + np.swapaxes(c, -1, -2)))
+    return completed, cond
+
+
 class StudentTMixtureEM(BaseMixtureEM):
     """Mixture of multivariate Student-t distributions fitted by ECM (or MAP-ECM).
 
@@ -211,6 +261,14 @@ class StudentTMixtureEM(BaseMixtureEM):
         MAP-EM (see the module docstring): ``weights_alpha`` (scalar or (K,)), ``mu_loc`` /
         ``mu_scale`` (scalars or (D,)), ``sigma_scale`` (scalar or (D,)), ``lkj_eta``
         (scalar, full), ``dof_shape`` and ``dof_rate`` (scalars). Absent keys: flat.
+    missing : {"error", "model"}, default "error"
+        "model": NaN entries are missing at random; a row's density is the t marginal of its
+        observed coordinates (same ``nu``, location and scale block of the observed features,
+        dimension the number observed), and the CM-steps use the expected statistics given
+        them: ``u`` from the observed block, ``E[x_m | x_o]`` and the conditional scale
+        ``C`` of the missing block (see the module docstring), with every covariance type,
+        prior and ``dof_step``, in ``fit`` and in every method that takes X. "error": NaN is
+        a DataError.
 
     Attributes
     ----------
@@ -227,6 +285,7 @@ class StudentTMixtureEM(BaseMixtureEM):
     """
 
     _init_choices = ("kmeans", "k-means++", "random", "random_from_data")
+    _supports_missing = True
 
     def __init__(
         self,
@@ -244,6 +303,7 @@ class StudentTMixtureEM(BaseMixtureEM):
         warm_start: bool = False,
         verbose: int = 0,
         prior: dict | None = None,
+        missing: str = "error",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -258,6 +318,7 @@ class StudentTMixtureEM(BaseMixtureEM):
         self.warm_start = warm_start
         self.verbose = verbose
         self.prior = prior
+        self.missing = missing
 
     # ------------------------------------------------------------------ checks
     def _check_X(self, X, *, fitting):
@@ -267,8 +328,9 @@ class StudentTMixtureEM(BaseMixtureEM):
                 n_components=self.n_components,
                 covariance_type=self.covariance_type if self.reg_covar == 0 else None,
                 min_samples=2,
+                allow_nan=self._allow_nan(),
             )
-        return check_X(X)
+        return check_X(X, allow_nan=self._allow_nan())
 
     def _check_family_parameters(self, X):
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
@@ -334,7 +396,18 @@ class StudentTMixtureEM(BaseMixtureEM):
             )
         return np.sqrt(cov)
 
+    def _observed_mahalanobis(self, X):
+        """Per row (X with NaN): ``delta_o`` (N, K), ``1/2 log|Sigma_k,oo|`` (N, K), ``p_o``."""
+        scale = self._scale_factor()  # the positive-definiteness check
+        if not self._diag:  # blocks of the scale matrices, not of their Cholesky factors
+            scale = np.asarray(self.covariances_, dtype=np.float64)
+        return observed_mahalanobis(X, self.means_, scale, self._diag)
+
     def _estimate_log_prob_block(self, X, out):
+        if self._missing_now:  # the t marginal of each row's observed coordinates
+            maha, half_log_det, p = self._observed_mahalanobis(X)
+            out[:] = observed_t_log_density(maha, half_log_det, self.dofs_, p)
+            return
         maha, half_log_det = mahalanobis(X, self.means_, self._scale_factor(), self._diag)
         out[:] = t_log_density_from_maha(maha, half_log_det, self.dofs_, X.shape[1])
 
@@ -344,17 +417,31 @@ class StudentTMixtureEM(BaseMixtureEM):
         self.dofs_ = (
             self._dof_fixed.copy() if self._dof_fixed is not None else np.full(k, DOF_INIT)
         )
+        if self._missing_now:  # no parameters to condition on yet: each NaN at its column mean
+            X = fill_column_means(X, self._sample_weight)
         self._update(X, resp, u=None, elog_u=None, initial=True)
 
     def _m_step(self, X, resp):
-        d = X.shape[1]
-        maha, _ = mahalanobis(X, self.means_, self._scale_factor(), self._diag)  # (N, K)
+        completed = None
+        if self._missing_now:  # u from the observed block; E[x_m | x_o] and C for the rest
+            maha, _, d = self._observed_mahalanobis(X)
+            d = d[:, None]  # p_o per row
+            cov = np.asarray(self.covariances_, dtype=np.float64)
+            completed = _conditional_moments(X, resp, self.means_, cov, self._diag)
+        else:
+            d = X.shape[1]
+            maha, _ = mahalanobis(X, self.means_, self._scale_factor(), self._diag)  # (N, K)
         nu = self.dofs_
         u = (nu + d) / (nu + maha)
         elog_u = digamma(0.5 * (nu + d)) - np.log(0.5 * (nu + maha))
-        self._update(X, resp, u=u, elog_u=elog_u, initial=False)
+        self._update(X, resp, u=u, elog_u=elog_u, initial=False, completed=completed)
 
-    def _update(self, X, resp, u, elog_u, initial):
+    def _update(self, X, resp, u, elog_u, initial, completed=None):
+        """The CM-steps from responsibilities and u-weights (module docstring, steps 1-4).
+
+        ``completed`` (missing values): ``E[x | x_o, z = k]`` (K, N, D) and ``sum_n r_nk
+        C_nk`` from :func:`_conditional_moments`, in place of X in steps 2-3.
+        """
         prior = self._prior
         k, d = resp.shape[1], X.shape[1]
         nk = resp.sum(axis=0) + 10 * np.finfo(np.float64).eps
@@ -367,7 +454,12 @@ class StudentTMixtureEM(BaseMixtureEM):
         # 2. locations (given the current scales for MAP)
         ru = resp if u is None else resp * u
         a = ru.sum(axis=0) + 10 * np.finfo(np.float64).eps
-        sx = ru.T @ X  # (K, D)
+        if completed is None:
+            sx = ru.T @ X  # (K, D)
+            rows = (X,) * k  # the data rows of each component
+        else:  # E[u x] = u E[x | x_o, z = k]
+            rows, cond = completed
+            sx = np.einsum("nk,knd->kd", ru, rows)
         if "mu_scale" in prior and not initial:
             prior_prec = 1.0 / prior["mu_scale"] ** 2
             loc_term = prior["mu_loc"] * prior_prec
@@ -383,7 +475,9 @@ class StudentTMixtureEM(BaseMixtureEM):
             means = sx / a[:, None]
         # 3. scales given the new locations
         if self._diag:
-            scatter = np.stack([ru[:, j] @ (X - means[j]) ** 2 for j in range(k)])  # (K, D)
+            scatter = np.stack([ru[:, j] @ (rows[j] - means[j]) ** 2 for j in range(k)])
+            if completed is not None:  # E[u (x - mu)^2] = u (x^ - mu)^2 + C
+                scatter += cond
             if "sigma_scale" in prior:
                 cov = _halfnormal_variance(nk[:, None], scatter, prior["sigma_scale"])
             else:
@@ -392,8 +486,10 @@ class StudentTMixtureEM(BaseMixtureEM):
         else:
             scatter = np.empty((k, d, d))
             for j in range(k):
-                diff = X - means[j]
+                diff = rows[j] - means[j]
                 scatter[j] = (ru[:, j, None] * diff).T @ diff
+            if completed is not None:  # E[u (x - mu)(x - mu)^T] = u (x^ - mu)(x^ - mu)^T + C
+                scatter += cond
             if d == 1 and "sigma_scale" in prior:
                 cov = _halfnormal_variance(nk[:, None, None], scatter, prior["sigma_scale"][0])
             elif ("sigma_scale" in prior or "lkj_eta" in prior) and not initial:
@@ -424,11 +520,16 @@ class StudentTMixtureEM(BaseMixtureEM):
         parameters at their new values; a result that does not improve the objective over the
         current ``nu_k`` is dropped, so the objective never decreases.
         """
-        d = X.shape[1]
-        maha, half_log_det = mahalanobis(X, self.means_, self._scale_factor(), self._diag)
+        if self._missing_now:  # the marginals of the observed blocks: p_o and log|S_oo| per row
+            maha, half_log_det, d = self._observed_mahalanobis(X)
+            density = observed_t_log_density
+        else:
+            d = X.shape[1]
+            maha, half_log_det = mahalanobis(X, self.means_, self._scale_factor(), self._diag)
+            density = t_log_density_from_maha
         log_w = np.log(np.maximum(self.weights_, np.finfo(float).tiny))
         dofs = np.array(self.dofs_, dtype=np.float64)
-        comp = t_log_density_from_maha(maha, half_log_det, dofs, d) + log_w
+        comp = density(maha, half_log_det, dofs, d) + log_w
         weights = self._sample_weight
         shape = self._prior.get("dof_shape", 1.0)
         rate = self._prior.get("dof_rate", 0.0)
@@ -439,9 +540,7 @@ class StudentTMixtureEM(BaseMixtureEM):
             m = maha[:, j]
 
             def column(nu, j=j):
-                value = t_log_density_from_maha(
-                    maha[:, j : j + 1], half_log_det[j : j + 1], [nu], d
-                )
+                value = density(maha[:, j : j + 1], half_log_det[..., j : j + 1], [nu], d)
                 return value[:, 0] + log_w[j]
 
             def objective(nu, rest=rest, column=column):
@@ -571,5 +670,5 @@ class StudentTMixtureEM(BaseMixtureEM):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "model"
         return tags

@@ -18,12 +18,18 @@ data                            :meth:`check_data` (validation with the project'
                                 :meth:`replicate_dtype`, ``observed_dtype``
 priors                          :meth:`resolve_priors` (data-scaled numbers; ``weights_alpha``
                                 is resolved by the caller for every family)
-NumPy                           :meth:`component_log_density` (stacks of draws),
+NumPy                           :meth:`component_log_density` (stacks of draws; NaN =
+                                missing where ``supports_missing``),
                                 :meth:`draw` (new observations given labels),
+                                :meth:`conditional_fill` (missing entries given the observed
+                                ones and the labels: imputation),
                                 :meth:`n_parameters` (BIC / AIC / ICL)
 EM                              :meth:`em_kwargs` (estimator settings from a spec and priors),
                                 :meth:`em_point` (fitted estimator -> result variables)
-graph (PyMC, imported lazily)   :meth:`add_to_graph` (parameters and the observed ``x``),
+graph (PyMC, imported lazily)   :meth:`add_to_graph` (parameters and the observed ``x``;
+                                with ``rows`` (:class:`ObservedRows`) missing entries and
+                                partial labels, ending in :func:`mixture_logp_graph`),
+                                ``supports_missing``, ``graph_labels``,
                                 :meth:`free_var_names`, :meth:`point_to_initvals`,
                                 :meth:`default_point`
 plots                           ``plots``: the names of the figures that suit the family
@@ -46,12 +52,16 @@ import numpy as np
 
 __all__ = [
     "Family",
+    "ObservedRows",
     "chunk_means",
     "chunk_rows",
     "data_moments",
+    "fill_missing",
+    "mixture_logp_graph",
     "normal_locations",
     "per_feature",
     "stack_draws",
+    "take_components",
 ]
 
 #: Elements of the largest temporary made per block of draws in a log density.
@@ -104,9 +114,19 @@ def chunk_rows(X: np.ndarray, k: int) -> list[np.ndarray]:
 
 
 def chunk_means(X: np.ndarray, k: int) -> np.ndarray:
-    """Feature means (K, D) of the :func:`chunk_rows` chunks."""
+    """Feature means (K, D) of the :func:`chunk_rows` chunks (NaN entries left out)."""
     X = np.asarray(X, dtype=float)
-    return np.stack([X[c].mean(axis=0) for c in chunk_rows(X, k)])
+    if not np.isnan(X).any():
+        return np.stack([X[c].mean(axis=0) for c in chunk_rows(X, k)])
+    observed = ~np.isnan(X)
+    overall = np.nanmean(X, axis=0)  # a column with no observed value in a chunk: its mean
+
+    def mean(rows):
+        seen = observed[rows].sum(axis=0)
+        total = np.where(observed[rows], X[rows], 0.0).sum(axis=0)
+        return np.where(seen > 0, total / np.maximum(seen, 1), overall)
+
+    return np.stack([mean(c) for c in chunk_rows(X, k)])
 
 
 def data_moments(
@@ -115,9 +135,21 @@ def data_moments(
     """Feature means, standard deviations (ddof 1) and the number of rows, with frequency weights.
 
     With integer weights these equal the moments of the repeated rows; a standard deviation of
-    0 (or of a single row) is returned as 1 so that it can scale a prior.
+    0 (or of a single row) is returned as 1 so that it can scale a prior. NaN entries (missing
+    values) are left out: each feature's moments are those of its observed values; the number
+    of rows counts every row.
     """
     X = np.asarray(X, dtype=float)
+    if np.isnan(X).any():
+        observed = ~np.isnan(X)
+        w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, float)
+        wo = observed * w[:, None]
+        n_d = wo.sum(axis=0)
+        mean = (np.where(observed, X, 0.0) * wo).sum(axis=0) / np.maximum(n_d, 1e-300)
+        dev = np.where(observed, X - mean, 0.0)
+        var = np.where(n_d > 1, (wo * dev**2).sum(axis=0) / np.maximum(n_d - 1.0, 1e-300), 1.0)
+        sd = np.sqrt(var)
+        return mean, np.where(sd > 0, sd, 1.0), float(w.sum())
     if sample_weight is None:
         n = float(X.shape[0])
         mean = X.mean(axis=0)
@@ -162,6 +194,123 @@ def normal_locations(spec: Any, priors: Mapping[str, Any], n_features: int):
     return pm.Deterministic("mu", mu_val, dims=("component", "feature"))
 
 
+# ---------------------------------------------------------------------------------------------
+# the observed rows of a graph: missing entries and partial labels
+
+
+class ObservedRows:
+    """The observed ``x`` of a mixture graph, row by row: values, missing entries, labels.
+
+    NumPy side (any layer): :attr:`values` holds every ``pm.Data`` value a graph may read,
+    by name (:data:`DIMS`): ``x_data`` (N, D) the data with 0.0 for a missing entry (NaN is
+    never handed to PyMC, which would impute it with ``x_unobserved`` variables); with
+    missing entries ``x_observed`` (N, D), 1.0 where observed, ``x_patterns`` (P, D) its
+    distinct rows and ``x_pattern`` (N,) each row's pattern; with partial labels
+    ``x_labels`` (N,) (-1 = unknown). The compiled-model cache swaps these in
+    (``pm.set_data``), so they are data, not graph structure: a model depends only on
+    whether there are missing entries and labels (:attr:`key`).
+
+    Graph side (inside a ``pm.Model``, by :meth:`Family.add_to_graph`): :meth:`mask`,
+    :meth:`labels` and :meth:`patterns` create their ``pm.Data`` on first use, so that a
+    model holds only what its family's density reads.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, D)
+        Validated data, NaN for a missing entry.
+    labels : ndarray of shape (N,), optional
+        Checked partial labels, -1 = unknown (None: none known).
+    """
+
+    #: dims of each ``pm.Data`` (None: no dims).
+    DIMS: ClassVar[dict[str, tuple[str, ...] | None]] = {
+        "x_data": ("obs_id", "feature"),
+        "x_observed": ("obs_id", "feature"),
+        "x_patterns": None,
+        "x_pattern": ("obs_id",),
+        "x_labels": ("obs_id",),
+    }
+
+    def __init__(self, X: np.ndarray, labels: np.ndarray | None = None) -> None:
+        X = np.asarray(X, dtype=float)
+        observed = ~np.isnan(X)
+        self.missing = not observed.all()
+        self.has_labels = labels is not None
+        values = {"x_data": np.where(observed, X, 0.0) if self.missing else X}
+        if self.missing:
+            patterns, index = np.unique(observed, axis=0, return_inverse=True)
+            values["x_observed"] = observed.astype(float)
+            values["x_patterns"] = patterns.astype(float)
+            values["x_pattern"] = index.reshape(-1).astype(np.int64)
+        if labels is not None:
+            values["x_labels"] = np.asarray(labels, dtype=np.int64)
+        self.values: dict[str, np.ndarray] = values
+        self._tensors: dict[str, Any] = {}
+
+    @property
+    def plain(self) -> bool:
+        """No missing entry and no label: the graph of complete, unlabelled data."""
+        return not (self.missing or self.has_labels)
+
+    @property
+    def key(self) -> tuple[bool, bool]:
+        """What of the rows fixes the graph (missing entries, labels): for the model cache."""
+        return (self.missing, self.has_labels)
+
+    def tensor(self, name: str):
+        """The ``pm.Data`` of ``values[name]`` (created in the current model on first use)."""
+        if name not in self._tensors:
+            import pymc as pm
+
+            self._tensors[name] = pm.Data(name, self.values[name], dims=self.DIMS[name])
+        return self._tensors[name]
+
+    def mask(self):
+        """(N, D) 1.0 where observed, 0.0 where missing; None without missing entries."""
+        return self.tensor("x_observed") if self.missing else None
+
+    def labels(self):
+        """(N,) int labels, -1 = unknown; None without labels."""
+        return self.tensor("x_labels") if self.has_labels else None
+
+    def patterns(self):
+        """``(x_patterns (P, D), x_pattern (N,))`` of the missing entries; None without."""
+        if not self.missing:
+            return None
+        return self.tensor("x_patterns"), self.tensor("x_pattern")
+
+
+def mixture_logp_graph(w, comp, labels=None):
+    """Per-row mixture log density (graph) from the component log densities ``comp`` (N, K).
+
+    ``logsumexp_k [log w_k + comp_nk]`` (the label summed out); for a row with a known label
+    ``labels_n = k >= 0``, ``log w_k + comp_nk`` (the joint density of the row and its label,
+    as EM's partial labels, :func:`bayesmix.em._base.fix_labelled_rows`). Every family's
+    ``CustomDist`` log density ends here.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    joint = pt.log(w) + comp
+    total = pm.math.logsumexp(joint, axis=-1)
+    if labels is None:
+        return total
+    known = joint[pt.arange(joint.shape[0]), pt.maximum(labels, 0)]
+    return pt.switch(pt.ge(labels, 0), known, total)
+
+
+def fill_missing(X: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``X`` (n, D) with its NaN entries taken from ``values`` (S, n, D): (S, n, D) floats."""
+    X = np.asarray(X, dtype=float)
+    return np.where(np.isnan(X), values, X)
+
+
+def take_components(param: Any, z: np.ndarray) -> np.ndarray:
+    """``param[s, z[s, n]]``: a (S, K, ...) parameter at labels z (S, n) -> (S, n, ...)."""
+    rows = np.arange(z.shape[0])[:, None]
+    return np.asarray(param, dtype=float)[rows, z]
+
+
 class Family:
     """Base class of the component families (one subclass per module in this package)."""
 
@@ -179,6 +328,13 @@ class Family:
     select_init: ClassVar[str | None] = None
     #: Whether ``ordered = true`` (components ordered by the first feature's location) is allowed.
     orderable: ClassVar[bool] = False
+    #: Whether the family models missing values (``missing="model"``): ``check_data`` takes
+    #: ``allow_nan``, ``component_log_density`` and the graph's density use each row's observed
+    #: coordinates, :meth:`conditional_fill` fills the others.
+    supports_missing: ClassVar[bool] = False
+    #: Whether the graph takes partial labels (:meth:`add_to_graph`'s ``rows``, through
+    #: :func:`mixture_logp_graph`).
+    graph_labels: ClassVar[bool] = False
     #: ``PriorSpec`` fields the family reads (besides ``weights_alpha``).
     prior_fields: ClassVar[tuple[str, ...]] = ()
     #: Whether text columns of a table are features (categorical levels) rather than left out.
@@ -222,10 +378,13 @@ class Family:
         covariance: str | None = None,
         fitting: bool = True,
         name: str = "X",
+        allow_nan: bool = False,
     ) -> np.ndarray:
         """Validate data for this family; return a float array (N, D). 1-D input is one feature.
 
-        ``name`` names the data in error messages (e.g. ``"data three.csv"``).
+        ``name`` names the data in error messages (e.g. ``"data three.csv"``). ``allow_nan``
+        (families with :attr:`supports_missing` only; callers pass it only there): NaN
+        entries are missing values (``check_X(allow_nan=True)``).
         """
         raise NotImplementedError
 
@@ -261,6 +420,25 @@ class Family:
 
         ``params`` have a leading sample axis S (``w`` (S, K), ...); ``z`` (S, n) ints.
         Returns (S, n, D).
+        """
+        raise NotImplementedError
+
+    def conditional_fill(
+        self,
+        params: Mapping[str, np.ndarray],
+        X: np.ndarray,
+        z: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """The missing entries (NaN) of ``X`` given its observed ones and the labels ``z``.
+
+        ``params`` have a leading sample axis S (``w`` (S, K), ...), ``X`` (n, D) holds NaN
+        for a missing entry, ``z`` (S, n) the component of each row under each draw. Returns
+        (S, n, D) floats: ``X`` with every missing entry replaced by ``E[x_m | x_o, z]``
+        (``rng`` None) or by a draw from ``p(x_m | x_o, z)``; observed entries unchanged.
+        Families with independent features fill from the component itself; the Gaussian
+        with full covariances conditions on the observed coordinates. Only families with
+        :attr:`supports_missing`.
         """
         raise NotImplementedError
 
@@ -332,12 +510,17 @@ class Family:
         w: Any,
         observed: dict[str, Any],
         formulation: str = "custom",
+        rows: ObservedRows | None = None,
     ) -> None:
         """Inside a ``pm.Model`` context: add the parameters and the observed ``x``.
 
         ``priors`` holds ``pm.Data`` tensors named ``prior_<name>``; ``w`` is the weights
         variable; ``observed`` the keyword arguments of ``x`` (``observed=``, ``dims=`` or
-        ``total_size=``).
+        ``total_size=``). ``rows`` (:class:`ObservedRows`; passed only when the data have
+        missing entries or labels, and only to families with :attr:`supports_missing` /
+        :attr:`graph_labels`): the density of ``x`` then reads ``rows.mask()`` (each row's
+        observed coordinates) and ends in :func:`mixture_logp_graph` with ``rows.labels()``.
+        Without ``rows`` the graph is the one of complete, unlabelled data.
         """
         raise NotImplementedError
 

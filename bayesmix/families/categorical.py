@@ -38,15 +38,19 @@ __all__ = ["CategoricalFamily", "encode_items", "pad_probs"]
 _TINY = np.finfo(float).tiny
 
 
-def _numeric_codes(values: np.ndarray, j: int, name: str, n_levels: int | None) -> np.ndarray:
+def _numeric_codes(
+    values: np.ndarray, j: int, name: str, n_levels: int | None, allow_nan: bool = False
+) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
-    bad = ~np.isfinite(values)
+    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"{name} contains {int(bad.sum())} missing or infinite value(s) in column {j} "
             f"(first at row {i}): expected a level in every cell; drop or impute those rows"
         )
+    values_nan = values
+    values = np.where(np.isnan(values), 0.0, values) if allow_nan else values
     if (values < 0).any():
         i = int(np.flatnonzero(values < 0)[0])
         raise DataError(
@@ -69,7 +73,7 @@ def _numeric_codes(values: np.ndarray, j: int, name: str, n_levels: int | None) 
             f"levels seen in fit), got {_fmt_value(values[i])} at row {i}; refit with every "
             "level or drop those rows"
         )
-    return values
+    return values_nan
 
 
 def _column(X: Any, j: int):
@@ -79,7 +83,7 @@ def _column(X: Any, j: int):
 
 
 def encode_items(
-    X: Any, categories: list[np.ndarray] | None = None, name: str = "X"
+    X: Any, categories: list[np.ndarray] | None = None, name: str = "X", allow_nan: bool = False
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Codes (N, D) as float64 and the levels of each item.
 
@@ -87,13 +91,16 @@ def encode_items(
     categorical columns keep their categories (unobserved ones included); string / object
     columns get their sorted distinct values. With ``categories`` (from a fit) the values are
     looked up in them, and a value not among them is a DataError ("unseen level").
+    ``allow_nan``: a missing cell (NaN, None, NA) is a missing value, code NaN
+    (``missing="model"``); otherwise it is a DataError.
     """
     if scipy.sparse.issparse(X):
         check_X(X, name=name)  # TypeError: sparse input is not supported
     if not isinstance(X, pd.DataFrame):
         arr = np.asarray(X)
         if arr.dtype.kind in "biuf":
-            arr = check_X(arr, name=name)  # shapes, NaN/inf, the "Reshape your data" message
+            # shapes, NaN/inf, the "Reshape your data" message
+            arr = check_X(arr, name=name, allow_nan=allow_nan)
         elif arr.ndim != 2:
             check_X(np.zeros(arr.shape), name=name)  # same dimension errors as numbers get
         X = arr
@@ -107,7 +114,7 @@ def encode_items(
         known = None if categories is None else categories[j]
         dtype = getattr(col, "dtype", None)
         if isinstance(dtype, pd.CategoricalDtype):
-            if col.isna().any():
+            if col.isna().any() and not allow_nan:
                 raise DataError(
                     f"{name} has missing values in column {j}: expected a level in every cell; "
                     "drop or impute those rows"
@@ -117,27 +124,31 @@ def encode_items(
             col = col.astype(object)
         values = np.asarray(col)
         if values.dtype.kind in "biuf" and (known is None or known.dtype.kind in "iu"):
-            numeric = _numeric_codes(values, j, name, None if known is None else len(known))
+            numeric = _numeric_codes(
+                values, j, name, None if known is None else len(known), allow_nan
+            )
             if known is None:
-                known = np.arange(int(numeric.max()) + 1)
+                known = np.arange(int(np.nanmax(numeric)) + 1)
             codes[:, j] = numeric
             levels.append(known)
             continue
         values = values.astype(object)
         missing = pd.isna(values)
-        if missing.any():
+        if missing.any() and not allow_nan:
             raise DataError(
                 f"{name} has {int(missing.sum())} missing value(s) in column {j} (first at row "
                 f"{int(np.flatnonzero(missing)[0])}): expected a level in every cell; drop or "
                 "impute those rows"
             )
         if known is None:
+            seen = set(values[~missing].tolist())
             try:
-                known = np.array(sorted(set(values.tolist())), dtype=object)
+                known = np.array(sorted(seen), dtype=object)
             except TypeError:  # mixed types: sort by their text
-                known = np.array(sorted(set(values.tolist()), key=str), dtype=object)
+                known = np.array(sorted(seen, key=str), dtype=object)
         lookup = {v: i for i, v in enumerate(known.tolist())}
         col_codes = np.fromiter((lookup.get(v, -1) for v in values.tolist()), float, n)
+        col_codes[missing] = np.nan
         if (col_codes < 0).any():
             i = int(np.flatnonzero(col_codes < 0)[0])
             raise DataError(
@@ -249,14 +260,19 @@ class CategoricalFamily(Family):
 
     @override
     def component_log_density(self, X, params: Mapping[str, Any]) -> np.ndarray:
-        codes = np.asarray(X).astype(np.intp)
+        X = np.asarray(X, dtype=float)
+        observed = ~np.isnan(X)  # a NaN code is a missing answer: it adds nothing
+        codes = np.where(observed, X, 0).astype(np.intp)
         lead = np.asarray(params["w"]).shape[:-1]
         (probs,) = stack_draws(params, ("probs",), lead, {"probs": 3})  # (S, K, D, L)
         with np.errstate(divide="ignore"):
             log_p = np.log(probs)
         out = np.zeros((probs.shape[0], codes.shape[0], probs.shape[1]))
         for d in range(codes.shape[1]):
-            out += np.swapaxes(log_p[:, :, d, codes[:, d]], 1, 2)
+            term = np.swapaxes(log_p[:, :, d, codes[:, d]], 1, 2)
+            if not observed[:, d].all():
+                term = np.where(observed[:, d][None, :, None], term, 0.0)
+            out += term
         return out.reshape(lead + out.shape[1:])
 
     @override

@@ -40,6 +40,7 @@ list of ``pm.MvNormal.dist`` (3.4x per gradient at D=10, K=5, N=1e4) and over on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, override
 
 import numpy as np
@@ -50,9 +51,12 @@ from bayesmix.families._base import (
     Family,
     chunk_means,
     data_moments,
+    fill_missing,
+    mixture_logp_graph,
     normal_locations,
     per_feature,
     stack_draws,
+    take_components,
 )
 
 __all__ = ["GaussianFamily"]
@@ -86,6 +90,28 @@ def _full_block(X, mu, cov):
     return -0.5 * (d * _LOG_2PI + quad) - log_det[:, None, :]
 
 
+def _observed_block(block_fn, observed):
+    """``block_fn`` on each row's observed coordinates (NaN = missing), one call per pattern.
+
+    Returns a function like ``block_fn`` of X (N, D) (the rows of ``observed``) and the
+    stacked draws (mu (S, K, D), then cov (S, K, D, D) or sigma (S, K, D)) giving (S, N, K):
+    the log density of the marginal of the observed features.
+    """
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+
+    def block(X, mu, scale):
+        out = np.zeros((mu.shape[0], X.shape[0], mu.shape[1]))
+        for p, pattern in enumerate(patterns):
+            rows, o = np.flatnonzero(inverse == p), np.flatnonzero(pattern)
+            if o.size:  # a row with nothing observed has density 1
+                sub = scale[..., o[:, None], o] if scale.ndim == 4 else scale[..., o]
+                out[:, rows] = block_fn(X[np.ix_(rows, o)], mu[..., o], sub)
+        return out
+
+    return block
+
+
 # ---------------------------------------------------------------------------------------------
 # PyTensor log densities (batch-safe: CustomDist hands parameters in with size-1 batch axes)
 
@@ -98,6 +124,23 @@ def _logp_diag(value, w, mu, sigma):
     zsq = pt.sqr((v - mu) / sigma)  # (N, K, D)
     comp = pt.sum(-0.5 * zsq - pt.log(sigma) - 0.5 * _LOG_2PI, axis=-1)  # (N, K)
     return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+
+
+def _logp_diag_rows(value, w, mu, sigma, mask=None, labels=None):
+    """:func:`_logp_diag` with missing entries (``mask`` (N, D), 1 where observed) and labels.
+
+    Each row's sum over features runs over its observed ones (the marginal of independent
+    coordinates); ``value`` holds a finite placeholder where missing, multiplied by 0.
+    """
+    import pytensor.tensor as pt
+
+    k, d = mu.shape[-2], mu.shape[-1]
+    w, mu, sigma = w.reshape((k,)), mu.reshape((k, d)), sigma.reshape((k, d))
+    zsq = pt.sqr((value[:, None, :] - mu) / sigma)  # (N, K, D)
+    terms = -0.5 * zsq - pt.log(sigma) - 0.5 * _LOG_2PI
+    if mask is not None:
+        terms = terms * mask[:, None, :]
+    return mixture_logp_graph(w, pt.sum(terms, axis=-1), labels)
 
 
 def _logp_full(value, w, mu, chol):
@@ -115,6 +158,14 @@ def _logp_full(value, w, mu, chol):
     w = w.reshape((k,))
     mu = mu.reshape((k, d))
     chol = chol.reshape((k, d, d))
+    comp = _full_components(value, mu, chol, k, d)
+    return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+
+
+def _full_components(value, mu, chol, k, d):
+    """The (N, K) component log densities of :func:`_logp_full` (mu (K, D), chol (K, D, D))."""
+    import pytensor.tensor as pt
+
     eye = pt.broadcast_to(pt.eye(d), (k, d, d))
     inv = pt.linalg.solve_triangular(chol, eye, lower=True)  # (K, D, D): A_k = L_k^{-1}
     proj = inv.transpose(2, 0, 1).reshape((d, k * d))  # proj[j, k*D + i] = A_k[i, j]
@@ -122,8 +173,44 @@ def _logp_full(value, w, mu, chol):
     resid = pt.dot(value, proj) - shift  # (N, K*D)
     sq = pt.sum(pt.sqr(resid).reshape((value.shape[0], k, d)), axis=-1)  # (N, K)
     logdet = pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (K,) half
-    comp = -0.5 * sq - logdet - 0.5 * d * _LOG_2PI
-    return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+    return -0.5 * sq - logdet - 0.5 * d * _LOG_2PI
+
+
+def _logp_full_labels(value, w, mu, chol, labels=None):
+    """:func:`_logp_full` of complete data with partial labels (the same products)."""
+    k, d = mu.shape[-2], mu.shape[-1]
+    w, mu, chol = w.reshape((k,)), mu.reshape((k, d)), chol.reshape((k, d, d))
+    return mixture_logp_graph(w, _full_components(value, mu, chol, k, d), labels)
+
+
+def _logp_full_missing(value, w, mu, cov, mask=None, patterns=None, labels=None):
+    """Full covariances with missing entries (and labels): each row's observed block.
+
+    For a missingness pattern ``m`` (1 where observed) and component k, ``Sigma'_pk = M Sigma_k
+    M + I - M`` (``M = diag(m)``) is ``Sigma_k,oo`` on the observed block and the identity on
+    the missing one, so with the residual ``m * (x - mu_k)`` (0 on the missing block)
+    ``log N(m * (x - mu_k) | 0, Sigma'_pk) + |m| / 2 log(2 pi)`` is ``log N(x_o | mu_k,o,
+    Sigma_k,oo)``. One inverse and log-determinant per (pattern, component), gathered per
+    row (``patterns``: the (P, D) distinct masks and each row's (N,) pattern, ``pm.Data``: a
+    new data set with other patterns compiles nothing). Not Cholesky factors: the gradient of
+    a batched Cholesky runs part of its graph in Numba's object mode (3x slower per
+    evaluation on Old Faithful). ``cov`` (K, D, D) is the covariance itself.
+    """
+    import pytensor.tensor as pt
+
+    k, d = mu.shape[-2], mu.shape[-1]
+    w, mu, cov = w.reshape((k,)), mu.reshape((k, d)), cov.reshape((k, d, d))
+    masks, pattern = patterns  # (P, D), (N,)
+    outer = masks[:, :, None] * masks[:, None, :]  # (P, D, D)
+    free = pt.eye(d) * (1.0 - masks)[:, None, :]  # (P, D, D): 1 on the missing diagonal
+    cov_p = cov[None] * outer[:, None] + free[:, None]  # (P, K, D, D)
+    prec_p = pt.linalg.inv(cov_p)  # (P, K, D, D)
+    logdet_p = 0.5 * pt.linalg.slogdet(cov_p)[1]  # (P, K)
+    resid = mask[:, None, :] * (value[:, None, :] - mu)  # (N, K, D)
+    quad = pt.sum(pt.sum(prec_p[pattern] * resid[:, :, None, :], axis=-1) * resid, axis=-1)
+    n_obs = pt.sum(mask, axis=-1)  # (N,)
+    comp = -0.5 * quad - logdet_p[pattern] - 0.5 * _LOG_2PI * n_obs[:, None]
+    return mixture_logp_graph(w, comp, labels)
 
 
 def _random_diag(w, mu, sigma, rng=None, size=None):
@@ -138,6 +225,13 @@ def _random_full(w, mu, chol, rng=None, size=None):
 
     core = {"w": 1, "mu": 2, "chol": 3}
     return graph_draw(GaussianFamily(), {"w": w, "mu": mu, "chol": chol}, core, rng, size)
+
+
+def _random_full_cov(w, mu, cov, rng=None, size=None):
+    from bayesmix.families import graph_draw
+
+    core = {"w": 1, "mu": 2, "cov": 3}
+    return graph_draw(GaussianFamily(), {"w": w, "mu": mu, "cov": cov}, core, rng, size)
 
 
 def _iw_logp(value, nu, beta):
@@ -261,6 +355,8 @@ class GaussianFamily(Family):
     )
     plots = ("clusters", "membership_uncertainty")
     trace_variables = ("w", "mu", "sigma")
+    supports_missing = True
+    graph_labels = True
 
     @override
     def effective_covariance(self, covariance, n_features):
@@ -279,13 +375,16 @@ class GaussianFamily(Family):
         return out
 
     @override
-    def check_data(self, X, *, n_components=None, covariance=None, fitting=True, name="X"):
+    def check_data(
+        self, X, *, n_components=None, covariance=None, fitting=True, name="X", allow_nan=False
+    ):
         return check_X(
             X,
             name=name,
             n_components=n_components if fitting else None,
             covariance_type="full" if (covariance in ("full", "tied") and fitting) else None,
             ensure_2d=False,
+            allow_nan=allow_nan,
         )
 
     @override
@@ -295,8 +394,8 @@ class GaussianFamily(Family):
         float32 resolves ``max|x| * 1.2e-7``: kept when that is below 1e-4 of the smallest
         feature spread (a replicate is a random draw; only a spread-relative precision matters).
         """
-        spread = float(np.min(np.std(X, axis=0))) if X.shape[0] > 1 else 0.0
-        resolution = float(np.max(np.abs(X))) * np.finfo(np.float32).eps
+        spread = float(np.min(np.nanstd(X, axis=0))) if X.shape[0] > 1 else 0.0
+        resolution = float(np.nanmax(np.abs(X))) * np.finfo(np.float32).eps
         return np.float32 if spread > 0 and resolution <= 1e-4 * spread else np.float64
 
     @override
@@ -362,6 +461,9 @@ class GaussianFamily(Family):
         else:
             arrays = stack_draws(params, ("mu", "sigma"), lead, {"mu": 2, "sigma": 2})
             block_fn = _sigma_block
+        observed = ~np.isnan(X)
+        if not observed.all():  # NaN = missing: the marginal density of the observed features
+            block_fn = _observed_block(block_fn, observed)
         n_draws = arrays[0].shape[0]
         out = np.empty((n_draws, n, k))
         step = max(1, BLOCK_ELEMENTS // max(n * k * d, 1))
@@ -382,6 +484,47 @@ class GaussianFamily(Family):
             chol = np.linalg.cholesky(np.asarray(params["cov"], float))  # (S, K, D, D)
             return mu + np.einsum("snij,snj->sni", chol[rows, z], eps)
         return mu + np.asarray(params["sigma"], float)[rows, z] * eps
+
+    @override
+    def conditional_fill(self, params, X, z, rng=None):
+        """Diagonal: the component's own normal; full: the conditional normal, per pattern.
+
+        ``E[x_m | x_o, z = k] = mu_km + S_mo S_oo^-1 (x_o - mu_ko)`` and ``Cov = S_mm - S_mo
+        S_oo^-1 S_om`` (``S`` = ``cov[k]``), for each missingness pattern and component.
+        """
+        X = np.asarray(X, dtype=float)
+        mu = take_components(params["mu"], z)  # (S, n, D)
+        if params.get("cov") is None:  # independent coordinates: x_m ~ N(mu_zm, sigma_zm)
+            values = mu
+            if rng is not None:
+                values = mu + take_components(params["sigma"], z) * rng.standard_normal(mu.shape)
+            return fill_missing(X, values)
+        cov = np.asarray(params["cov"], float)  # (S, K, D, D)
+        mu_k = np.asarray(params["mu"], float)  # (S, K, D)
+        out = np.broadcast_to(X, mu.shape).copy()
+        observed = ~np.isnan(X)
+        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for p, pattern in enumerate(patterns):
+            o, m = np.flatnonzero(pattern), np.flatnonzero(~pattern)
+            rows = np.flatnonzero(inverse == p)
+            if not m.size:
+                continue
+            for k in range(cov.shape[1]):  # (S, ...) blocks of component k
+                s_oo = cov[:, k][:, o[:, None], o]
+                s_om = cov[:, k][:, o[:, None], m]
+                gain = np.linalg.solve(s_oo, s_om)  # (S, |o|, |m|)
+                resid = X[rows][:, o][None] - mu_k[:, k, o][:, None, :]  # (S, n_p, |o|)
+                val = mu_k[:, k, m][:, None, :] + resid @ gain  # (S, n_p, |m|)
+                if rng is not None:
+                    cond = cov[:, k][:, m[:, None], m] - np.swapaxes(s_om, -1, -2) @ gain
+                    chol = np.linalg.cholesky(0.5 * (cond + np.swapaxes(cond, -1, -2)))
+                    eps = rng.standard_normal(val.shape)
+                    val = val + eps @ np.swapaxes(chol, -1, -2)
+                hit = z[:, rows] == k  # (S, n_p)
+                block = out[:, rows[:, None], m]  # (S, n_p, |m|) copy
+                out[:, rows[:, None], m] = np.where(hit[..., None], val, block)
+        return out
 
     @override
     def n_parameters(self, n_components, n_features, covariance):
@@ -486,7 +629,7 @@ class GaussianFamily(Family):
         return ("custom",)
 
     @override
-    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom"):
+    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom", rows=None):
         import pymc as pm
         import pytensor.tensor as pt
 
@@ -573,12 +716,15 @@ class GaussianFamily(Family):
                 )
 
         if not matrix:
+            logp = _logp_diag
+            if rows is not None:  # missing entries and labels: data of the density
+                logp = partial(_logp_diag_rows, mask=rows.mask(), labels=rows.labels())
             pm.CustomDist(
                 "x",
                 w,
                 mu,
                 sigma,
-                logp=_logp_diag,
+                logp=logp,
                 random=_random_diag,
                 signature="(k),(k,d),(k,d)->(d)",
                 **observed,
@@ -592,13 +738,24 @@ class GaussianFamily(Family):
             )
             pm.Mixture("x", w=w, comp_dists=comps, **observed)
             return
+        logp, random, scale = _logp_full, _random_full, chol
+        if rows is not None and rows.missing:  # each row's observed block, by pattern
+            logp = partial(
+                _logp_full_missing,
+                mask=rows.mask(),
+                patterns=rows.patterns(),
+                labels=rows.labels(),
+            )
+            random, scale = _random_full_cov, pm.modelcontext(None)["cov"]
+        elif rows is not None:  # complete data with labels
+            logp = partial(_logp_full_labels, labels=rows.labels())
         pm.CustomDist(
             "x",
             w,
             mu,
-            chol,
-            logp=_logp_full,
-            random=_random_full,
+            scale,
+            logp=logp,
+            random=random,
             signature="(k),(k,d),(k,d,d)->(d)",
             **observed,
         )
@@ -696,5 +853,5 @@ class GaussianFamily(Family):
         n, d = X.shape
         k = spec.n_components
         mu = chunk_means(X, k)
-        sd = X.std(axis=0) if n > 1 else np.ones(d)
+        sd = np.nanstd(X, axis=0) if n > 1 else np.ones(d)
         return {"mu": mu, "sigma": np.broadcast_to(np.where(sd > 0, sd, 1.0) / k, (k, d))}

@@ -18,13 +18,23 @@ plausible). MAP-EM's conjugate update is the posterior mode ``(shape - 1 + sum_n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, override
 
 import numpy as np
 from scipy.special import gammaln
 
 from bayesmix._validation import DataError, _fmt_value, check_X
-from bayesmix.families._base import BLOCK_ELEMENTS, Family, chunk_means, data_moments, stack_draws
+from bayesmix.families._base import (
+    BLOCK_ELEMENTS,
+    Family,
+    chunk_means,
+    data_moments,
+    fill_missing,
+    mixture_logp_graph,
+    stack_draws,
+    take_components,
+)
 
 __all__ = ["RATE_FLOOR", "PoissonFamily", "check_counts", "poisson_log_density"]
 
@@ -46,7 +56,7 @@ def check_counts(X: np.ndarray, name: str = "X") -> np.ndarray:
             f"{_fmt_value(X[i, j])} at row {i}, column {j} ({int(negative.sum())} negative "
             "value(s)); drop those rows or correct them"
         )
-    fractional = X != np.floor(X)
+    fractional = (X != np.floor(X)) & ~np.isnan(X)  # NaN: a missing value (missing="model")
     if fractional.any():
         i, j = np.argwhere(fractional)[0]
         raise DataError(
@@ -61,27 +71,43 @@ def poisson_log_density(X: np.ndarray, rate: np.ndarray) -> np.ndarray:
     """``sum_d x_nd log rate_kd - rate_kd - log(x_nd!)`` for X (N, D), rate (..., K, D).
 
     Returns (..., N, K). A rate of 0 gives probability 1 to a count of 0 and (almost) 0 to
-    any other count (``log 0`` floored at about -708, so no ``0 * -inf = nan``).
+    any other count (``log 0`` floored at about -708, so no ``0 * -inf = nan``). A NaN entry
+    is a missing value: the sum runs over each row's observed features.
     """
     X = np.asarray(X, dtype=float)
     rate = np.asarray(rate, dtype=float)
     with np.errstate(divide="ignore"):
         log_rate = np.maximum(np.log(rate), _LOG_TINY)
+    observed = ~np.isnan(X)
+    if not observed.all():
+        X = np.where(observed, X, 0.0)
+        seen = observed.astype(float)
+        log_fact = gammaln(X + 1.0).sum(axis=1)  # 0 for the missing entries
+        return (
+            X @ np.swapaxes(log_rate, -1, -2)
+            - seen @ np.swapaxes(rate, -1, -2)
+            - log_fact[..., :, None]
+        )
     log_fact = gammaln(X + 1.0).sum(axis=1)  # (N,)
     return X @ np.swapaxes(log_rate, -1, -2) - rate.sum(axis=-1)[..., None, :] - log_fact[:, None]
 
 
-def _graph_logp(value, w, rate):
-    """``logsumexp_k [log w_k + x @ log(rate_k) - sum_d rate_kd] - sum_d log(x_d!)``."""
-    import pymc as pm
+def _graph_logp(value, w, rate, mask=None, labels=None):
+    """``logsumexp_k [log w_k + x @ log(rate_k) - sum_d rate_kd] - sum_d log(x_d!)``.
+
+    With ``mask`` (N, D), 1 where observed (``value`` 0 where missing, so its ``x log rate``
+    and ``log x!`` terms are 0), ``sum_d rate_kd`` runs over each row's observed features:
+    ``mask @ rate^T``; ``labels``: see :func:`~bayesmix.families._base.mixture_logp_graph`.
+    """
     import pytensor.tensor as pt
 
     k, d = rate.shape[-2], rate.shape[-1]
     w = w.reshape((k,))
     rate = rate.reshape((k, d))
-    comp = pt.dot(value, pt.log(rate).T) - pt.sum(rate, axis=-1)  # (N, K)
+    total = pt.sum(rate, axis=-1) if mask is None else pt.dot(mask, rate.T)
+    comp = pt.dot(value, pt.log(rate).T) - total  # (N, K)
     log_fact = pt.sum(pt.gammaln(value + 1.0), axis=-1)
-    return pm.math.logsumexp(pt.log(w) + comp, axis=-1) - log_fact
+    return mixture_logp_graph(w, comp, labels) - log_fact
 
 
 def _graph_random(w, rate, rng=None, size=None):
@@ -99,6 +125,8 @@ class PoissonFamily(Family):
     select_init = "kmeans"
     prior_fields = ("rate_shape", "rate_rate")
     observed_dtype = np.int64
+    supports_missing = True
+    graph_labels = True
     plots = ("counts",)
     trace_variables = ("w", "rate")
     ppc_style = "counts"
@@ -108,8 +136,16 @@ class PoissonFamily(Family):
         return {"rate": ("component", "feature")}
 
     @override
-    def check_data(self, X, *, n_components=None, covariance=None, fitting=True, name="X"):
-        X = check_X(X, name=name, n_components=n_components if fitting else None, ensure_2d=False)
+    def check_data(
+        self, X, *, n_components=None, covariance=None, fitting=True, name="X", allow_nan=False
+    ):
+        X = check_X(
+            X,
+            name=name,
+            n_components=n_components if fitting else None,
+            ensure_2d=False,
+            allow_nan=allow_nan,
+        )
         return check_counts(X, name)
 
     @override
@@ -151,6 +187,13 @@ class PoissonFamily(Family):
         return rng.poisson(lam).astype(np.int64)
 
     @override
+    def conditional_fill(self, params, X, z, rng=None):
+        # features are independent given the component: a missing x_d is Poisson(rate_zd)
+        lam = take_components(params["rate"], z)  # (S, n, D)
+        values = lam if rng is None else rng.poisson(lam).astype(float)
+        return fill_missing(X, values)
+
+    @override
     def n_parameters(self, n_components, n_features, covariance):
         return int(n_components * n_features + n_components - 1)
 
@@ -176,7 +219,7 @@ class PoissonFamily(Family):
 
     # ------------------------------------------------------------------ graph
     @override
-    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom"):
+    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom", rows=None):
         import pymc as pm
 
         rate = pm.Gamma(
@@ -185,11 +228,14 @@ class PoissonFamily(Family):
             beta=priors["rate_rate"],
             dims=("component", "feature"),
         )
+        logp = _graph_logp
+        if rows is not None:  # missing entries and labels: data of the density, not params
+            logp = partial(_graph_logp, mask=rows.mask(), labels=rows.labels())
         pm.CustomDist(
             "x",
             w,
             rate,
-            logp=_graph_logp,
+            logp=logp,
             random=_graph_random,
             signature="(k),(k,d)->(d)",
             **observed,

@@ -17,6 +17,10 @@ per observation shared by the features), not a product of independent univariate
 scale mixture: ``x = mu + L eps / sqrt(u)`` with ``L L^T = Sigma``, ``eps ~ N(0, I)`` and
 ``u ~ Gamma(nu / 2, rate nu / 2)``; :meth:`StudentTFamily.draw` samples it that way.
 
+NaN entries (missing at random) in the NumPy densities: a row's density is the marginal of
+its observed coordinates o, a t with the same ``nu``, location ``mu_o``, scale ``Sigma_oo``
+and dimension ``p_o`` (:func:`observed_mahalanobis`, :func:`observed_t_log_density`).
+
 Priors (``k`` a component, ``d`` a feature; ``s_d`` and ``m_d`` the sample standard deviation
 and mean of feature ``d``, with frequency weights)::
 
@@ -111,6 +115,51 @@ def t_log_density(
     X = np.asarray(X, dtype=float)
     maha, half_log_det = mahalanobis(X, np.asarray(mu, float), np.asarray(scale, float), diag)
     return t_log_density_from_maha(maha, half_log_det, nu, X.shape[1])
+
+
+def observed_mahalanobis(X: np.ndarray, mu: np.ndarray, scale: np.ndarray, diag: bool):
+    """:func:`mahalanobis` of each row's observed coordinates o (NaN = missing).
+
+    The marginal of a multivariate t over o is a t with the same ``nu``, location ``mu_o``,
+    scale ``Sigma_oo`` and dimension ``p_o`` (McLachlan & Peel 2000, section 7.2). Rows are
+    grouped by their pattern of observed features (one Cholesky factor of ``Sigma_oo`` per
+    pattern and component).
+
+    ``X`` (N, D); ``mu`` (..., K, D); ``scale``: the standard deviations (..., K, D) when
+    ``diag``, else the scale matrices (..., K, D, D) themselves (a block of a Cholesky factor
+    is not the factor of the block). Returns the squared distances ``delta_o`` (..., N, K),
+    ``1/2 log|Sigma_k,oo|`` of each row (..., N, K) and ``p_o`` (N,); a row with nothing
+    observed has 0, 0, 0 (density 1).
+    """
+    observed = ~np.isnan(X)
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    shape = mu.shape[:-2] + (X.shape[0], mu.shape[-2])
+    maha = np.zeros(shape)
+    half_log_det = np.zeros(shape)
+    for p, pattern in enumerate(patterns):
+        rows, o = np.flatnonzero(inverse == p), np.flatnonzero(pattern)
+        if not o.size:
+            continue
+        sub = scale[..., o] if diag else np.linalg.cholesky(scale[..., o[:, None], o])
+        m, h = mahalanobis(X[np.ix_(rows, o)], mu[..., o], sub, diag)
+        maha[..., rows, :] = m
+        half_log_det[..., rows, :] = h[..., None, :]
+    return maha, half_log_det, observed.sum(axis=1).astype(np.float64)
+
+
+def observed_t_log_density(
+    maha: np.ndarray, half_log_det: np.ndarray, nu: np.ndarray, p: np.ndarray
+) -> np.ndarray:
+    """:func:`t_log_density_from_maha` with a dimension ``p_o`` and log-determinant per row.
+
+    ``maha`` and ``half_log_det`` (..., N, K) and ``p`` (N,) as from
+    :func:`observed_mahalanobis`; ``nu`` (..., K). Returns (..., N, K).
+    """
+    nu = np.asarray(nu, dtype=float)[..., None, :]
+    p = np.asarray(p, dtype=float)[:, None]
+    const = gammaln(0.5 * (nu + p)) - gammaln(0.5 * nu) - 0.5 * p * (np.log(nu) + _LOG_PI)
+    return const - half_log_det - 0.5 * (nu + p) * np.log1p(maha / nu)
 
 
 def lkj_chol_logp(chol: np.ndarray, eta: float) -> np.ndarray:
@@ -298,11 +347,12 @@ class StudentTFamily(Family):
         n, d = X.shape
         k = np.asarray(params["w"]).shape[-1]
         full = params.get("cov") is not None
+        missing = bool(np.isnan(X).any())  # NaN = missing: the t marginal of the observed block
         if full:
             mu, cov, nu = stack_draws(
                 params, ("mu", "cov", "nu"), lead, {"mu": 2, "cov": 3, "nu": 1}
             )
-            scale = np.linalg.cholesky(cov)
+            scale = cov if missing else np.linalg.cholesky(cov)
         else:
             core = {"mu": 2, "sigma": 2, "nu": 1}
             mu, scale, nu = stack_draws(params, ("mu", "sigma", "nu"), lead, core)
@@ -311,7 +361,11 @@ class StudentTFamily(Family):
         step = max(1, BLOCK_ELEMENTS // max(n * k * d, 1))
         for start in range(0, n_draws, step):
             s = slice(start, min(start + step, n_draws))
-            out[s] = t_log_density(X, mu[s], scale[s], nu[s], diag=not full)
+            if missing:
+                maha, half_log_det, p = observed_mahalanobis(X, mu[s], scale[s], not full)
+                out[s] = observed_t_log_density(maha, half_log_det, nu[s], p)
+            else:
+                out[s] = t_log_density(X, mu[s], scale[s], nu[s], diag=not full)
         return out.reshape(lead + (n, k))
 
     @override

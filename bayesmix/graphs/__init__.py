@@ -5,7 +5,10 @@ These functions build graphs and never sample; :mod:`bayesmix.inference` fits th
 
 from bayesmix.graphs._mixture import (
     FORMULATIONS,
+    MISSING,
     build_model,
+    check_labels,
+    check_missing,
     default_initvals,
     effective_covariance,
     feature_labels,
@@ -17,7 +20,10 @@ from bayesmix.graphs._mixture import (
 
 __all__ = [
     "FORMULATIONS",
+    "MISSING",
     "build_model",
+    "check_labels",
+    "check_missing",
     "default_initvals",
     "effective_covariance",
     "feature_labels",

@@ -15,7 +15,9 @@ prior numbers as ``pm.Data``); the family (:mod:`bayesmix.families`) adds its pa
 the observed ``x`` (:meth:`~bayesmix.families.Family.add_to_graph`). The data live in
 ``pm.Data("x_data")`` and the data-scaled prior numbers in ``pm.Data`` too (``prior_<name>``),
 so a compiled model can be refitted on new data of the same shape with ``pm.set_data`` (or
-nutpie's ``with_data``) without recompiling.
+nutpie's ``with_data``) without recompiling. Missing values (``missing="model"``) and
+partial labels are data too (:class:`bayesmix.families._base.ObservedRows`): each row's
+density runs over its observed coordinates, a labelled row's is ``log w_k + log f_k(x_n)``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ from bayesmix._validation import DataError, ParameterError, already_checked, che
 from bayesmix.config import ModelSpec, resolve_priors
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family
+from bayesmix.families._base import ObservedRows
 
 __all__ = [
     "FORMULATIONS",
+    "MISSING",
     "build_model",
+    "check_labels",
+    "check_missing",
     "default_initvals",
     "feature_labels",
     "free_var_names",
@@ -43,6 +49,8 @@ __all__ = [
 ]
 
 FORMULATIONS = ("custom", "mixture", "batched")
+#: ``missing=``: NaN is an error, or a value missing at random summed out of the likelihood.
+MISSING = ("error", "model")
 
 
 def effective_covariance(spec: ModelSpec, n_features: int) -> str | None:
@@ -50,8 +58,28 @@ def effective_covariance(spec: ModelSpec, n_features: int) -> str | None:
     return get_family(spec.family).effective_covariance(spec.covariance, n_features)
 
 
+def check_missing(spec: ModelSpec, missing: str) -> bool:
+    """Whether NaN entries are missing values (``missing="model"``) for this spec's family.
+
+    Raises ParameterError for an unknown choice, and for ``"model"`` with a family that
+    cannot sum missing values out (:attr:`bayesmix.families.Family.supports_missing`).
+    """
+    check_choice(missing, "missing", MISSING)
+    if missing == "model" and not get_family(spec.family).supports_missing:
+        raise ParameterError(
+            f"missing='model' is not available for family={spec.family!r}: expected "
+            "missing='error'; drop or impute the rows with missing values first"
+        )
+    return missing == "model"
+
+
 def validate_data(
-    spec: ModelSpec, X: Any, *, n_features: int | None = None, fitting: bool = True
+    spec: ModelSpec,
+    X: Any,
+    *,
+    n_features: int | None = None,
+    fitting: bool = True,
+    missing: str = "error",
 ) -> np.ndarray:
     """Check ``X`` against a model spec and return a float array (N, D).
 
@@ -65,10 +93,15 @@ def validate_data(
     fitting : bool
         True: the data will be fitted, so they need at least ``n_components`` distinct rows
         and (full covariance) no constant column. False: new points to evaluate.
+    missing : {"error", "model"}
+        ``"model"``: NaN entries are missing values (not with every value of a row or a
+        column missing; families with ``supports_missing`` only); ``"error"``: NaN is a
+        DataError that names this option.
 
     Returns
     -------
     ndarray of shape (N, D)
+        NaN where missing (``missing="model"``).
 
     Raises
     ------
@@ -76,7 +109,10 @@ def validate_data(
         NaN/inf, too few points for ``spec.n_components``, data outside the family's support
         (e.g. non-binary data for a Bernoulli mixture), a constant column with full
         covariance, or the wrong number of features.
+    ParameterError
+        ``missing="model"`` for a family without missing-value support.
     """
+    allow_nan = check_missing(spec, missing)
     Xc = already_checked(X)  # validated once for the whole command
     if Xc is None:
         Xc = get_family(spec.family).check_data(
@@ -84,6 +120,13 @@ def validate_data(
             n_components=spec.n_components if fitting else None,
             covariance=spec.covariance,
             fitting=fitting,
+            **({"allow_nan": True} if allow_nan else {}),
+        )
+    elif not allow_nan and Xc.dtype.kind == "f" and np.isnan(Xc).any():
+        # checked for a fit with missing values, now used without them
+        raise DataError(
+            f"X contains {int(np.isnan(Xc).sum())} missing value(s) (NaN): expected finite "
+            "numbers; pass missing='model' to model NaN as missing at random, or drop them"
         )
     if n_features is not None and Xc.shape[1] != n_features:
         raise DataError(
@@ -91,6 +134,43 @@ def validate_data(
             f"expected X of shape (n_samples, {n_features}); pass data with the same columns"
         )
     return Xc
+
+
+def check_labels(labels: Any, n_samples: int, n_components: int) -> np.ndarray | None:
+    """Partial labels as an int array (N,), -1 = unknown; None when none is known.
+
+    The rules of the EM estimators' ``fit(X, labels=)``: one label per row, each a component
+    0..n_components-1 or -1; all -1 is the same as None.
+
+    Raises
+    ------
+    DataError
+        Wrong shape, non-numeric or non-integer values, or labels outside -1..K-1.
+    """
+    if labels is None:
+        return None
+    try:
+        arr = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(
+            "labels is not numeric: expected component labels 0..n_components-1 or -1 for an "
+            f"unknown row, got {type(labels).__name__} with non-numeric values; pass integers"
+        ) from None
+    if arr.shape != (n_samples,):
+        raise DataError(
+            f"labels has the wrong shape: expected ({n_samples},) (one label per row of X, -1 "
+            f"when unknown), got {arr.shape}; pass one label per row"
+        )
+    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < -1) | (arr >= n_components)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"labels holds {int(bad.sum())} value(s) outside 0..{n_components - 1} and -1 "
+            f"(first: row {first}, {arr[first]:g}): expected a component label "
+            "0..n_components-1, or -1 for a row whose component is unknown; recode the labels"
+        )
+    out = arr.astype(np.int64)
+    return None if (out < 0).all() else out
 
 
 def feature_labels(X: Any, feature_names: Sequence[str] | None, n_features: int) -> list[str]:
@@ -207,6 +287,8 @@ def build_model(
     formulation: str = "custom",
     minibatch: int | None = None,
     sample_weight: Any = None,
+    missing: str = "error",
+    labels: Any = None,
 ):
     """Build the PyMC model of a finite mixture with the labels summed out.
 
@@ -248,6 +330,21 @@ def build_model(
         ``sample_weight`` (obs_id) and added as the ``Potential`` ``x_weights`` =
         ``sum_n (w_n - 1) log p(x_n)`` next to the observed ``x`` (whose pointwise
         log-likelihood stays unweighted). Not with ``minibatch``.
+    missing : {"error", "model"}
+        ``"model"``: NaN entries of X are missing at random and summed out: each row's
+        likelihood is the density of its observed coordinates (the model of EM's
+        ``missing="model"``), so ``x``'s pointwise log density is ``log p(x_n,obs)``. PyMC
+        never sees a NaN (it would add ``x_unobserved`` variables): ``x_data`` holds 0.0
+        there and the family's density reads the ``pm.Data`` ``x_observed`` (N, D) 0/1 mask
+        (Gaussian full/tied also ``x_patterns`` (P, D) and ``x_pattern`` (N,), the distinct
+        masks and each row's; :class:`bayesmix.families._base.ObservedRows`). Data without
+        NaN build the complete-data graph whatever this says. Families with
+        ``supports_missing`` (Gaussian, Bernoulli, Poisson); not with ``minibatch``.
+    labels : array-like of shape (N,), optional
+        Partial labels, 0..K-1 where a row's component is known, -1 where not (``pm.Data``
+        ``x_labels``): a labelled row contributes ``log w_k + log f_k(x_n)`` instead of the
+        log-sum-exp over components (EM's ``fit(X, labels=)``). Families with
+        ``graph_labels``; not with ``minibatch``.
 
     Returns
     -------
@@ -257,9 +354,22 @@ def build_model(
 
     check_choice(formulation, "formulation", FORMULATIONS)
     fam = get_family(spec.family)
-    Xc = validate_data(spec, X)
+    Xc = validate_data(spec, X, missing=missing)
     n, d = Xc.shape
     k = spec.n_components
+    known = check_labels(labels, n, k)
+    if known is not None and not fam.graph_labels:
+        raise ParameterError(
+            f"labels are not available in the graph of family={spec.family!r}: expected "
+            "labels=None; fit it by EM (fit_em(..., labels=...)) or without labels"
+        )
+    rows = ObservedRows(Xc, known)
+    if not rows.plain and (minibatch is not None or formulation != "custom"):
+        raise ParameterError(
+            "missing values and labels need the full data and formulation='custom': expected "
+            f"minibatch=None and formulation='custom', got minibatch={minibatch!r}, "
+            f"formulation={formulation!r}; drop minibatch / formulation"
+        )
     cov = fam.effective_covariance(spec.covariance, d)
     if formulation not in fam.formulations(spec.covariance, d):
         raise ParameterError(
@@ -291,17 +401,17 @@ def build_model(
             "sample_weight and minibatch cannot be combined: expected one of them, got both; "
             "fit the weighted data without minibatch"
         )
-    labels = feature_labels(X, feature_names, d)
+    names = feature_labels(X, feature_names, d)
     pri = dict(resolve_priors(spec, Xc, weights) if priors is None else priors)
     coords = {
         "component": np.arange(k),
-        "feature": labels,
-        "feature_bis": labels,
+        "feature": names,
+        "feature_bis": names,
         "obs_id": np.arange(n),
-        **fam.coords(Xc, labels),
+        **fam.coords(Xc, names),
     }
     with pm.Model(coords=coords) as model:
-        x_data = pm.Data("x_data", Xc, dims=("obs_id", "feature"))
+        x_data = rows.tensor("x_data")  # NaN (missing values) replaced by 0.0
         if minibatch is None:
             obs: dict[str, Any] = {"observed": x_data, "dims": ("obs_id", "feature")}
         else:  # a random batch of rows per evaluation, its log-likelihood scaled by N / batch
@@ -310,7 +420,10 @@ def build_model(
             name: pm.Data(f"prior_{name}", np.asarray(value, float)) for name, value in pri.items()
         }
         w = _add_weights(spec, prior_data, k)
-        fam.add_to_graph(spec, prior_data, d, w, obs, formulation=formulation)
+        if rows.plain:  # the complete-data graph, as for every family
+            fam.add_to_graph(spec, prior_data, d, w, obs, formulation=formulation)
+        else:
+            fam.add_to_graph(spec, prior_data, d, w, obs, formulation=formulation, rows=rows)
         if weights is not None:
             import pytensor.tensor as pt
 

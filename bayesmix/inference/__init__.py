@@ -3,6 +3,7 @@
 See ``docs/architecture.md`` for the groups and names of the result.
 """
 
+from bayesmix.inference._classifier import BayesianMixtureClassifier
 from bayesmix.inference._compiled import CompiledMixture, clear_cache, get_compiled
 from bayesmix.inference._fit import (
     TruncationWarning,
@@ -16,6 +17,7 @@ from bayesmix.inference._fit import (
 from bayesmix.inference._predict import (
     as_images,
     generate,
+    impute,
     membership,
     sample_posterior_predictive,
     sample_prior_predictive,
@@ -24,6 +26,7 @@ from bayesmix.inference._run import run
 from bayesmix.inference._tree import DivergenceWarning, StartsDisagreeWarning
 
 __all__ = [
+    "BayesianMixtureClassifier",
     "CompiledMixture",
     "DivergenceWarning",
     "StartsDisagreeWarning",
@@ -36,6 +39,7 @@ __all__ = [
     "fit_map",
     "generate",
     "get_compiled",
+    "impute",
     "log_likelihood",
     "membership",
     "run",

@@ -33,8 +33,10 @@ from bayesmix._validation import checked_data
 from bayesmix.config import ModelSpec, PriorSpec, resolve_priors
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family, result_variables
+from bayesmix.families._base import ObservedRows
 from bayesmix.graphs import (
     build_model,
+    check_labels,
     effective_covariance,
     feature_labels,
     validate_data,
@@ -71,6 +73,10 @@ class CompiledMixture:
     feature_names : sequence of str, optional
     formulation : {"custom", "mixture"}, optional
         Graph formulation (:func:`bayesmix.graphs.build_model`); default: the faster one.
+    sample_weight : ndarray of shape (N,), optional
+    labels : ndarray of shape (N,), optional
+        Checked partial labels (-1 = unknown). NaN entries of ``X`` are missing values
+        (``missing="model"``, checked by :func:`get_compiled`).
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class CompiledMixture:
         feature_names: Sequence[str] | None = None,
         formulation: str | None = None,
         sample_weight: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ) -> None:
         self.spec = spec
         self.n_obs, self.n_features = X.shape
@@ -90,6 +97,8 @@ class CompiledMixture:
         self.feature_names = feature_labels(X, feature_names, self.n_features)
         self.X = np.array(X, dtype=float)
         self.sample_weight = None if sample_weight is None else np.array(sample_weight, float)
+        self.labels = None if labels is None else np.array(labels, dtype=np.int64)
+        self.rows = ObservedRows(self.X, self.labels)
         self.priors = resolve_priors(spec, self.X, self.sample_weight)
         with checked_data(self.X):  # a copy of data validated by get_compiled
             self.model = build_model(
@@ -99,6 +108,8 @@ class CompiledMixture:
                 priors=self.priors,
                 formulation=formulation,
                 sample_weight=self.sample_weight,
+                missing=self.missing,
+                labels=self.labels,
             )
         self.n_compiles = 0
         self._nutpie = None
@@ -114,9 +125,18 @@ class CompiledMixture:
 
     # -- data ---------------------------------------------------------------------------------
 
+    @property
+    def missing(self) -> str:
+        """``"model"`` when the data hold missing values (NaN), else ``"error"``."""
+        return "model" if self.rows.missing else "error"
+
     def data_values(self) -> dict[str, np.ndarray]:
-        """Current values of every ``pm.Data`` container (data and prior numbers)."""
-        out = {"x_data": self.X}
+        """Current values of every ``pm.Data`` container (data and prior numbers).
+
+        The data as the graph reads them (:class:`~bayesmix.families._base.ObservedRows`:
+        ``x_data`` without NaN, the mask and patterns of missing entries, the labels).
+        """
+        out = dict(self.rows.values)
         if self.sample_weight is not None:
             out["sample_weight"] = self.sample_weight
         out.update({f"prior_{k}": np.asarray(v, float) for k, v in self.priors.items()})
@@ -127,20 +147,30 @@ class CompiledMixture:
         X: np.ndarray,
         feature_names: Sequence[str] | None = None,
         sample_weight: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ) -> None:
         """Swap in new data of the same shape (and its data-scaled priors); no recompilation.
 
         Parameters
         ----------
         X : ndarray of shape (N, D)
-            Validated data with the shape this model was built for.
+            Validated data with the shape this model was built for (NaN where missing, if
+            this model was built for missing values).
         feature_names : sequence of str, optional
+        sample_weight : ndarray of shape (N,), optional
+        labels : ndarray of shape (N,), optional
+            Checked partial labels, if this model was built with labels.
         """
         import pymc as pm
 
         if X.shape != (self.n_obs, self.n_features):
             raise ValueError(f"shape {X.shape} differs from {(self.n_obs, self.n_features)}")
+        rows = ObservedRows(X, labels)
+        if rows.key != self.rows.key:
+            raise ValueError("data with and without missing values or labels are compiled apart")
         self.X = np.array(X, dtype=float)
+        self.rows = rows
+        self.labels = None if labels is None else np.array(labels, dtype=np.int64)
         if (sample_weight is None) != (self.sample_weight is None):
             raise ValueError("a weighted and an unweighted model are compiled apart")
         self.sample_weight = None if sample_weight is None else np.array(sample_weight, float)
@@ -442,12 +472,17 @@ def get_compiled(
     feature_names: Sequence[str] | None = None,
     formulation: str | None = None,
     sample_weight: Any = None,
+    missing: str = "error",
+    labels: Any = None,
 ) -> CompiledMixture:
     """The process-wide :class:`CompiledMixture` for (spec, X.shape, dtype), with X swapped in.
 
     Weighted and unweighted models are compiled apart (the weights are ``pm.Data`` too, so
     new weights of the same length compile nothing); so are data whose family's
-    ``graph_key`` differs (e.g. categorical items with other numbers of levels).
+    ``graph_key`` differs (e.g. categorical items with other numbers of levels), data with
+    and without missing values, and with and without labels (the mask, the missingness
+    patterns and the labels are ``pm.Data``: other missing entries or labels compile
+    nothing).
 
     Parameters
     ----------
@@ -458,12 +493,17 @@ def get_compiled(
     formulation : {"custom", "mixture"}, optional
     sample_weight : array-like of shape (N,), optional
         Frequency weights of the rows (:func:`bayesmix.graphs.build_model`).
+    missing : {"error", "model"}
+        ``"model"``: NaN entries are missing values (:func:`bayesmix.graphs.build_model`).
+    labels : array-like of shape (N,), optional
+        Partial labels, -1 = unknown (:func:`bayesmix.graphs.build_model`).
 
     Returns
     -------
     CompiledMixture
     """
-    Xc = validate_data(spec, X)
+    Xc = validate_data(spec, X, missing=missing)
+    known = check_labels(labels, Xc.shape[0], spec.n_components)
     weights = check_sample_weight(sample_weight, Xc.shape[0])
     names = feature_labels(X, feature_names, Xc.shape[1])
     extra = get_family(spec.family).graph_key(Xc)
@@ -474,13 +514,14 @@ def get_compiled(
             spec.priors, k_prior=PriorSpec.k_prior, k_prior_mean=PriorSpec.k_prior_mean
         ),
     )
-    key = (graph_spec, Xc.shape, Xc.dtype.str, formulation, weights is not None, extra)
+    rows = ObservedRows(Xc, known).key  # (missing values, labels): the graph differs
+    key = (graph_spec, Xc.shape, Xc.dtype.str, formulation, weights is not None, extra, rows)
     cm = _CACHE.get(key)
     if cm is None:
-        cm = CompiledMixture(spec, Xc, names, formulation, sample_weight=weights)
+        cm = CompiledMixture(spec, Xc, names, formulation, sample_weight=weights, labels=known)
         _CACHE[key] = cm
     else:
-        cm.set_data(Xc, sample_weight=weights)
+        cm.set_data(Xc, sample_weight=weights, labels=known)
         cm.feature_names = names
     return cm
 

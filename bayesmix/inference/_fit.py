@@ -19,6 +19,7 @@ from bayesmix.config import ModelSpec, RunSpec
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family, result_variables
 from bayesmix.graphs import (
+    check_labels,
     default_initvals,
     feature_labels,
     point_to_initvals,
@@ -33,6 +34,7 @@ from bayesmix.inference._tree import (
     check_int,
     ensure_tree,
     group_arrays,
+    labels_of,
     model_spec_of,
     obs_id_coord,
     observed_X,
@@ -66,18 +68,23 @@ def _prepare(
     feature_names: Sequence[str] | None = None,
     sample_weight: Any = None,
     result: Any = None,
+    missing: str = "error",
+    labels: Any = None,
 ):
-    """(ModelSpec, validated X, feature labels, checked weights or None).
+    """(ModelSpec, validated X, feature labels, checked weights or None, labels or None).
 
-    Without ``sample_weight`` the weights stored in ``result`` (from an earlier fit of the
-    same rows) are used.
+    Without ``sample_weight`` (``labels``) the weights (partial labels) stored in ``result``
+    (from an earlier fit of the same rows) are used. ``missing="model"``: NaN entries of X
+    are missing values.
     """
     m = as_model_spec(spec)
-    Xc = validate_data(m, X)
+    Xc = validate_data(m, X, missing=missing)
+    n = Xc.shape[0]
     if sample_weight is None:
-        sample_weight = weights_of(result, Xc.shape[0])
-    weights = check_sample_weight(sample_weight, Xc.shape[0])
-    return m, Xc, feature_labels(X, feature_names, Xc.shape[1]), weights
+        sample_weight = weights_of(result, n)
+    weights = check_sample_weight(sample_weight, n)
+    known = check_labels(labels_of(result, n) if labels is None else labels, n, m.n_components)
+    return m, Xc, feature_labels(X, feature_names, Xc.shape[1]), weights, known
 
 
 @contextlib.contextmanager
@@ -91,13 +98,16 @@ def _quiet_pymc():
         logger.setLevel(old)
 
 
-def _sort_components(point: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
+def _sort_components(
+    point: dict[str, np.ndarray], spec: ModelSpec, labels: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Components in the family's order (``order_key``; e.g. Gaussian: the first feature's mean).
 
-    Deterministic labels for EM and MAP; families without an order keep the fit's labels.
+    Deterministic labels for EM and MAP; families without an order keep the fit's labels, and
+    so do fits with partial ``labels`` (they name the components).
     """
     key = get_family(spec.family).order_key(point)
-    if key is None:
+    if key is None or labels is not None:
         return point
     order = np.argsort(key, kind="stable")
     return {k: (v[order] if k != "lower_bounds" else v) for k, v in point.items()}
@@ -201,9 +211,14 @@ def em_estimator(
     return cls(spec.n_components, **kwargs)
 
 
-def em_point(est, spec: ModelSpec, n_features: int) -> dict[str, np.ndarray]:
-    """Result-named parameters of a fitted EM estimator (components in the family's order)."""
-    return _sort_components(get_family(spec.family).em_point(est, n_features), spec)
+def em_point(
+    est, spec: ModelSpec, n_features: int, labels: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Result-named parameters of a fitted EM estimator.
+
+    Components in the family's order, unless partial ``labels`` name them.
+    """
+    return _sort_components(get_family(spec.family).em_point(est, n_features), spec, labels)
 
 
 def fit_em(
@@ -219,6 +234,8 @@ def fit_em(
     feature_names: Sequence[str] | None = None,
     result: xr.DataTree | None = None,
     sample_weight: Any = None,
+    missing: str = "error",
+    labels: Any = None,
 ) -> xr.DataTree:
     """Fit the mixture by EM (``prior=None``) or MAP-EM (``prior="spec"``).
 
@@ -242,6 +259,14 @@ def fit_em(
     sample_weight : array-like of shape (N,), optional
         Frequency weights of the rows (integer weights = repeated rows); default: those
         stored in ``result``, else none.
+    missing : {"error", "model"}
+        ``"model"``: NaN entries of X are missing at random, summed out of each row's
+        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
+        families). ``"error"``: NaN is a DataError.
+    labels : array-like of shape (N,), optional
+        Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
+        contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.
+        Passed to the estimator (``missing=``, ``fit(X, labels=)``).
 
     Returns
     -------
@@ -250,7 +275,9 @@ def fit_em(
         chain/draw dims, ``lower_bounds`` (iteration); attrs ``method`` ("ml"/"map"),
         ``n_iter``, ``converged``, ``lower_bound``, ``n_init``.
     """
-    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
+    m, Xc, names, weights, known = _prepare(
+        spec, X, feature_names, sample_weight, result, missing, labels
+    )
     check_choice(prior, "prior", PRIOR_MODES)
     n_init = check_int(n_init, "n_init", 1)
     seed = resolve_seed(random_state)
@@ -266,9 +293,10 @@ def fit_em(
         tol=tol,
         max_iter=max_iter,
         reg_covar=reg_covar,
+        missing=missing,
     )
-    est.fit(Xc, sample_weight=weights)
-    point = em_point(est, m, d)
+    est.fit(Xc, sample_weight=weights, labels=known)
+    point = em_point(est, m, d, known)
     ds = point_dataset(
         point,
         m,
@@ -283,7 +311,7 @@ def fit_em(
         coords=get_family(m.family).coords(Xc, names),
     )
     ds["lower_bounds"] = ("iteration", np.asarray(est.lower_bounds_, float))
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X, known, missing)
     tree["em"] = xr.DataTree(ds)
     return tree
 
@@ -330,6 +358,8 @@ def _start_point(result, spec, cm, Xc, group, seed):
             random_state=seed,
             feature_names=cm.feature_names,
             sample_weight=cm.sample_weight,
+            missing=cm.missing,
+            labels=cm.labels,
         )
         return point_from_group(tree, "em")
     return None
@@ -348,6 +378,8 @@ def fit_map(
     tol: float = 1e-3,
     feature_names: Sequence[str] | None = None,
     sample_weight: Any = None,
+    missing: str = "error",
+    labels: Any = None,
 ) -> xr.DataTree:
     """Maximum a posteriori estimate from several starts (L-BFGS-B on the compiled model).
 
@@ -381,16 +413,28 @@ def fit_map(
         Starts "agree" when their optimal log posteriors are within ``tol`` of the best;
         otherwise a :class:`StartsDisagreeWarning` is issued.
     feature_names : sequence of str, optional
+    missing : {"error", "model"}
+        ``"model"``: NaN entries of X are missing at random, summed out of each row's
+        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
+        families). ``"error"``: NaN is a DataError.
+    labels : array-like of shape (N,), optional
+        Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
+        contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.
+        The same model as MAP-EM's (:func:`fit_em` with the same ``missing`` and ``labels``).
 
     Returns
     -------
     xarray.DataTree
         With group ``map`` (attrs ``logp``, ``n_starts``, ``starts_agree``, ``logps``).
     """
-    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
+    m, Xc, names, weights, known = _prepare(
+        spec, X, feature_names, sample_weight, result, missing, labels
+    )
     n_starts = check_int(n_starts, "n_starts", 1)
     seed = resolve_seed(random_seed)
-    cm = get_compiled(m, Xc, feature_names=names, sample_weight=weights)
+    cm = get_compiled(
+        m, Xc, feature_names=names, sample_weight=weights, missing=missing, labels=known
+    )
     d = Xc.shape[1]
     rng = np.random.default_rng(seed)
     if starts is None:
@@ -423,7 +467,7 @@ def fit_map(
         )
     raw = cm.point(best)
     hyper = {name: raw.pop(name) for name in hyper_variables(m, len(names))}
-    point = _sort_components(raw, m)
+    point = _sort_components(raw, m, known)
     ds = point_dataset(
         point,
         m,
@@ -438,7 +482,7 @@ def fit_map(
     )
     for name, dims in hyper_variables(m, len(names)).items():  # no component dim
         ds[name] = (dims, np.asarray(hyper[name], float))
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X, known, missing)
     tree["map"] = xr.DataTree(ds)
     return tree
 
@@ -470,7 +514,10 @@ def _ll_params(post: xr.Dataset) -> dict[str, np.ndarray]:
 
 
 def pointwise_log_likelihood(
-    params: Mapping[str, np.ndarray], X: np.ndarray, family: str
+    params: Mapping[str, np.ndarray],
+    X: np.ndarray,
+    family: str,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """``log p(x_n | theta_s)`` for every draw and observation, a block of draws at a time.
 
@@ -479,8 +526,11 @@ def pointwise_log_likelihood(
     params : mapping
         ``w`` (..., K) and the component parameters with the same leading (draw) dims.
     X : ndarray of shape (N, D)
+        NaN = missing: ``log p(x_n,obs | theta_s)``, the graphs' likelihood term.
     family : str
         A name of :data:`bayesmix.families.FAMILIES`.
+    labels : ndarray of shape (N,), optional
+        Partial labels: a labelled row's term is ``log w_k + log f_k(x_n)``, as in the graph.
 
     Returns
     -------
@@ -497,12 +547,14 @@ def pointwise_log_likelihood(
     step = max(1, _LL_BLOCK_ELEMENTS // max(n * k * X.shape[1], 1))
     for start in range(0, n_draws, step):
         blk = {name: v[start : start + step] for name, v in flat.items()}
-        out[start : start + step] = _math.mixture_log_density(X, blk, family)
+        out[start : start + step] = _math.mixture_log_density(X, blk, family, labels)
     return out.reshape(lead + (n,))
 
 
-def _log_likelihood(post: xr.Dataset, X: np.ndarray, family: str) -> xr.Dataset:
-    ll = pointwise_log_likelihood(_ll_params(post), X, family)
+def _log_likelihood(
+    post: xr.Dataset, X: np.ndarray, family: str, labels: np.ndarray | None = None
+) -> xr.Dataset:
+    ll = pointwise_log_likelihood(_ll_params(post), X, family, labels)
     return xr.Dataset(
         {"x": (("chain", "draw", "obs_id"), ll)},
         coords={
@@ -527,7 +579,10 @@ def log_likelihood(
     of draws at a time, so memory stays at the size of the answer. A stored
     ``log_likelihood`` group (``sample_nuts`` by default, ``[fit] store_log_likelihood``) is
     returned as it is when ``group`` is ``"posterior"``. Label switching or relabelling does
-    not change it (the mixture density is the same under any order of the components).
+    not change it (the mixture density is the same under any order of the components; with
+    partial labels, whose rows' terms are ``log w_k + log f_k(x_n)``, the labels name the
+    components). With missing values (NaN in ``observed_data``) each term is the density of
+    the row's observed coordinates, ``log p(x_n,obs)``.
 
     Parameters
     ----------
@@ -570,26 +625,29 @@ def log_likelihood(
         )
     X = observed_X(result)
     ids = np.arange(X.shape[0]) if obs is None else np.arange(X.shape[0])[obs]
-    ds = _log_likelihood(result[group].to_dataset(), X[ids], model_spec_of(result).family)
+    known = labels_of(result, X.shape[0])
+    ds = _log_likelihood(
+        result[group].to_dataset(),
+        X[ids],
+        model_spec_of(result).family,
+        None if known is None else known[ids],
+    )
     ds = ds.assign_coords(obs_id=obs_id_coord(result, X.shape[0])[ids])
     if store:
         result["log_likelihood"] = xr.DataTree(ds)
     return ds
 
 
-def _init_point(init, result, m, cm, Xc, weights=None):
+def _init_point(init, result, m, cm, Xc, weights=None, missing="error", labels=None):
     if init == "default":
         return default_initvals(m, Xc)
+    rows = {"sample_weight": weights, "missing": missing, "labels": labels}
     if result is not None and init in result.children:
         pt_ = point_from_group(result, init)
     elif init == "em":
-        pt_ = point_from_group(
-            fit_em(m, Xc, prior="spec", random_state=0, sample_weight=weights), "em"
-        )
+        pt_ = point_from_group(fit_em(m, Xc, prior="spec", random_state=0, **rows), "em")
     else:
-        pt_ = point_from_group(
-            fit_map(m, Xc, random_seed=0, result=result, sample_weight=weights), "map"
-        )
+        pt_ = point_from_group(fit_map(m, Xc, random_seed=0, result=result, **rows), "map")
     return point_to_initvals(m, pt_, Xc.shape[1])
 
 
@@ -610,6 +668,8 @@ def sample_nuts(
     feature_names: Sequence[str] | None = None,
     log_likelihood: bool = True,
     sample_weight: Any = None,
+    missing: str = "error",
+    labels: Any = None,
 ) -> xr.DataTree:
     """Sample the posterior with NUTS, chains started near the EM (or MAP) solution.
 
@@ -648,6 +708,14 @@ def sample_nuts(
         4 x 1000 draws of 5000 points). :func:`bayesmix.inference.run` passes False unless
         ``[fit] store_log_likelihood``; :func:`bayesmix.inference.log_likelihood` computes
         it on demand.
+    sample_weight : array-like of shape (N,), optional
+    missing : {"error", "model"}
+        ``"model"``: NaN entries of X are missing at random, summed out of each row's
+        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
+        families). ``"error"``: NaN is a DataError.
+    labels : array-like of shape (N,), optional
+        Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
+        contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.
 
     Returns
     -------
@@ -655,7 +723,9 @@ def sample_nuts(
         With ``posterior``, ``sample_stats``, ``observed_data`` and, with
         ``log_likelihood=True``, ``log_likelihood`` (x: chain, draw, obs_id).
     """
-    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
+    m, Xc, names, weights, known = _prepare(
+        spec, X, feature_names, sample_weight, result, missing, labels
+    )
     if not isinstance(log_likelihood, bool):
         raise ParameterError(
             f"log_likelihood must be a bool: expected True or False, got {log_likelihood!r}"
@@ -667,18 +737,20 @@ def sample_nuts(
     check_choice(init, "init", INITS)
     if not 0 < target_accept < 1:
         raise ParameterError(f"target_accept must be in (0, 1): got {target_accept}; use e.g. 0.9")
-    missing = [m for m in _JAX_SAMPLERS.get(sampler, ()) if importlib.util.find_spec(m) is None]
-    if missing:
+    absent = [m for m in _JAX_SAMPLERS.get(sampler, ()) if importlib.util.find_spec(m) is None]
+    if absent:
         raise ParameterError(
             f"sampler={sampler!r} needs {' and '.join(_JAX_SAMPLERS[sampler])}, and "
-            f"{', '.join(missing)} is not installed: pip install bayesmix[jax], or use "
+            f"{', '.join(absent)} is not installed: pip install bayesmix[jax], or use "
             "sampler='nutpie'"
         )
     seed = resolve_seed(random_seed)
     if progressbar is None:
         progressbar = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    cm = get_compiled(m, Xc, feature_names=names, sample_weight=weights)
-    initvals = _init_point(init, result, m, cm, Xc, weights)
+    cm = get_compiled(
+        m, Xc, feature_names=names, sample_weight=weights, missing=missing, labels=known
+    )
+    initvals = _init_point(init, result, m, cm, Xc, weights, missing, known)
     cores = min(chains, 2)
     if sampler == "nutpie":
         import nutpie
@@ -735,7 +807,7 @@ def sample_nuts(
         post = trace["posterior"].to_dataset()
         stats = trace["sample_stats"].to_dataset()
     post = _posterior_dataset(post, names, m)
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X, known, missing)
     tree["posterior"] = xr.DataTree(post.assign_attrs(sampler=sampler, seed=seed))
     tree["sample_stats"] = xr.DataTree(stats)
     check_truncation(post, m)
@@ -749,7 +821,7 @@ def sample_nuts(
             stacklevel=2,
         )
     if log_likelihood:
-        ll = _log_likelihood(post, Xc, m.family)
+        ll = _log_likelihood(post, Xc, m.family, known)
         ll = ll.assign_coords(obs_id=obs_id_coord(tree, Xc.shape[0]))
         tree["log_likelihood"] = xr.DataTree(ll)
     return tree
@@ -771,6 +843,8 @@ def fit_advi(
     result: xr.DataTree | None = None,
     feature_names: Sequence[str] | None = None,
     sample_weight: Any = None,
+    missing: str = "error",
+    labels: Any = None,
 ) -> xr.DataTree:
     """Mean-field ADVI started at the MAP-EM solution, optimised with Adam.
 
@@ -793,6 +867,15 @@ def fit_advi(
     learning_rate : float
     result : xarray.DataTree, optional
     feature_names : sequence of str, optional
+    sample_weight : array-like of shape (N,), optional
+    missing : {"error", "model"}
+        ``"model"``: NaN entries of X are missing at random, summed out of each row's
+        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
+        families). ``"error"``: NaN is a DataError.
+    labels : array-like of shape (N,), optional
+        Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
+        contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.
+        Not with ``minibatch``.
 
     Returns
     -------
@@ -805,16 +888,19 @@ def fit_advi(
 
     from bayesmix.graphs import build_model
 
-    m, Xc, names, weights = _prepare(spec, X, feature_names, sample_weight, result)
+    m, Xc, names, weights, known = _prepare(
+        spec, X, feature_names, sample_weight, result, missing, labels
+    )
     n = check_int(n, "n", 1)
     draws = check_int(draws, "draws", 1)
     seed = resolve_seed(random_seed)
+    rows = {"sample_weight": weights, "missing": missing, "labels": known}
     if minibatch is None:
-        model = get_compiled(m, Xc, feature_names=names, sample_weight=weights).model
+        model = get_compiled(m, Xc, feature_names=names, **rows).model
     else:
         # a model of its own (pm.fit compiles its own functions; nothing to share)
-        model = build_model(m, Xc, feature_names=names, minibatch=minibatch, sample_weight=weights)
-    initvals = _init_point("em", result, m, None, Xc, weights)
+        model = build_model(m, Xc, feature_names=names, minibatch=minibatch, **rows)
+    initvals = _init_point("em", result, m, None, Xc, weights, missing, known)
     with _quiet_pymc():
         approx = pm.fit(
             n=n,
@@ -833,7 +919,7 @@ def fit_advi(
         "seed": seed,
         "minibatch": 0 if minibatch is None else int(minibatch),
     }
-    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X)
+    tree = ensure_tree(result, spec, Xc, names, seed, row_labels(X), weights, X, known, missing)
     tree["advi"] = xr.DataTree(post)
     check_truncation(post, m)
     return tree

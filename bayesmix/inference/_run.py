@@ -14,7 +14,7 @@ from bayesmix._validation import ParameterError, checked_data
 from bayesmix.config import METHODS, RunSpec
 from bayesmix.em import check_sample_weight
 from bayesmix.families import get_family
-from bayesmix.graphs import feature_labels, validate_data
+from bayesmix.graphs import check_labels, feature_labels, validate_data
 from bayesmix.inference._fit import fit_advi, fit_em, fit_map, sample_nuts
 from bayesmix.inference._predict import sample_posterior_predictive
 from bayesmix.inference._tree import new_tree, resolve_seed, row_labels
@@ -51,6 +51,8 @@ def run(
     progressbar: bool | None = None,
     on_stage: Callable[[str], None] | None = None,
     sample_weight: Any = None,
+    missing: str | None = None,
+    labels: Any = None,
 ) -> xr.DataTree:
     """Fit ``run_spec.fit.methods`` in the order em -> map -> nuts -> advi into one tree.
 
@@ -73,6 +75,16 @@ def run(
     on_stage : callable, optional
         Called with a one-line description (``"EM: 5 starts"``, ``"NUTS: 4 chains x 1000
         draws"``, ...) as each stage starts; the CLI prints these as progress lines.
+    missing : {"error", "model"}, optional
+        ``"model"``: NaN entries of X are missing at random, summed out of every fit's
+        likelihood (Gaussian, Bernoulli and Poisson families); the result keeps them as NaN
+        in ``observed_data`` and records root attr ``missing``. ``"error"``: NaN is a
+        DataError. Default: ``"model"`` when the spec's ``[data] missing`` says so, else
+        ``"error"``.
+    labels : array-like of shape (N,), optional
+        Partial labels (0..K-1 known, -1 unknown), passed to every fit and stored as
+        ``observed_data["labels"]``; EM and MAP components are then not sorted (the labels
+        name them). Default: ``X.attrs["labels"]`` (the ``[data] labels`` column), else none.
 
     Returns
     -------
@@ -96,13 +108,19 @@ def run(
                 f"unknown method {mth!r}: expected one of {', '.join(METHODS)}; fix [fit] methods"
             )
     model = run_spec.model
-    Xc = validate_data(model, X)
+    if missing is None:
+        missing = "model" if run_spec.data.missing_values == "model" else "error"
+    if labels is None:
+        labels = getattr(X, "attrs", {}).get("labels")
+    Xc = validate_data(model, X, missing=missing)
     if sample_weight is None:
         sample_weight = getattr(X, "attrs", {}).get("sample_weight")
     weights = check_sample_weight(sample_weight, Xc.shape[0])
+    known = check_labels(labels, Xc.shape[0], model.n_components)
+    rows = {"missing": missing, "labels": known}
     names = feature_labels(X, None, Xc.shape[1])
     seed = resolve_seed(fit.seed)
-    tree = new_tree(run_spec, Xc, names, seed, row_labels(X), weights, X)
+    tree = new_tree(run_spec, Xc, names, seed, row_labels(X), weights, X, known, missing)
     recorded: list[str] = []
 
     @contextlib.contextmanager
@@ -124,10 +142,10 @@ def run(
 
     if "em" in fit.methods:
         with stage("EM", f"K={model.n_components}, several starts"):
-            tree = fit_em(model, Xc, random_state=seed, feature_names=names, result=tree)
+            tree = fit_em(model, Xc, random_state=seed, feature_names=names, result=tree, **rows)
     if "map" in fit.methods:
         with stage("MAP", "optimising the PyMC model (compiles it on first use)"):
-            tree = fit_map(model, Xc, random_seed=seed, feature_names=names, result=tree)
+            tree = fit_map(model, Xc, random_seed=seed, feature_names=names, result=tree, **rows)
     if "nuts" in fit.methods:
         init = "map" if "map" in tree.children else "em"
         detail = f"{fit.chains} chains x {fit.draws} draws after {fit.tune} tuning steps"
@@ -146,11 +164,18 @@ def run(
                 feature_names=names,
                 result=tree,
                 log_likelihood=fit.store_log_likelihood,
+                **rows,
             )
     if "advi" in fit.methods:
         with stage("ADVI", f"variational approximation, {fit.draws} draws"):
             tree = fit_advi(
-                model, Xc, random_seed=seed, draws=fit.draws, feature_names=names, result=tree
+                model,
+                Xc,
+                random_seed=seed,
+                draws=fit.draws,
+                feature_names=names,
+                result=tree,
+                **rows,
             )
     pp_group = (
         "posterior"

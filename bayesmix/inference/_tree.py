@@ -158,6 +158,23 @@ def observed_X(result: xr.DataTree) -> np.ndarray:
     return np.asarray(result["observed_data"]["x"].values, dtype=float)
 
 
+def labels_of(result: Any, n: int) -> np.ndarray | None:
+    """Partial labels stored in the observed data of ``result`` (None: none, or not n rows)."""
+    if not isinstance(result, xr.DataTree) or "observed_data" not in result.children:
+        return None
+    obs = result["observed_data"]
+    if "labels" not in obs.data_vars or obs["labels"].size != n:
+        return None
+    return np.asarray(obs["labels"].values, dtype=np.int64)
+
+
+def missing_of(result: Any) -> str:
+    """The ``missing`` setting of a result's fits (root attr; ``"error"`` when absent)."""
+    if not isinstance(result, xr.DataTree):
+        return "error"
+    return str(result.attrs.get("missing", "error"))
+
+
 def weights_of(result: Any, n: int) -> np.ndarray | None:
     """Frequency weights stored in the observed data of ``result`` (None: none, or not n rows)."""
     if not isinstance(result, xr.DataTree) or "observed_data" not in result.children:
@@ -248,6 +265,8 @@ def new_tree(
     obs_ids: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
     raw: Any = None,
+    labels: np.ndarray | None = None,
+    missing: str = "error",
 ) -> xr.DataTree:
     """A result tree with root attrs and the ``observed_data`` group.
 
@@ -256,7 +275,10 @@ def new_tree(
 
     ``obs_ids`` (N,) labels the rows (see :func:`row_labels`); default 0..N-1. Frequency
     weights, when the fit used them, are stored as ``observed_data["sample_weight"]``
-    (obs_id) and read back by :func:`weights_of`.
+    (obs_id) and read back by :func:`weights_of`; partial labels as ``observed_data["labels"]``
+    (obs_id, int, -1 = unknown; :func:`labels_of`). ``missing`` becomes the root attr
+    ``missing`` (:func:`missing_of`); data with NaN (missing values) keep them, as float64
+    whatever the family's ``observed_dtype``.
     """
     from bayesmix import __version__
 
@@ -271,15 +293,19 @@ def new_tree(
                 "family": m.family,
                 "covariance": m.covariance if get_family(m.family).covariances else "none",
                 "n_components": m.n_components,
+                "missing": missing,
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "format": RESULT_FORMAT,
             }
         )
     )
-    xdata = X.astype(get_family(m.family).observed_dtype, copy=False)
+    has_nan = X.dtype.kind == "f" and bool(np.isnan(X).any())
+    xdata = X if has_nan else X.astype(get_family(m.family).observed_dtype, copy=False)
     data = {"x": (("obs_id", "feature"), xdata)}
     if sample_weight is not None:
         data["sample_weight"] = (("obs_id",), np.asarray(sample_weight, dtype=float))
+    if labels is not None:
+        data["labels"] = (("obs_id",), np.asarray(labels, dtype=np.int64))
     fam = get_family(m.family)
     attrs = fam.data_attrs(X if raw is None else raw, list(feature_names))
     root["observed_data"] = xr.DataTree(
@@ -307,13 +333,22 @@ def ensure_tree(
     obs_ids: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
     raw: Any = None,
+    labels: np.ndarray | None = None,
+    missing: str = "error",
 ) -> xr.DataTree:
     """``result`` (checked to be a DataTree) or a fresh tree (rows labelled by ``obs_ids``)."""
     if result is None:
-        return new_tree(spec, X, feature_names, seed, obs_ids, sample_weight, raw)
+        return new_tree(spec, X, feature_names, seed, obs_ids, sample_weight, raw, labels, missing)
     if not isinstance(result, xr.DataTree):
         raise ParameterError(
             f"result must be an xarray.DataTree or None, got {type(result).__name__}; pass the "
             "tree returned by an earlier fit"
         )
+    if missing == "model":  # a later fit of the same rows modelled missing values
+        result.attrs["missing"] = missing
+    if labels is not None and "observed_data" in result.children:
+        obs = result["observed_data"].to_dataset()
+        if "labels" not in obs.data_vars and obs.sizes.get("obs_id") == len(labels):
+            obs["labels"] = (("obs_id",), np.asarray(labels, dtype=np.int64))
+            result["observed_data"] = xr.DataTree(obs)
     return result

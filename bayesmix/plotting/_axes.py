@@ -135,6 +135,7 @@ def _hist_in_range(ax, x: np.ndarray, lim: tuple[float, float], bins: Any = "aut
     the height they would have on the full axis (their area is the share of points shown).
     """
     x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]  # missing values (missing="model"): the observed values' histogram
     inside = x[(x >= lim[0]) & (x <= lim[1])]
     if inside.size == 0:
         return

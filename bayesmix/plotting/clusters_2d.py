@@ -271,7 +271,7 @@ def plot_clusters_2d(
         ax.set_ylim(limits[j])
         return _mark_beyond_2d(ax, X[:, [i, j]], limits[i], limits[j], point_rgb)
 
-    def legend_handles(n_out: int) -> list:
+    def legend_handles(n_out: int, n_missing: int = 0) -> list:
         handles = [Patch(color=colors[c], label=f"component {c}") for c in range(k)]
         if ref is not None:
             label = _method_label(result, ref_group)
@@ -309,6 +309,10 @@ def plot_clusters_2d(
             )
         if n_out:
             handles.append(_beyond_handle(n_out))
+        if n_missing:  # missing values (missing="model"): such a row has no point here
+            rows = "row" if n_missing == 1 else "rows"
+            label = f"{n_missing} {rows} with a missing value not drawn"
+            handles.append(Line2D([], [], ls="none", label=label))
         return handles
 
     source = "posterior mean" if draw_r is not None else _method_label(result, ref_group)
@@ -327,7 +331,13 @@ def plot_clusters_2d(
         if chosen_note:
             title += f"\n{chosen_note}"
         ax.set_title(title, fontsize="medium" if chosen_note or filled else None)
-        ax.legend(handles=legend_handles(n_out), fontsize="small", loc="best", framealpha=0.85)
+        n_missing = int(np.isnan(X[:, [i, j]]).any(axis=1).sum())
+        ax.legend(
+            handles=legend_handles(n_out, n_missing),
+            fontsize="small",
+            loc="best",
+            framealpha=0.85,
+        )
         return fig
 
     # scatter matrix: pairs below the diagonal, each feature's marginal on it
@@ -363,7 +373,7 @@ def plot_clusters_2d(
     lo = np.array([limits[f][0] for f in idx])
     hi = np.array([limits[f][1] for f in idx])
     n_out = int(np.any((X[:, idx] < lo) | (X[:, idx] > hi), axis=1).sum())
-    handles = legend_handles(n_out)
+    handles = legend_handles(n_out, int(np.isnan(X[:, list(idx)]).any(axis=1).sum()))
     if ref is not None:
         handles.append(
             Line2D(

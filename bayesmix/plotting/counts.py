@@ -48,6 +48,7 @@ def plot_count_histogram(result: xr.DataTree, *, max_features: int = 6, axes=Non
     for p, j in enumerate(shown):
         ax = axs[p]
         x = X[:, j]
+        x = x[~np.isnan(x)]  # missing values (missing="model"): the observed counts only
         top = int(max(np.max(x), 1))
         values = np.arange(top + 1)
         share = np.bincount(x.astype(np.int64), minlength=top + 1) / len(x)

@@ -192,11 +192,11 @@ def evidence_spec(spec: Any, method: str = "bridge") -> Any:
     return dataclasses.replace(m, ordered=True)
 
 
-def _start(spec, cm, Xc) -> np.ndarray:
+def _start(spec, cm, Xc, missing: str = "error") -> np.ndarray:
     """Unconstrained start: the MAP-EM solution of the spec, as :func:`sample_nuts` starts."""
     from bayesmix.inference._fit import _init_point
 
-    return cm.to_unconstrained(_init_point("em", None, spec, cm, Xc))
+    return cm.to_unconstrained(_init_point("em", None, spec, cm, Xc, missing=missing))
 
 
 def _nuts_draws(cm, init, draws, tune, chains, seed, target_accept):
@@ -490,6 +490,7 @@ def log_evidence(
     method: str = "bridge",
     n_proposal: int | None = None,
     target_accept: float = 0.9,
+    missing: str = "error",
 ) -> EvidenceResult:
     """Estimate ``log p(y | K)`` of a finite mixture, with its Monte Carlo standard error.
 
@@ -515,6 +516,9 @@ def log_evidence(
         Proposal draws; default: as many as the bridge's posterior draws (bridge), or
         ``10 * chains * draws`` (importance).
     target_accept : float
+    missing : {"error", "model"}
+        ``"model"``: NaN entries of X are missing at random and summed out, so the evidence
+        is ``p(y_obs | K)`` of the observed values.
 
     Returns
     -------
@@ -536,10 +540,10 @@ def log_evidence(
     seed = resolve_seed(random_seed)
     symmetric = method == "bridge_symmetric"
     m = base if symmetric else dataclasses.replace(base, ordered=True)
-    cm = get_compiled(m, X)
+    cm = get_compiled(m, X, missing=missing)
     Xc = cm.X
     log_kfact = 0.0 if symmetric else math.lgamma(k + 1)
-    init = _start(m, cm, Xc)
+    init = _start(m, cm, Xc, missing)
     theta, rhat_max, n_div = _nuts_draws(cm, init, draws, tune, chains, seed, target_accept)
     rng = np.random.default_rng([seed, 15])
     d = theta.shape[-1]

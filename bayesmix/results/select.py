@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix._validation import ParameterError
+from bayesmix._validation import ParameterError, check_choice
 
 __all__ = ["select_k", "recommend", "loo", "CRITERIA"]
 
@@ -24,14 +24,20 @@ _LOWER_IS_BETTER = ("bic", "aic", "icl")
 _HIGHER_IS_BETTER = ("p_k", "p_kplus")
 
 
-def _em_row(X, family, cov, k, n_init, seed, weights=None) -> dict[str, Any]:
+def _em_row(X, family, cov, k, n_init, seed, weights=None, missing="error") -> dict[str, Any]:
     from bayesmix.config import ModelSpec
     from bayesmix.families import get_family
     from bayesmix.inference._fit import em_estimator
 
     fam = get_family(family)
     spec = ModelSpec(family=family, n_components=k, covariance=cov or "full")
-    options = {"n_init": n_init, "random_state": seed, "tol": 1e-6, "max_iter": 1000}
+    options = {
+        "n_init": n_init,
+        "random_state": seed,
+        "tol": 1e-6,
+        "max_iter": 1000,
+        "missing": missing,
+    }
     if fam.select_init is not None:
         options["init_params"] = fam.select_init
     est = em_estimator(spec, X.shape[1], None, **options)
@@ -142,12 +148,15 @@ def loo(result: Any, *, group: str = "posterior", obs_block: int | None = None):
     )
 
 
-def _loo_row(X, model_spec, draws, tune, chains, seed) -> tuple[dict[str, Any], np.ndarray]:
+def _loo_row(
+    X, model_spec, draws, tune, chains, seed, missing="error"
+) -> tuple[dict[str, Any], np.ndarray]:
     from bayesmix.inference import sample_nuts
 
     tree = sample_nuts(
         model_spec,
         X,
+        missing=missing,
         draws=draws,
         tune=tune,
         chains=chains,
@@ -247,10 +256,12 @@ def _evidence_model(model_spec: Any) -> Any:
         return None
 
 
-def _evidence_row(X, model_spec, draws, tune, chains, seed) -> dict[str, Any]:
+def _evidence_row(X, model_spec, draws, tune, chains, seed, missing="error") -> dict[str, Any]:
     from bayesmix.results.evidence import log_evidence
 
-    ev = log_evidence(model_spec, X, draws=draws, tune=tune, chains=chains, random_seed=seed)
+    ev = log_evidence(
+        model_spec, X, draws=draws, tune=tune, chains=chains, random_seed=seed, missing=missing
+    )
     return {"log_evidence": ev.log_evidence, "log_evidence_se": ev.se}
 
 
@@ -270,7 +281,9 @@ def _add_posterior_k(table: pd.DataFrame, prior_k: Any, seed: int | None) -> Non
         table.loc[ok.index, "p_k_se"] = ok["k"].map(by_k["p_k_se"]).to_numpy()
 
 
-def _kplus_column(X, family, cov, spec, k_max, draws, tune, chains, rng) -> pd.Series:
+def _kplus_column(
+    X, family, cov, spec, k_max, draws, tune, chains, rng, missing="error"
+) -> pd.Series:
     """p(K+ = k | y) from one sparse mixture with K_max components (index k)."""
     from bayesmix.config import ModelSpec
     from bayesmix.inference import sample_nuts
@@ -292,6 +305,7 @@ def _kplus_column(X, family, cov, spec, k_max, draws, tune, chains, rng) -> pd.S
     tree = sample_nuts(
         sparse,
         X,
+        missing=missing,
         draws=draws,
         tune=tune,
         chains=chains,
@@ -332,6 +346,7 @@ def select_k(
     sample_weight: Any = None,
     prior_k: Any = None,
     bayesian_criteria: Iterable[str] = ("loo", "evidence", "kplus"),
+    missing: str = "error",
 ) -> pd.DataFrame:
     """Compare numbers of components by EM's criteria and, the Bayesian way, by LOO and p(K|y).
 
@@ -382,6 +397,9 @@ def select_k(
     bayesian_criteria : iterable of {"loo", "evidence", "kplus"}
         With ``bayesian=True``, which Bayesian columns to compute (NUTS for LOO always runs:
         the evidence shares its compiled model): all three by default.
+    missing : {"error", "model"}
+        ``"model"``: NaN entries are missing at random and summed out by every fit (EM
+        criteria of the observed values, LOO, evidence and K+); the family must support it.
 
     Returns
     -------
@@ -420,7 +438,15 @@ def select_k(
             f"unknown covariance types: expected a non-empty subset of {allowed}, got "
             f"{list(covariance_types)}; pick from the list"
         )
-    X = fam.check_data(X, n_components=max(ks))  # the family's support (codes for text)
+    check_choice(missing, "missing", ("error", "model"))
+    if missing == "model" and not fam.supports_missing:
+        raise ParameterError(
+            f"missing='model' is not supported for the {fam.name} family yet: expected "
+            "missing='error'; drop or impute the incomplete rows first"
+        )
+    nan_ok = {"allow_nan": True} if missing == "model" else {}
+    # the family's support (codes for text)
+    X = fam.check_data(X, n_components=max(ks), **nan_ok)
     from bayesmix.em import check_sample_weight
 
     weights = check_sample_weight(sample_weight, X.shape[0])
@@ -441,7 +467,7 @@ def select_k(
             if on_stage is not None:
                 on_stage(f"{label}: EM" + (" then NUTS and PSIS-LOO" if bayesian else ""))
             with _warnings_of(label):
-                row.update(_em_row(X, family, cov, k, n_init, seed, weights))
+                row.update(_em_row(X, family, cov, k, n_init, seed, weights, missing))
                 if bayesian:
                     from bayesmix.config import ModelSpec
 
@@ -453,13 +479,15 @@ def select_k(
                     with_evidence = ev_model is not None
                     if with_evidence:  # LOO from the evidence's model: one compile per K
                         model_spec = ev_model
-                    loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed)
+                    loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed, missing)
                     row.update(loo_row)
                     pointwise[len(rows)] = elpd_i
                     if with_evidence:
                         if on_stage is not None:
                             on_stage(f"{label}: log p(y | K) by bridge sampling")
-                        row.update(_evidence_row(X, model_spec, draws, tune, chains, seed))
+                        row.update(
+                            _evidence_row(X, model_spec, draws, tune, chains, seed, missing)
+                        )
             rows.append(row)
     table = pd.DataFrame(rows)
     criteria = ["bic", "aic", "icl"]
@@ -474,7 +502,9 @@ def select_k(
                 shown = f" ({cov})" if cov is not None and len(covs) > 1 else ""
                 on_stage(f"sparse mixture, K_max={max(ks)}{shown}: NUTS for p(K+ | y)")
             with _warnings_of(f"sparse K_max={max(ks)}"):
-                p_kplus = _kplus_column(X, family, cov, spec, max(ks), draws, tune, chains, rng)
+                p_kplus = _kplus_column(
+                    X, family, cov, spec, max(ks), draws, tune, chains, rng, missing
+                )
             rows_cov = table["covariance_type"].eq(cov) if cov is not None else slice(None)
             table.loc[rows_cov, "p_kplus"] = table.loc[rows_cov, "k"].map(p_kplus)
         criteria.append("p_kplus")

@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.naive_bayes import BernoulliNB
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from bayesmix._validation import ParameterError
+from bayesmix._validation import DataError, ParameterError
 from bayesmix.em import BernoulliMixtureEM, GaussianMixtureEM, MixtureClassifier
 
 
@@ -121,11 +121,17 @@ def test_sample_draws_the_requested_classes():
         clf.sample(2, y="z")
 
 
+def test_a_class_with_fewer_rows_than_components_is_a_data_error_naming_it():
+    X, y = _three_classes(n=(40, 40, 30))
+    with pytest.raises(DataError, match=r"class 'c' has 30 row\(s\), fewer than n_comp"):
+        MixtureClassifier(n_components=31).fit(X, y)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "y_change", "match"),
     [
-        ({"n_components": 31}, None, "class 'c' has 30 row"),
         ({"n_components": 0}, None, "positive int or 'bic'"),
+        ({"missing": "drop"}, None, "missing must be 'error' or 'model'"),
         ({"n_components": "aic"}, None, "positive int or 'bic'"),
         ({"family": "gamma"}, None, "unknown family: expected one of"),
         ({"class_prior": [0.5, 0.5]}, None, "3 non-negative numbers"),
@@ -153,7 +159,11 @@ def test_given_class_prior_moves_the_decision():
 
 
 @parametrize_with_checks(
-    [MixtureClassifier(random_state=0), MixtureClassifier("bernoulli", 1, random_state=0)]
+    [
+        MixtureClassifier(random_state=0),
+        MixtureClassifier("bernoulli", 1, random_state=0),
+        MixtureClassifier("bernoulli", 1, missing="model", random_state=0),
+    ]
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -168,3 +178,165 @@ def test_bernoulli_class_mixtures_are_the_estimators_fits():
     for c in (0, 1):
         ref = BernoulliMixtureEM(2, random_state=int(seeds[c])).fit(X[y == c])
         np.testing.assert_allclose(clf.estimators_[c].means_, ref.means_)
+
+
+# -- BIC with columns constant within a class ------------------------------------------------
+
+
+def _binary_classes(seed=5, n=80, d=10, n_const=4):
+    """Two classes of binary rows, each a 2-component mixture; the last columns always off."""
+    rng = np.random.default_rng(seed)
+    blocks, labels = [], []
+    for c in range(2):
+        p = rng.uniform(0.1, 0.9, size=(2, d))
+        p[:, d - n_const :] = 0.0
+        z = rng.integers(0, 2, n)
+        blocks.append((rng.uniform(size=(n, d)) < p[z]).astype(float))
+        labels.append(np.full(n, c))
+    return np.vstack(blocks), np.concatenate(labels)
+
+
+def test_bic_counts_the_columns_constant_in_a_class_once():
+    # reference: the model whose components share the constant columns, fitted in two parts
+    # (a mixture of the varying columns, one component for the constant ones); with maximum
+    # likelihood the constant columns add nothing to log L, so its BIC is the varying part's
+    # plus n_const log n
+    X, y = _binary_classes()
+    clf = MixtureClassifier(
+        "bernoulli", "bic", max_components=3, mixture_params={"smoothing": 0.0}, random_state=0
+    ).fit(X, y)
+    seeds = np.random.RandomState(0).randint(np.iinfo(np.int32).max, size=2)
+    varying = slice(0, 6)
+    for c in range(2):
+        Xc = X[y == c]
+        for k in range(1, 4):
+            ref = BernoulliMixtureEM(k, smoothing=0.0, random_state=int(seeds[c]))
+            ref.fit(Xc[:, varying])
+            expect = ref.bic(Xc[:, varying]) + 4 * np.log(len(Xc))
+            assert clf.bic_[c, k - 1] == pytest.approx(expect, rel=1e-10)
+            # the plain count charges K parameters for each constant column: it can fail
+            full = BernoulliMixtureEM(k, smoothing=0.0, random_state=int(seeds[c])).fit(Xc)
+            assert full.bic(Xc) - clf.bic_[c, k - 1] == pytest.approx(
+                4 * (k - 1) * np.log(len(Xc)), rel=1e-10
+            )
+
+
+# -- missing values ----------------------------------------------------------------------------
+
+
+def _digits_split(n_test=200):
+    from sklearn.model_selection import train_test_split
+
+    from bayesmix.data import load_digits
+
+    X, y = load_digits()
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    return X_tr.astype(float), X_te[:n_test].astype(float), y_tr, y_te[:n_test]
+
+
+def test_predict_proba_with_a_hidden_half_is_naive_bayes_on_the_visible_columns():
+    X_tr, X_te, y_tr, _ = _digits_split(60)
+    clf = MixtureClassifier(
+        "bernoulli", 1, mixture_params={"smoothing": 1.0}, missing="model", random_state=0
+    ).fit(X_tr, y_tr)
+    upper = np.arange(32)
+    hidden = X_te.copy()
+    hidden[:, 32:] = np.nan
+    nb = BernoulliNB(alpha=1.0).fit(X_tr[:, upper], y_tr)
+    np.testing.assert_allclose(
+        clf.predict_proba(hidden), nb.predict_proba(X_te[:, upper]), atol=1e-10
+    )
+    # rows with masks of their own: one naive Bayes per row, fitted on its observed columns
+    rng = np.random.default_rng(0)
+    masks = rng.uniform(size=X_te.shape) < 0.5
+    proba = clf.predict_proba(np.where(masks, np.nan, X_te))
+    for i in range(12):
+        seen = ~masks[i]
+        ref = BernoulliNB(alpha=1.0).fit(X_tr[:, seen], y_tr)
+        np.testing.assert_allclose(
+            proba[i], ref.predict_proba(X_te[i : i + 1, seen])[0], atol=1e-10
+        )
+    # without missing="model" NaN is refused
+    with pytest.raises(ValueError, match="NaN"):
+        MixtureClassifier("bernoulli", 1).fit(X_tr, y_tr).predict_proba(hidden)
+
+
+def _brute_force_impute(clf, X, y=None):
+    """sum_c sum_k P(c, k | x_o) p_ckm by explicit products over the observed pixels."""
+    out = X.copy()
+    for i, row in enumerate(X):
+        seen = ~np.isnan(row)
+        joint, fill = [], []
+        for c, est in enumerate(clf.estimators_):
+            if y is not None and clf.classes_[c] != y[i]:
+                continue
+            for k in range(est.n_components):
+                p = est.means_[k]
+                lik = np.prod(np.where(row[seen] == 1, p[seen], 1 - p[seen]))
+                joint.append(clf.class_prior_[c] * est.weights_[k] * lik)
+                fill.append(p)
+        post = np.array(joint) / np.sum(joint)
+        out[i, ~seen] = (post @ np.array(fill))[~seen]
+    return out
+
+
+def test_impute_is_the_conditional_expectation_of_the_hidden_pixels():
+    X_tr, X_te, y_tr, y_te = _digits_split(25)
+    clf = MixtureClassifier(
+        "bernoulli", 2, mixture_params={"smoothing": 0.5}, missing="model", random_state=0
+    ).fit(X_tr, y_tr)
+    holes = X_te.copy()
+    holes[:, 32:] = np.nan
+    holes[3, :5] = np.nan
+    done = clf.impute(holes)
+    assert not np.isnan(done).any()
+    np.testing.assert_array_equal(done[~np.isnan(holes)], holes[~np.isnan(holes)])
+    np.testing.assert_allclose(done, _brute_force_impute(clf, holes), atol=1e-10)
+    known = clf.impute(holes, y=y_te)
+    np.testing.assert_allclose(known, _brute_force_impute(clf, holes, y_te), atol=1e-10)
+    assert np.abs(known - done).max() > 1e-3  # the label changes the answer: the check can fail
+    # a row with nothing hidden is returned as it is; one label completes every row
+    np.testing.assert_array_equal(clf.impute(X_te[:2]), X_te[:2])
+    assert clf.impute(holes[:4], y=3).shape == (4, 64)
+    with pytest.raises(ParameterError, match="unknown class 11"):
+        clf.impute(holes[:2], y=11)
+    with pytest.raises(ParameterError, match="expected missing='model'"):
+        MixtureClassifier("bernoulli", 1).fit(X_tr, y_tr).impute(holes)
+
+
+def test_impute_gaussian_is_the_conditional_normal_mean():
+    X, y = _three_classes()
+    clf = MixtureClassifier(n_components=1, missing="model", random_state=0).fit(X, y)
+    holes = np.array([[0.5, np.nan], [np.nan, 1.0], [2.0, np.nan]])
+    labels = np.array(["a", "b", "c"])
+    done = clf.impute(holes, y=labels)
+    for i, c in enumerate(labels):
+        est = clf.estimators_[list(clf.classes_).index(c)]
+        mu, S = est.means_[0], est.covariances_[0]
+        o, m = (0, 1) if np.isnan(holes[i, 1]) else (1, 0)
+        expect = mu[m] + S[m, o] / S[o, o] * (holes[i, o] - mu[o])
+        assert done[i, m] == pytest.approx(expect, rel=1e-10)
+    # unknown class: the conditional means weighed by P(c | x_o)
+    proba = clf.predict_proba(holes)
+    mix = clf.impute(holes)
+    per_class = np.stack([clf.impute(holes, y=np.full(3, c)) for c in clf.classes_], axis=1)
+    np.testing.assert_allclose(mix, np.einsum("nc,ncd->nd", proba, per_class), rtol=1e-10)
+
+
+def test_completing_hidden_lower_halves_beats_the_class_mean_and_one_component():
+    # Brier score of the completed pixels (their expectations against the true 0/1 pixels)
+    X_tr, X_te, y_tr, y_te = _digits_split(150)
+    holes = X_te.copy()
+    holes[:, 32:] = np.nan
+
+    def brier(filled):
+        return np.mean((filled[:, 32:] - X_te[:, 32:]) ** 2)
+
+    kw = {"mixture_params": {"smoothing": 0.5}, "missing": "model", "n_init": 3}
+    mixture = MixtureClassifier("bernoulli", 3, random_state=0, **kw).fit(X_tr, y_tr)
+    single = MixtureClassifier("bernoulli", 1, random_state=0, **kw).fit(X_tr, y_tr)
+    class_mean = np.stack([X_tr[y_tr == c].mean(axis=0) for c in range(10)])[y_te]
+    # the digit known: the style read from the upper half beats its class's mean image
+    assert brier(mixture.impute(holes, y_te)) < brier(class_mean) - 0.003
+    # the digit unknown: the mixtures beat one component per digit (naive Bayes)
+    assert brier(mixture.impute(holes)) < brier(single.impute(holes)) - 0.003
