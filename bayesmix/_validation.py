@@ -34,6 +34,7 @@ __all__ = [
     "check_X",
     "check_choice",
     "check_generator",
+    "check_labels",
     "check_n_components",
     "check_positive",
     "check_probability_simplex",
@@ -460,6 +461,44 @@ def _check_missing(
             "expected at least one observed value per column; drop those columns"
         )
     return finite
+
+
+def check_labels(labels: Any, n_samples: int, n_components: int) -> np.ndarray | None:
+    """Partial labels as an int array (N,), -1 = unknown; None when none is known.
+
+    One label per row, each a component 0..n_components-1 or -1; all -1 is the same as None.
+    The one check of partial labels: the EM estimators' ``fit(X, labels=)``, the graphs and
+    the inference functions.
+
+    Raises
+    ------
+    DataError
+        Wrong shape, non-numeric or non-integer values, or labels outside -1..K-1.
+    """
+    if labels is None:
+        return None
+    try:
+        arr = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(
+            "labels is not numeric: expected component labels 0..n_components-1 or -1 for an "
+            f"unknown row, got {type(labels).__name__} with non-numeric values; pass integers"
+        ) from None
+    if arr.shape != (n_samples,):
+        raise DataError(
+            f"labels has the wrong shape: expected ({n_samples},) (one label per row of X, -1 "
+            f"when unknown), got {arr.shape}; pass one label per row"
+        )
+    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < -1) | (arr >= n_components)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"labels holds {int(bad.sum())} value(s) outside 0..{n_components - 1} and -1 "
+            f"(first: row {first}, {arr[first]:g}): expected a component label "
+            "0..n_components-1, or -1 for a row whose component is unknown; recode the labels"
+        )
+    out = arr.astype(np.int64)
+    return None if (out < 0).all() else out
 
 
 def _count_distinct_rows(X: np.ndarray, at_least: int) -> int:

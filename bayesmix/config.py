@@ -766,8 +766,7 @@ def spec_from_dict(
         col.add(f"[data] labels: expected a column name, got {data_labels!r}")
         data_labels = None
     elif data_labels is not None and (
-        (columns is not None and data_labels in columns)
-        or data_labels in (data_id, data_weights)
+        (columns is not None and data_labels in columns) or data_labels in (data_id, data_weights)
     ):
         col.add(
             f"[data] labels: expected a column apart from the features, the id and the "

@@ -690,8 +690,7 @@ def _take_labels(df: pd.DataFrame, column: str, where: str, notes: list[str]):
             "least one row; fill in some labels or leave the labels option out"
         )
     notes.append(
-        f"used column '{column}' as partial labels: {n_known} of {len(df)} rows labelled"
-        f"{mapping}"
+        f"used column '{column}' as partial labels: {n_known} of {len(df)} rows labelled{mapping}"
     )
     return df, pd.Series(codes, index=df.index, name=column)
 
@@ -806,8 +805,7 @@ def load_table(
         )
     if labels is not None and (not isinstance(labels, str) or not labels):
         raise ParameterError(
-            f"labels is invalid: expected a column name, got {labels!r}; pass e.g. "
-            "labels='group'"
+            f"labels is invalid: expected a column name, got {labels!r}; pass e.g. labels='group'"
         )
     if id_column is not None and (not isinstance(id_column, str) or not id_column):
         raise ParameterError(

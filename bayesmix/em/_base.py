@@ -64,6 +64,7 @@ from bayesmix._validation import (
     ParameterError,
     check_choice,
     check_generator,
+    check_labels,
     check_n_components,
     check_positive,
     check_X,
@@ -391,9 +392,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
 
     def _note_missing(self, X: np.ndarray) -> np.ndarray:
         """Set ``_missing_now`` for the checked data X (NaN only pass with missing='model')."""
-        self._missing_now = bool(
-            self._allow_nan() and X.dtype.kind == "f" and np.isnan(X).any()
-        )
+        self._missing_now = bool(self._allow_nan() and X.dtype.kind == "f" and np.isnan(X).any())
         return X
 
     def _needs_initial_resp(self) -> bool:
@@ -426,33 +425,8 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
 
     def _check_labels(self, given: Any, n_samples: int) -> np.ndarray | None:
         """Partial ``labels`` as an int array (N,), -1 for unknown; None for none given."""
-        if given is None:
-            return None
-        try:
-            labels = np.asarray(given, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError(
-                "labels is not numeric: expected component labels 0..n_components-1 or -1 for "
-                f"an unknown row, got {type(given).__name__} with non-numeric values; pass "
-                "integers"
-            ) from None
-        if labels.shape != (n_samples,):
-            raise DataError(
-                f"labels has the wrong shape: expected ({n_samples},) (one label per row of X, "
-                f"-1 when unknown), got {labels.shape}; pass one label per row"
-            )
-        k = self.n_components
-        bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < -1)
-        bad |= labels >= k
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"labels holds {int(bad.sum())} value(s) outside 0..{k - 1} and -1 (first: row "
-                f"{first}, {labels[first]:g}): expected a component label 0..n_components-1, "
-                "or -1 for a row whose component is unknown; recode the labels"
-            )
-        labels = labels.astype(np.intp)
-        return None if (labels < 0).all() else labels
+        labels = check_labels(given, n_samples, check_n_components(self.n_components))
+        return None if labels is None else labels.astype(np.intp)
 
     def _check_sample_weight(self, sample_weight: Any, X: Any) -> np.ndarray | None:
         """Checked weights of the rows of X (None when not given); see the module docstring."""

@@ -59,6 +59,25 @@ def _estimator_class(family: str):
     return getattr(em, get_family(family).em_class)
 
 
+def resolve_class_prior(class_prior: Any, mass: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The class probabilities: ``class_prior`` normalised, or the class masses' shares.
+
+    ``mass`` (n_classes,): rows (or weight sums) per class, in the order of ``classes``.
+    Shared by :class:`MixtureClassifier` and ``bayesmix.inference.BayesianMixtureClassifier``.
+    """
+    if class_prior is None:
+        return mass / mass.sum()
+    prior = np.asarray(class_prior, dtype=float).ravel()
+    if prior.shape != mass.shape or np.any(~np.isfinite(prior)) or np.any(prior < 0):
+        raise ParameterError(
+            f"class_prior must hold {mass.size} non-negative numbers (one per class of "
+            f"classes_ = {list(classes)}): got {class_prior!r}; or pass None"
+        )
+    if prior.sum() <= 0:
+        raise ParameterError("class_prior sums to 0: give at least one positive number")
+    return prior / prior.sum()
+
+
 class MixtureClassifier(ClassifierMixin, BaseEstimator):
     """A generative classifier: one mixture of any family per class, and Bayes' rule.
 
@@ -218,7 +237,7 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
                 f"classes {empty} have a total sample_weight of 0: expected a positive weight "
                 "for every class in y; drop their rows or give them weight"
             )
-        self.class_prior_ = self._resolve_prior(mass)
+        self.class_prior_ = resolve_class_prior(self.class_prior, mass, self.classes_)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=n_classes)
         fixed = None if self.n_components == "bic" else int(self.n_components)
@@ -293,19 +312,6 @@ class MixtureClassifier(ClassifierMixin, BaseEstimator):
         shared = varying + fam.n_parameters(1, n_const, cov)
         n = values.shape[0] if wc is None else float(wc.sum())
         return bic - (full - shared) * float(np.log(n))
-
-    def _resolve_prior(self, mass: np.ndarray) -> np.ndarray:
-        if self.class_prior is None:
-            return mass / mass.sum()
-        prior = np.asarray(self.class_prior, dtype=float).ravel()
-        if prior.shape != mass.shape or np.any(~np.isfinite(prior)) or np.any(prior < 0):
-            raise ParameterError(
-                f"class_prior must hold {mass.size} non-negative numbers (one per class of "
-                f"classes_ = {list(self.classes_)}): got {self.class_prior!r}; or pass None"
-            )
-        if prior.sum() <= 0:
-            raise ParameterError("class_prior sums to 0: give at least one positive number")
-        return prior / prior.sum()
 
     # -- prediction --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bayesmix._validation import DataError, ParameterError
 from bayesmix.config import ModelSpec, PriorSpec
 from bayesmix.em import check_sample_weight
+from bayesmix.em.classifier import resolve_class_prior
 from bayesmix.families import get_family
 from bayesmix.inference._fit import sample_nuts
 from bayesmix.inference._tree import check_int, group_arrays
@@ -171,7 +172,7 @@ class BayesianMixtureClassifier(ClassifierMixin, BaseEstimator):
                 f"weight, fewer than its n_components={ks[c]}: expected at least {ks[c]}; "
                 "lower n_components for that class or give it more rows"
             )
-        self.class_prior_ = self._resolve_prior(mass)
+        self.class_prior_ = resolve_class_prior(self.class_prior, mass, self.classes_)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=n_classes)
         n_max = int(np.bincount(y_idx).max())
@@ -204,19 +205,6 @@ class BayesianMixtureClassifier(ClassifierMixin, BaseEstimator):
         self.n_divergent_ = np.asarray(divergent, dtype=int)
         self._family = fam
         return self
-
-    def _resolve_prior(self, mass: np.ndarray) -> np.ndarray:
-        if self.class_prior is None:
-            return mass / mass.sum()
-        prior = np.asarray(self.class_prior, dtype=float).ravel()
-        if prior.shape != mass.shape or np.any(~np.isfinite(prior)) or np.any(prior < 0):
-            raise ParameterError(
-                f"class_prior must hold {mass.size} non-negative numbers (one per class of "
-                f"classes_ = {list(self.classes_)}): got {self.class_prior!r}; or pass None"
-            )
-        if prior.sum() <= 0:
-            raise ParameterError("class_prior sums to 0: give at least one positive number")
-        return prior / prior.sum()
 
     # -- prediction --------------------------------------------------------------------------
 
