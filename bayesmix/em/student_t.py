@@ -518,7 +518,9 @@ class StudentTMixtureEM(BaseMixtureEM):
         One 1-D root search per component (``brentq`` on the derivative in nu over
         ``DOF_BOUNDS``, or the bound where the derivative keeps one sign) with the other
         parameters at their new values; a result that does not improve the objective over the
-        current ``nu_k`` is dropped, so the objective never decreases.
+        current ``nu_k`` is dropped, so the objective never decreases. With partial labels a
+        labelled row's term is its own component's (``log w_k + log f_k``): only the rows
+        labelled ``j`` (and the unlabelled ones) depend on ``nu_j``.
         """
         if self._missing_now:  # the marginals of the observed blocks: p_o and log|S_oo| per row
             maha, half_log_det, d = self._observed_mahalanobis(X)
@@ -534,23 +536,33 @@ class StudentTMixtureEM(BaseMixtureEM):
         shape = self._prior.get("dof_shape", 1.0)
         rate = self._prior.get("dof_rate", 0.0)
         lo, hi = DOF_BOUNDS
+        labels = self._labels
         for j in range(self.n_components):
             rest = np.delete(comp, j, axis=1)
             rest = logsumexp(rest, axis=1) if rest.shape[1] else None
             m = maha[:, j]
+            fixed = None
+            if labels is not None:  # rows labelled j: their own term; other labels: constant
+                other = (labels >= 0) & (labels != j)
+                fixed = comp[np.flatnonzero(other), labels[other]]
 
             def column(nu, j=j):
                 value = density(maha[:, j : j + 1], half_log_det[..., j : j + 1], [nu], d)
                 return value[:, 0] + log_w[j]
 
-            def objective(nu, rest=rest, column=column):
+            def objective(nu, rest=rest, column=column, j=j, fixed=fixed):
                 col = column(nu)
                 row = col if rest is None else np.logaddexp(col, rest)
+                if labels is not None:
+                    row = np.where(labels == j, col, row)
+                    row[(labels >= 0) & (labels != j)] = fixed
                 return weighted_sum(row, weights) + (shape - 1.0) * np.log(nu) - rate * nu
 
-            def slope(nu, rest=rest, column=column, m=m):
+            def slope(nu, rest=rest, column=column, m=m, j=j):
                 col = column(nu)
                 resp = np.ones_like(col) if rest is None else np.exp(col - np.logaddexp(col, rest))
+                if labels is not None:
+                    resp = np.where(labels == j, 1.0, np.where(labels >= 0, 0.0, resp))
                 dlog = (
                     0.5 * (digamma(0.5 * (nu + d)) - digamma(0.5 * nu))
                     - 0.5 * d / nu

@@ -19,11 +19,16 @@ Dirichlet posterior mode ``(c_kdl + alpha - 1) / (n_k + sum_l alpha_l - L_d)``.
 
 Bernoulli is the two-level case: binary data coded 0/1 with ``category_alpha[d] = (beta_b,
 beta_a)`` (level 0 = "0", level 1 = "1") gives the numbers of the Bernoulli family.
+
+Missing answers (``missing="model"``, code NaN) add nothing to their row's log density, in
+NumPy and in the graph (whose ``x_data`` holds the valid code 0 there, multiplied by the
+mask); the number of levels of an item is its largest observed code + 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, override
 
 import numpy as np
@@ -31,7 +36,14 @@ import pandas as pd
 import scipy.sparse
 
 from bayesmix._validation import DataError, ParameterError, _fmt_value, check_X
-from bayesmix.families._base import Family, chunk_rows, stack_draws
+from bayesmix.families._base import (
+    Family,
+    chunk_rows,
+    fill_missing,
+    mixture_logp_graph,
+    stack_draws,
+    take_components,
+)
 
 __all__ = ["CategoricalFamily", "encode_items", "pad_probs"]
 
@@ -171,14 +183,23 @@ def pad_probs(category_probs: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def _n_levels(X: np.ndarray) -> np.ndarray:
+    """Number of levels (D,) of each item of codes (N, D): the largest observed code + 1."""
+    return np.nanmax(np.asarray(X, dtype=float), axis=0).astype(int) + 1
+
+
 def _levels_from_alpha(alpha: np.ndarray) -> np.ndarray:
     """Number of levels of each item: the positive entries of the (D, L_max) prior array."""
     return (np.asarray(alpha) > 0).sum(axis=-1).astype(int)
 
 
-def _graph_logp(value, w, probs):
-    """``logsumexp_k [log w_k + sum_d log probs[k, d, x_d]]`` (one label per row)."""
-    import pymc as pm
+def _graph_logp(value, w, probs, mask=None, labels=None):
+    """``logsumexp_k [log w_k + sum_d log probs[k, d, x_d]]`` (one label per row).
+
+    With ``mask`` (N, D), 1 where answered (``value`` holds the valid code 0 where missing),
+    a missing answer adds nothing to its row's sum; ``labels``: see
+    :func:`~bayesmix.families._base.mixture_logp_graph`.
+    """
     import pytensor.tensor as pt
 
     k, d, l_max = probs.shape[-3], probs.shape[-2], probs.shape[-1]
@@ -187,8 +208,11 @@ def _graph_logp(value, w, probs):
     log_p = pt.log(pt.maximum(probs, _TINY))  # padded zeros are never picked
     codes = pt.cast(value, "int64")  # (N, D)
     items = pt.arange(d)[None, :]
-    comp = pt.sum(log_p[:, items, codes], axis=-1).T  # (K, N, D) -> (N, K)
-    return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+    terms = log_p[:, items, codes]  # (K, N, D)
+    if mask is not None:
+        terms = terms * mask[None]
+    comp = pt.sum(terms, axis=-1).T  # (N, K)
+    return mixture_logp_graph(w, comp, labels)
 
 
 def _graph_random(w, probs, rng=None, size=None):
@@ -209,6 +233,8 @@ class CategoricalFamily(Family):
     observed_dtype = np.int64
     plots = ("item_profiles",)
     text_features = True
+    supports_missing = True
+    graph_labels = True
     trace_variables = ("w", "probs")
     ppc_style = "counts"
 
@@ -217,12 +243,16 @@ class CategoricalFamily(Family):
         return {"probs": ("component", "feature", "level")}
 
     @override
-    def check_data(self, X, *, n_components=None, covariance=None, fitting=True, name="X"):
+    def check_data(
+        self, X, *, n_components=None, covariance=None, fitting=True, name="X", allow_nan=False
+    ):
         if np.ndim(X) == 1 and not isinstance(X, pd.DataFrame):
             X = np.asarray(X).reshape(-1, 1)
-        codes, _ = encode_items(X, name=name)
+        codes, _ = encode_items(X, name=name, allow_nan=allow_nan)
         if fitting and n_components is not None:
-            check_X(codes, name=name, n_components=n_components)
+            check_X(codes, name=name, n_components=n_components, allow_nan=allow_nan)
+        elif allow_nan:
+            check_X(codes, name=name, allow_nan=True)  # a row with every answer missing
         return codes
 
     @override
@@ -235,24 +265,23 @@ class CategoricalFamily(Family):
 
         if np.ndim(X) == 1 and not isinstance(X, pd.DataFrame):
             X = np.asarray(X).reshape(-1, 1)
-        _, levels = encode_items(X)
+        _, levels = encode_items(X, allow_nan=True)  # validated data: NaN = missing answers
         named = {str(f): [str(v) for v in lv] for f, lv in zip(feature_names, levels, strict=True)}
         return {"levels": json.dumps(named)}
 
     @override
     def graph_key(self, X):
-        return tuple(int(v) for v in np.asarray(X).max(axis=0).astype(int) + 1)
+        return tuple(int(v) for v in _n_levels(X))
 
     @override
     def coords(self, X, feature_names):
-        n_levels = np.asarray(X).max(axis=0).astype(int) + 1
-        return {"level": np.arange(int(n_levels.max()))}
+        return {"level": np.arange(int(_n_levels(X).max()))}
 
     @override
     def resolve_priors(self, priors, X, n_components, covariance, sample_weight=None):
         alpha = getattr(priors, "category_alpha", None)
         alpha = 1.0 if alpha is None else float(alpha)
-        n_levels = np.asarray(X).max(axis=0).astype(int) + 1
+        n_levels = _n_levels(X)
         out = np.zeros((len(n_levels), int(n_levels.max())))
         for d, n_l in enumerate(n_levels):
             out[d, :n_l] = alpha
@@ -283,6 +312,24 @@ class CategoricalFamily(Family):
         cdf /= cdf[..., -1:]
         u = rng.random(q.shape[:-1] + (1,))
         return (u >= cdf).sum(axis=-1).astype(np.int64)
+
+    @override
+    def conditional_fill(self, params, X, z, rng=None):
+        """Missing answers from the component's level probabilities (items are independent).
+
+        ``rng`` None: the expected code ``sum_l l probs[z, d, l]``, as the base contract's
+        ``E[x_m | x_o, z]`` (what :func:`bayesmix.inference.impute` and
+        ``MixtureClassifier.impute`` average over components and draws; for two levels it is
+        the Bernoulli family's ``p``). It is a number, not a level: meaningful for ordered
+        codes only; for a level take the most frequent value of ``impute(method="draws")``.
+        With ``rng``: a level drawn from ``probs[z, d]``.
+        """
+        if rng is None:
+            q = take_components(params["probs"], z)  # (S, n, D, L)
+            values = q @ np.arange(q.shape[-1], dtype=float)
+        else:
+            values = self.draw(params, z, rng).astype(float)
+        return fill_missing(X, values)
 
     @override
     def n_parameters(self, n_components, n_features, covariance, n_levels=None):
@@ -319,7 +366,7 @@ class CategoricalFamily(Family):
 
     # ------------------------------------------------------------------ graph
     @override
-    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom"):
+    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom", rows=None):
         import pymc as pm
         import pytensor.tensor as pt
 
@@ -337,11 +384,14 @@ class CategoricalFamily(Family):
         probs = pm.Deterministic(
             "probs", pt.stack(items, axis=1), dims=("component", "feature", "level")
         )
+        logp = _graph_logp
+        if rows is not None:  # missing answers (x_data holds code 0 there) and labels
+            logp = partial(_graph_logp, mask=rows.mask(), labels=rows.labels())
         pm.CustomDist(
             "x",
             w,
             probs,
-            logp=_graph_logp,
+            logp=logp,
             random=_graph_random,
             signature="(k),(k,d,l)->(d)",
             **observed,
@@ -365,11 +415,15 @@ class CategoricalFamily(Family):
     @override
     def default_point(self, spec, X):
         k = spec.n_components
-        codes = np.asarray(X).astype(np.intp)
-        n_levels = codes.max(axis=0) + 1
-        chunks = chunk_rows(codes, k)
+        X = np.asarray(X, dtype=float)
+        observed = ~np.isnan(X)  # a missing answer is left out of the counts
+        codes = np.where(observed, X, 0.0).astype(np.intp)
+        chunks = chunk_rows(X, k)
         probs = []
-        for d, n_l in enumerate(n_levels):
-            counts = np.stack([np.bincount(codes[c, d], minlength=n_l) for c in chunks]) + 0.5
+        for d, n_l in enumerate(_n_levels(X)):
+            counts = np.stack(
+                [np.bincount(codes[c, d][observed[c, d]], minlength=n_l) for c in chunks]
+            )
+            counts = counts + 0.5
             probs.append(counts / counts.sum(axis=1, keepdims=True))
         return {"probs": pad_probs(probs)}

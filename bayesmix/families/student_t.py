@@ -35,12 +35,17 @@ its mass below ``nu = 1`` (Cauchy-like tails and heavier: a valid density, no mo
 
 The graph's observed ``x`` is a ``CustomDist`` with the labels summed out, the t log density
 written in PyTensor with whitened residuals from the Cholesky factor of each scale matrix (as
-the Gaussian family's full kernel).
+the Gaussian family's full kernel). With missing values (``missing="model"``) each row's t is
+the marginal of its observed block (the mask enters ``delta_o``, ``log|Sigma_oo|`` and
+``p_o``; full: one inverse per missingness pattern and component, as the Gaussian); partial
+labels end in :func:`~bayesmix.families._base.mixture_logp_graph`.
+:meth:`StudentTFamily.conditional_fill` fills missing entries from the conditional t.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, override
 
 import numpy as np
@@ -50,10 +55,14 @@ from bayesmix._validation import DataError, SpecError, check_X
 from bayesmix.families._base import (
     BLOCK_ELEMENTS,
     Family,
+    chunk_means,
     data_moments,
+    fill_missing,
+    mixture_logp_graph,
     normal_locations,
     per_feature,
     stack_draws,
+    take_components,
 )
 
 __all__ = [
@@ -215,6 +224,14 @@ def _logp_full(value, w, mu, chol, nu):
     mu = mu.reshape((k, d))
     chol = chol.reshape((k, d, d))
     nu = nu.reshape((k,))
+    comp = _full_components(value, mu, chol, nu, k, d)
+    return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+
+
+def _full_components(value, mu, chol, nu, k, d):
+    """The (N, K) component log densities of :func:`_logp_full` (mu (K, D), chol (K, D, D))."""
+    import pytensor.tensor as pt
+
     eye = pt.broadcast_to(pt.eye(d), (k, d, d))
     inv = pt.linalg.solve_triangular(chol, eye, lower=True)  # (K, D, D): L_k^{-1}
     proj = inv.transpose(2, 0, 1).reshape((d, k * d))
@@ -222,8 +239,70 @@ def _logp_full(value, w, mu, chol, nu):
     resid = pt.dot(value, proj) - shift  # (N, K*D)
     sq = pt.sum(pt.sqr(resid).reshape((value.shape[0], k, d)), axis=-1)  # (N, K)
     half_logdet = pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    comp = _t_terms(sq, half_logdet, nu, pt.cast(d, "float64"))
-    return pm.math.logsumexp(pt.log(w) + comp, axis=-1)
+    return _t_terms(sq, half_logdet, nu, pt.cast(d, "float64"))
+
+
+def _logp_diag_rows(value, w, mu, sigma, nu, mask=None, labels=None):
+    """:func:`_logp_diag` with missing entries (``mask`` (N, D), 1 where observed) and labels.
+
+    A diagonal scale matrix does not make the coordinates of a t independent (one latent
+    scale per row), so the mask enters the Mahalanobis distance, the log-determinant and
+    the dimension of each row's t (``delta_o``, ``1/2 log|Sigma_oo|``, ``p_o``), not a sum
+    of per-feature terms; ``value`` holds a finite placeholder where missing.
+    """
+    import pytensor.tensor as pt
+
+    k, d = mu.shape[-2], mu.shape[-1]
+    w, mu, sigma = w.reshape((k,)), mu.reshape((k, d)), sigma.reshape((k, d))
+    nu = nu.reshape((k,))
+    zsq = pt.sqr((value[:, None, :] - mu) / sigma)  # (N, K, D)
+    if mask is None:  # complete data with labels
+        sq, half_logdet = pt.sum(zsq, axis=-1), pt.sum(pt.log(sigma), axis=-1)
+        p_o = pt.cast(d, "float64")
+    else:
+        sq = pt.sum(zsq * mask[:, None, :], axis=-1)  # delta_o (N, K)
+        half_logdet = pt.dot(mask, pt.log(sigma).T)  # 1/2 log|Sigma_k,oo| (N, K)
+        p_o = pt.sum(mask, axis=-1)[:, None]  # (N, 1)
+    return mixture_logp_graph(w, _t_terms(sq, half_logdet, nu, p_o), labels)
+
+
+def _logp_full_labels(value, w, mu, chol, nu, labels=None):
+    """:func:`_logp_full` of complete data with partial labels (the same products)."""
+    k, d = mu.shape[-2], mu.shape[-1]
+    w, mu, chol = w.reshape((k,)), mu.reshape((k, d)), chol.reshape((k, d, d))
+    nu = nu.reshape((k,))
+    return mixture_logp_graph(w, _full_components(value, mu, chol, nu, k, d), labels)
+
+
+def _logp_full_missing(value, w, mu, cov, nu, mask=None, patterns=None, labels=None):
+    """Full scale matrices with missing entries (and labels): each row's observed block.
+
+    As the Gaussian family's ``_logp_full_missing``: for a missingness pattern ``m`` (1 where
+    observed) and component k, ``Sigma'_pk = M Sigma_k M + I - M`` (``M = diag(m)``) is
+    ``Sigma_k,oo`` on the observed block and the identity on the missing one, so with the
+    residual ``m * (x - mu_k)`` (0 on the missing block) its quadratic form is ``delta_o``
+    and its log-determinant ``log|Sigma_k,oo|``; the row's t has dimension ``p_o = |m|``.
+    One inverse and log-determinant per (pattern, component), gathered per row
+    (``patterns``: the (P, D) distinct masks and each row's (N,) pattern, ``pm.Data``).
+    ``cov`` (K, D, D) is the scale matrix itself (a block of a Cholesky factor is not the
+    factor of the block).
+    """
+    import pytensor.tensor as pt
+
+    k, d = mu.shape[-2], mu.shape[-1]
+    w, mu, cov = w.reshape((k,)), mu.reshape((k, d)), cov.reshape((k, d, d))
+    nu = nu.reshape((k,))
+    masks, pattern = patterns  # (P, D), (N,)
+    outer = masks[:, :, None] * masks[:, None, :]  # (P, D, D)
+    free = pt.eye(d) * (1.0 - masks)[:, None, :]  # (P, D, D): 1 on the missing diagonal
+    cov_p = cov[None] * outer[:, None] + free[:, None]  # (P, K, D, D)
+    prec_p = pt.linalg.inv(cov_p)  # (P, K, D, D)
+    half_logdet_p = 0.5 * pt.linalg.slogdet(cov_p)[1]  # (P, K)
+    resid = mask[:, None, :] * (value[:, None, :] - mu)  # (N, K, D)
+    quad = pt.sum(pt.sum(prec_p[pattern] * resid[:, :, None, :], axis=-1) * resid, axis=-1)
+    p_o = pt.sum(mask, axis=-1)[:, None]  # (N, 1)
+    comp = _t_terms(quad, half_logdet_p[pattern], nu, p_o)
+    return mixture_logp_graph(w, comp, labels)
 
 
 def _random_diag(w, mu, sigma, nu, rng=None, size=None):
@@ -239,6 +318,14 @@ def _random_full(w, mu, chol, nu, rng=None, size=None):
 
     params = {"w": w, "mu": mu, "chol": chol, "nu": nu}
     core = {"w": 1, "mu": 2, "chol": 3, "nu": 1}
+    return graph_draw(StudentTFamily(), params, core, rng, size)
+
+
+def _random_full_cov(w, mu, cov, nu, rng=None, size=None):
+    from bayesmix.families import graph_draw
+
+    params = {"w": w, "mu": mu, "cov": cov, "nu": nu}
+    core = {"w": 1, "mu": 2, "cov": 3, "nu": 1}
     return graph_draw(StudentTFamily(), params, core, rng, size)
 
 
@@ -291,6 +378,8 @@ class StudentTFamily(Family):
     ellipse_unit = "scale x{n}"
     plots = ("clusters", "membership_uncertainty")
     trace_variables = ("w", "mu", "sigma", "nu")
+    supports_missing = True
+    graph_labels = True
 
     @override
     def effective_covariance(self, covariance, n_features):
@@ -306,13 +395,16 @@ class StudentTFamily(Family):
         return out
 
     @override
-    def check_data(self, X, *, n_components=None, covariance=None, fitting=True, name="X"):
+    def check_data(
+        self, X, *, n_components=None, covariance=None, fitting=True, name="X", allow_nan=False
+    ):
         return check_X(
             X,
             name=name,
             n_components=n_components if fitting else None,
             covariance_type="full" if (covariance == "full" and fitting) else None,
             ensure_2d=False,
+            allow_nan=allow_nan,
         )
 
     @override
@@ -385,6 +477,67 @@ class StudentTFamily(Family):
         return mu + eps / np.sqrt(u)[..., None]
 
     @override
+    def conditional_fill(self, params, X, z, rng=None):
+        """The missing block's conditional t given the observed block o and the component.
+
+        Given ``z = k`` the missing coordinates m of a row are a t (Ding 2016, "On the
+        conditional distribution of the multivariate t distribution") with ``nu_k + p_o``
+        degrees of freedom, location ``mu_km + S_mo S_oo^-1 (x_o - mu_ko)`` and scale
+        ``(nu_k + delta_o) / (nu_k + p_o) (S_mm - S_mo S_oo^-1 S_om)`` (``S`` = ``cov[k]``, the
+        scale matrix; ``delta_o`` the squared Mahalanobis distance of ``x_o``; ``p_o`` its
+        number of coordinates). ``rng`` None: the location, which is ``E[x_m | x_o, z]`` (a
+        t with ``nu_k + p_o > 1`` degrees of freedom has a mean); with ``rng``: ``x_m = loc +
+        sqrt(scale) eps / sqrt(u)``, ``u ~ Gamma((nu_k + p_o)/2, rate (nu_k + p_o)/2)``.
+        Diagonal scales: location ``mu_km``, but the spread of a draw still grows with
+        ``delta_o`` (one latent scale per row: the coordinates are not independent).
+        """
+        X = np.asarray(X, dtype=float)
+        mu = take_components(params["mu"], z)  # (S, n, D)
+        observed = ~np.isnan(X)
+        if params.get("cov") is None:  # diagonal scales: S_mo = 0
+            if rng is None:
+                return fill_missing(X, mu)
+            sigma = take_components(params["sigma"], z)  # (S, n, D)
+            nu = take_components(params["nu"], z)  # (S, n)
+            zsq = np.where(observed, (np.where(observed, X, 0.0) - mu) / sigma, 0.0) ** 2
+            dof = nu + observed.sum(axis=1)
+            u = rng.gamma(0.5 * dof, 2.0 / dof)
+            spread = np.sqrt((nu + zsq.sum(axis=-1)) / dof / u)[..., None] * sigma
+            return fill_missing(X, mu + spread * rng.standard_normal(mu.shape))
+        cov = np.asarray(params["cov"], float)  # (S, K, D, D)
+        mu_k = np.asarray(params["mu"], float)  # (S, K, D)
+        nu_k = np.asarray(params["nu"], float)  # (S, K)
+        out = np.broadcast_to(X, mu.shape).copy()
+        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for p, pattern in enumerate(patterns):
+            o, m = np.flatnonzero(pattern), np.flatnonzero(~pattern)
+            rows = np.flatnonzero(inverse == p)
+            if not m.size:
+                continue
+            x_o = X[np.ix_(rows, o)]  # (n_p, |o|)
+            for k in range(cov.shape[1]):  # (S, ...) blocks of component k
+                s_oo = cov[:, k][:, o[:, None], o]
+                s_om = cov[:, k][:, o[:, None], m]
+                gain = np.linalg.solve(s_oo, s_om)  # (S, |o|, |m|)
+                resid = x_o[None] - mu_k[:, k, o][:, None, :]  # (S, n_p, |o|)
+                val = mu_k[:, k, m][:, None, :] + resid @ gain  # (S, n_p, |m|)
+                if rng is not None:
+                    cond = cov[:, k][:, m[:, None], m] - np.swapaxes(s_om, -1, -2) @ gain
+                    chol = np.linalg.cholesky(0.5 * (cond + np.swapaxes(cond, -1, -2)))
+                    white = np.linalg.solve(s_oo, np.swapaxes(resid, -1, -2))  # (S, |o|, n_p)
+                    delta = np.einsum("sno,son->sn", resid, white)  # (S, n_p)
+                    nu = nu_k[:, k, None]
+                    dof = nu + o.size
+                    u = rng.gamma(0.5 * dof, 2.0 / dof, size=delta.shape)
+                    eps = rng.standard_normal(val.shape) @ np.swapaxes(chol, -1, -2)
+                    val = val + np.sqrt((nu + delta) / dof / u)[..., None] * eps
+                hit = z[:, rows] == k  # (S, n_p)
+                block = out[:, rows[:, None], m]  # (S, n_p, |m|) copy
+                out[:, rows[:, None], m] = np.where(hit[..., None], val, block)
+        return out
+
+    @override
     def n_parameters(self, n_components, n_features, covariance):
         k, d = n_components, n_features
         cov = self.effective_covariance(covariance, d)
@@ -447,7 +600,7 @@ class StudentTFamily(Family):
 
     # ------------------------------------------------------------------ graph
     @override
-    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom"):
+    def add_to_graph(self, spec, priors, n_features, w, observed, formulation="custom", rows=None):
         import pymc as pm
 
         d, k = n_features, spec.n_components
@@ -461,13 +614,16 @@ class StudentTFamily(Family):
                 "nu", alpha=priors["dof_shape"], beta=priors["dof_rate"], dims="component"
             )
         if cov != "full":
+            logp = _logp_diag
+            if rows is not None:  # missing entries and labels: data of the density
+                logp = partial(_logp_diag_rows, mask=rows.mask(), labels=rows.labels())
             pm.CustomDist(
                 "x",
                 w,
                 mu,
                 sigma,
                 nu,
-                logp=_logp_diag,
+                logp=logp,
                 random=_random_diag,
                 signature="(k),(k,d),(k,d),(k)->(d)",
                 **observed,
@@ -478,15 +634,28 @@ class StudentTFamily(Family):
         pm.Deterministic(
             "corr", corr_chol @ corr_chol.mT, dims=("component", "feature", "feature_bis")
         )
-        pm.Deterministic("cov", chol @ chol.mT, dims=("component", "feature", "feature_bis"))
+        scale_matrix = pm.Deterministic(
+            "cov", chol @ chol.mT, dims=("component", "feature", "feature_bis")
+        )
+        logp, random, scale = _logp_full, _random_full, chol
+        if rows is not None and rows.missing:  # each row's observed block, by pattern
+            logp = partial(
+                _logp_full_missing,
+                mask=rows.mask(),
+                patterns=rows.patterns(),
+                labels=rows.labels(),
+            )
+            random, scale = _random_full_cov, scale_matrix
+        elif rows is not None:  # complete data with labels
+            logp = partial(_logp_full_labels, labels=rows.labels())
         pm.CustomDist(
             "x",
             w,
             mu,
-            chol,
+            scale,
             nu,
-            logp=_logp_full,
-            random=_random_full,
+            logp=logp,
+            random=random,
             signature="(k),(k,d),(k,d,d),(k)->(d)",
             **observed,
         )
@@ -541,9 +710,8 @@ class StudentTFamily(Family):
     def default_point(self, spec, X):
         n, d = X.shape
         k = spec.n_components
-        order = np.argsort(X[:, 0], kind="stable")
-        chunks = [c if len(c) else order for c in np.array_split(order, k)]
-        mu = np.stack([X[c].mean(axis=0) for c in chunks])
-        sd = X.std(axis=0) if n > 1 else np.ones(d)
+        mu = chunk_means(X, k)  # NaN (missing) entries left out
+        missing = bool(np.isnan(X).any())
+        sd = (np.nanstd(X, axis=0) if missing else X.std(axis=0)) if n > 1 else np.ones(d)
         sigma = np.broadcast_to(np.where(sd > 0, sd, 1.0) / k, (k, d))
         return {"mu": mu, "sigma": sigma, "nu": np.full(k, 10.0)}

@@ -308,7 +308,7 @@ def build_model(
         (Gaussian full/tied also ``x_patterns`` (P, D) and ``x_pattern`` (N,), the distinct
         masks and each row's; :class:`bayesmix.families._base.ObservedRows`). Data without
         NaN build the complete-data graph whatever this says. Families with
-        ``supports_missing`` (Gaussian, Bernoulli, Poisson); not with ``minibatch``.
+        ``supports_missing`` (every family); not with ``minibatch``.
     labels : array-like of shape (N,), optional
         Partial labels, 0..K-1 where a row's component is known, -1 where not (``pm.Data``
         ``x_labels``): a labelled row contributes ``log w_k + log f_k(x_n)`` instead of the

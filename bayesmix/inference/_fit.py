@@ -261,8 +261,8 @@ def fit_em(
         stored in ``result``, else none.
     missing : {"error", "model"}
         ``"model"``: NaN entries of X are missing at random, summed out of each row's
-        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
-        families). ``"error"``: NaN is a DataError.
+        likelihood (the density of its observed coordinates; every family). ``"error"``:
+        NaN is a DataError.
     labels : array-like of shape (N,), optional
         Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
         contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.
@@ -415,8 +415,8 @@ def fit_map(
     feature_names : sequence of str, optional
     missing : {"error", "model"}
         ``"model"``: NaN entries of X are missing at random, summed out of each row's
-        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
-        families). ``"error"``: NaN is a DataError.
+        likelihood (the density of its observed coordinates; every family). ``"error"``:
+        NaN is a DataError.
     labels : array-like of shape (N,), optional
         Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
         contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.
@@ -711,8 +711,8 @@ def sample_nuts(
     sample_weight : array-like of shape (N,), optional
     missing : {"error", "model"}
         ``"model"``: NaN entries of X are missing at random, summed out of each row's
-        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
-        families). ``"error"``: NaN is a DataError.
+        likelihood (the density of its observed coordinates; every family). ``"error"``:
+        NaN is a DataError.
     labels : array-like of shape (N,), optional
         Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
         contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.
@@ -870,8 +870,8 @@ def fit_advi(
     sample_weight : array-like of shape (N,), optional
     missing : {"error", "model"}
         ``"model"``: NaN entries of X are missing at random, summed out of each row's
-        likelihood (the density of its observed coordinates; Gaussian, Bernoulli and Poisson
-        families). ``"error"``: NaN is a DataError.
+        likelihood (the density of its observed coordinates; every family). ``"error"``:
+        NaN is a DataError.
     labels : array-like of shape (N,), optional
         Partial labels: a row's component 0..K-1 where known, -1 where not; a labelled row
         contributes ``log w_k + log f_k(x_n)``. Default: the labels stored in ``result``.

@@ -77,7 +77,7 @@ def run(
         draws"``, ...) as each stage starts; the CLI prints these as progress lines.
     missing : {"error", "model"}, optional
         ``"model"``: NaN entries of X are missing at random, summed out of every fit's
-        likelihood (Gaussian, Bernoulli and Poisson families); the result keeps them as NaN
+        likelihood (every family); the result keeps them as NaN
         in ``observed_data`` and records root attr ``missing``. ``"error"``: NaN is a
         DataError. Default: ``"model"`` when the spec's ``[data] missing`` says so, else
         ``"error"``.

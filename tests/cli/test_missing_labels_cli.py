@@ -89,9 +89,8 @@ def test_labels_pin_their_rows(files, tmp_path):
         ("lab.csv", ["--missing", "model", "--dropna"], "--dropna and --missing model disagree"),
         ("lab.csv", ["--missing", "model", "--labels", "grup"], "did you mean 'group'"),
         ("lab.csv", ["--missing", "drop", "-k", "1", "--labels", "group"], "expected labels 0..0"),
-        ("lab.csv", ["--missing", "model", "--family", "categorical"], "--missing model is not"),
     ],
-    ids=["nan", "empty-row", "empty-column", "conflict", "labels-typo", "labels-k", "family"],
+    ids=["nan", "empty-row", "empty-column", "conflict", "labels-typo", "labels-k"],
 )
 def test_bad_inputs_exit_2_with_one_line(files, tmp_path, name, extra, needle):
     code, _, stderr = run_cli([*_base(files, name), *extra], cwd=tmp_path)

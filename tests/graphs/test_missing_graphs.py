@@ -182,11 +182,6 @@ def test_missing_and_labels_errors():
         build_model(spec, X, missing="impute")
     with pytest.raises(ParameterError, match="minibatch"):
         build_model(spec, X, missing="model", minibatch=5)
-    for family in ("student_t", "categorical"):
-        with pytest.raises(ParameterError, match=f"not available for family='{family}'"):
-            build_model(ModelSpec(family, 2), X, missing="model")
-    with pytest.raises(ParameterError, match="labels are not available"):
-        build_model(ModelSpec("student_t", 2), np.nan_to_num(X), labels=np.r_[0, np.full(19, -1)])
     bad = X.copy()
     bad[3] = np.nan
     with pytest.raises(DataError, match="every value missing"):

@@ -92,9 +92,8 @@ def test_map_with_missing_values_is_map_em_gaussian(faithful_missing, full_em):
     complete = faithful_missing[~np.isnan(faithful_missing).any(axis=1)]
     other = fit_em(FULL_IW, complete, **EM_TIGHT)
     assert np.abs(other["em"]["mu"].values - tree["map"]["mu"].values).max() > 1e-3
-    diag = fit_em(DIAG, faithful_missing, missing="model", **EM_TIGHT)
-    diag = fit_map(DIAG, faithful_missing, missing="model", random_seed=0, result=diag)
-    _close(diag, diag)
+    # (diag: its graph density with missing values against SciPy in test_missing_graphs.py;
+    # a second compiled MAP here cost a minute of a cold run)
 
 
 def test_map_with_missing_values_and_labels_is_map_em_poisson():
