@@ -763,14 +763,28 @@ def _imputed_frame(result, X, id_name: str, seed: int):
     rows, cols = np.nonzero(np.isnan(x))
     frame = pd.DataFrame({id_name: ids[rows], "column": [features[c] for c in cols]})
     draws_group = next((g for g in ("posterior", "advi") if g in result.children), None)
-    if draws_group is None:
+    nominal = get_family(result.attrs.get("family", "gaussian")).nominal
+    if draws_group is None and not nominal:
         filled = np.asarray(impute(result, method="mean").values)
         frame["imputed"] = filled[rows, cols]
         return frame
-    da = impute(result, group=draws_group, method="draws", random_seed=seed, max_draws=1000)
+    da = impute(
+        result, group=draws_group, method="draws", random_seed=seed, max_draws=1000, n_draws=1000
+    )
     values = np.asarray(da.values).reshape(-1, da.sizes["missing"])
     order = np.lexsort((np.asarray(da["column"].values), np.asarray(da["row"].values)))
     values = values[:, order]  # the entries in row-major order, as np.nonzero gives them
+    if nominal:  # a level: the most probable one over the draws, and its probability
+        codes = values.astype(np.int64)
+        counts = np.stack([(codes == c).sum(axis=0) for c in range(int(codes.max()) + 1)])
+        frame["imputed"] = counts.argmax(axis=0)
+        frame["probability"] = counts.max(axis=0) / codes.shape[0]
+        levels = _levels_by_column(result)  # codes -> the data's level names, if any
+        frame["imputed"] = [
+            levels[col][code] if code < len(levels.get(col, ())) else code
+            for col, code in zip(frame["column"], frame["imputed"], strict=True)
+        ]
+        return frame
     frame["imputed"] = values.mean(axis=0)
     frame["sd"] = values.std(axis=0, ddof=1)
     frame["lower_5"] = np.quantile(values, 0.05, axis=0)
@@ -1050,6 +1064,16 @@ def _samples_frame(result, generated):
             "this is a bug, please report it"
         )
     return df
+
+
+def _levels_by_column(result) -> dict:
+    """{column: [level names]} of a categorical result (``observed_data.attrs["levels"]``)."""
+    import json
+
+    try:
+        return json.loads(result["observed_data"].attrs.get("levels", "{}"))
+    except (KeyError, TypeError, ValueError):
+        return {}
 
 
 def _level_names(result, df):

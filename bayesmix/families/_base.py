@@ -339,6 +339,9 @@ class Family:
     prior_fields: ClassVar[tuple[str, ...]] = ()
     #: Whether text columns of a table are features (categorical levels) rather than left out.
     text_features: ClassVar[bool] = False
+    #: Whether the values are nominal codes (categorical levels): a filled-in missing value is
+    #: then reported as its most probable level, not as a mean (``bayesmix fit``'s imputed.csv).
+    nominal: ClassVar[bool] = False
     #: dtype of the stored ``observed_data`` (float64, or int64 for discrete data).
     observed_dtype: ClassVar[type] = np.float64
     #: Data views that suit the family, in the order drawn (``bayesmix.plotting.plot_plan``):

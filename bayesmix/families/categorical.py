@@ -233,6 +233,7 @@ class CategoricalFamily(Family):
     observed_dtype = np.int64
     plots = ("item_profiles",)
     text_features = True
+    nominal = True
     supports_missing = True
     graph_labels = True
     trace_variables = ("w", "probs")

@@ -41,7 +41,7 @@ def plot_item_profiles(result: xr.DataTree, *, max_items: int = 12, axes=None) -
     width = 0.8 / k
     for p, j in enumerate(shown):
         ax = axs[p]
-        n_levels = int(np.max(X[:, j])) + 1
+        n_levels = int(np.nanmax(X[:, j])) + 1  # NaN: a missing answer (missing="model")
         levels = np.arange(n_levels)
         for c in range(k):
             ax.bar(

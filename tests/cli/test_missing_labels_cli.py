@@ -98,3 +98,33 @@ def test_bad_inputs_exit_2_with_one_line(files, tmp_path, name, extra, needle):
     assert code == 2, stderr
     assert len(lines) == 1 and needle in lines[0], lines
     assert "Traceback" not in stderr and "missing='model'" not in stderr
+
+
+def test_categorical_missing_answers_are_imputed_as_levels(tmp_path):
+    """A latent class fit with missing answers: imputed.csv names the most probable level."""
+    rng = np.random.default_rng(3)
+    n = 200
+    z = rng.integers(0, 2, n)
+    p_yes = np.where(z == 1, 0.9, 0.15)
+    df = pd.DataFrame(
+        {
+            f"q{d}": np.where(rng.uniform(size=n) < p_yes, "yes", "no").astype(object)
+            for d in range(3)
+        }
+    )
+    df = df.mask(rng.uniform(size=df.shape) < 0.15)
+    df.loc[df.isna().all(axis=1), "q0"] = "yes"
+    df.to_csv(tmp_path / "lca.csv", index=False)
+    argv = ["fit", "--data", tmp_path / "lca.csv", "--family", "categorical", "-k", "2"]
+    code, _, stderr = run_cli([*argv, "--methods", "em", "--missing", "model"], cwd=tmp_path)
+    assert code == 0, stderr
+    imputed = pd.read_csv(tmp_path / "runs" / "lca" / "imputed.csv")
+    assert len(imputed) == int(df.isna().to_numpy().sum())
+    assert set(imputed["imputed"]) <= {"yes", "no"}
+    assert imputed["probability"].between(0.5, 1.0).all()
+    # a row whose observed answers are all "yes" gets "yes" for its missing one
+    answers = df.to_numpy()
+    for _, entry in imputed.iterrows():
+        seen = [a for a in answers[int(entry["row"])] if isinstance(a, str)]
+        if len(seen) == 2 and set(seen) == {"yes"}:
+            assert entry["imputed"] == "yes"
