@@ -59,6 +59,7 @@ __all__ = [
     "fill_missing",
     "mixture_logp_graph",
     "normal_locations",
+    "observed_block_quadratic",
     "per_feature",
     "stack_draws",
     "take_components",
@@ -297,6 +298,44 @@ def mixture_logp_graph(w, comp, labels=None):
         return total
     known = joint[pt.arange(joint.shape[0]), pt.maximum(labels, 0)]
     return pt.switch(pt.ge(labels, 0), known, total)
+
+
+def observed_block_quadratic(value, mask, mu, cov, patterns):
+    """Graph terms of each row's observed block under every component (missing values).
+
+    For row n with observed coordinates o (its pattern's mask) and component k: the
+    quadratic form ``(x_o - mu_ko)^T S_koo^-1 (x_o - mu_ko)``, half the log-determinant of
+    ``S_koo`` and the number of observed coordinates. One inverse and log-determinant per
+    (pattern, component) of ``M S_k M + I - M`` (the observed block, the identity where
+    missing), gathered per row, so a new data set with other patterns compiles nothing. Not
+    Cholesky factors: the gradient of a batched Cholesky runs part of its graph in Numba's
+    object mode (3x slower per evaluation on Old Faithful). Shared by the Gaussian and the
+    Student-t full/tied densities.
+
+    Parameters
+    ----------
+    value : (N, D) tensor, 0 where missing
+    mask : (N, D) tensor, 1 where observed
+    mu : (K, D) tensor
+    cov : (K, D, D) tensor, the covariance (or scale) matrices themselves
+    patterns : ((P, D) masks, (N,) each row's pattern)
+
+    Returns
+    -------
+    quad (N, K), half_logdet (N, K), n_obs (N,)
+    """
+    import pytensor.tensor as pt
+
+    d = mu.shape[-1]
+    masks, pattern = patterns
+    outer = masks[:, :, None] * masks[:, None, :]  # (P, D, D)
+    free = pt.eye(d) * (1.0 - masks)[:, None, :]  # (P, D, D): 1 on the missing diagonal
+    cov_p = cov[None] * outer[:, None] + free[:, None]  # (P, K, D, D)
+    prec_p = pt.linalg.inv(cov_p)  # (P, K, D, D)
+    half_logdet_p = 0.5 * pt.linalg.slogdet(cov_p)[1]  # (P, K)
+    resid = mask[:, None, :] * (value[:, None, :] - mu)  # (N, K, D)
+    quad = pt.sum(pt.sum(prec_p[pattern] * resid[:, :, None, :], axis=-1) * resid, axis=-1)
+    return quad, half_logdet_p[pattern], pt.sum(mask, axis=-1)
 
 
 def fill_missing(X: np.ndarray, values: np.ndarray) -> np.ndarray:

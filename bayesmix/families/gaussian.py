@@ -54,6 +54,7 @@ from bayesmix.families._base import (
     fill_missing,
     mixture_logp_graph,
     normal_locations,
+    observed_block_quadratic,
     per_feature,
     stack_draws,
     take_components,
@@ -196,20 +197,10 @@ def _logp_full_missing(value, w, mu, cov, mask=None, patterns=None, labels=None)
     a batched Cholesky runs part of its graph in Numba's object mode (3x slower per
     evaluation on Old Faithful). ``cov`` (K, D, D) is the covariance itself.
     """
-    import pytensor.tensor as pt
-
     k, d = mu.shape[-2], mu.shape[-1]
     w, mu, cov = w.reshape((k,)), mu.reshape((k, d)), cov.reshape((k, d, d))
-    masks, pattern = patterns  # (P, D), (N,)
-    outer = masks[:, :, None] * masks[:, None, :]  # (P, D, D)
-    free = pt.eye(d) * (1.0 - masks)[:, None, :]  # (P, D, D): 1 on the missing diagonal
-    cov_p = cov[None] * outer[:, None] + free[:, None]  # (P, K, D, D)
-    prec_p = pt.linalg.inv(cov_p)  # (P, K, D, D)
-    logdet_p = 0.5 * pt.linalg.slogdet(cov_p)[1]  # (P, K)
-    resid = mask[:, None, :] * (value[:, None, :] - mu)  # (N, K, D)
-    quad = pt.sum(pt.sum(prec_p[pattern] * resid[:, :, None, :], axis=-1) * resid, axis=-1)
-    n_obs = pt.sum(mask, axis=-1)  # (N,)
-    comp = -0.5 * quad - logdet_p[pattern] - 0.5 * _LOG_2PI * n_obs[:, None]
+    quad, half_logdet, n_obs = observed_block_quadratic(value, mask, mu, cov, patterns)
+    comp = -0.5 * quad - half_logdet - 0.5 * _LOG_2PI * n_obs[:, None]
     return mixture_logp_graph(w, comp, labels)
 
 

@@ -60,6 +60,7 @@ from bayesmix.families._base import (
     fill_missing,
     mixture_logp_graph,
     normal_locations,
+    observed_block_quadratic,
     per_feature,
     stack_draws,
     take_components,
@@ -287,21 +288,11 @@ def _logp_full_missing(value, w, mu, cov, nu, mask=None, patterns=None, labels=N
     ``cov`` (K, D, D) is the scale matrix itself (a block of a Cholesky factor is not the
     factor of the block).
     """
-    import pytensor.tensor as pt
-
     k, d = mu.shape[-2], mu.shape[-1]
     w, mu, cov = w.reshape((k,)), mu.reshape((k, d)), cov.reshape((k, d, d))
     nu = nu.reshape((k,))
-    masks, pattern = patterns  # (P, D), (N,)
-    outer = masks[:, :, None] * masks[:, None, :]  # (P, D, D)
-    free = pt.eye(d) * (1.0 - masks)[:, None, :]  # (P, D, D): 1 on the missing diagonal
-    cov_p = cov[None] * outer[:, None] + free[:, None]  # (P, K, D, D)
-    prec_p = pt.linalg.inv(cov_p)  # (P, K, D, D)
-    half_logdet_p = 0.5 * pt.linalg.slogdet(cov_p)[1]  # (P, K)
-    resid = mask[:, None, :] * (value[:, None, :] - mu)  # (N, K, D)
-    quad = pt.sum(pt.sum(prec_p[pattern] * resid[:, :, None, :], axis=-1) * resid, axis=-1)
-    p_o = pt.sum(mask, axis=-1)[:, None]  # (N, 1)
-    comp = _t_terms(quad, half_logdet_p[pattern], nu, p_o)
+    quad, half_logdet, p_o = observed_block_quadratic(value, mask, mu, cov, patterns)
+    comp = _t_terms(quad, half_logdet, nu, p_o[:, None])
     return mixture_logp_graph(w, comp, labels)
 
 
