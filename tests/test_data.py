@@ -850,3 +850,19 @@ def test_galaxies_bad_unit_says_what_to_do():
 
     with pytest.raises(ParameterError, match=r"expected one of km/s, 1000 km/s.*unit="):
         load_galaxies(unit="m/s")
+
+
+def test_remove_at_random_exact_count_and_no_empty_row():
+    from bayesmix.data import remove_at_random
+
+    X = np.arange(60.0).reshape(20, 3)
+    out = remove_at_random(X, 0.4, random_state=1)
+    assert int(np.isnan(out).sum()) == round(0.4 * X.size)
+    assert not np.isnan(out).all(axis=1).any()
+    kept = ~np.isnan(out)
+    np.testing.assert_array_equal(out[kept], X[kept])  # the rest untouched
+    assert np.array_equal(np.isnan(out), np.isnan(remove_at_random(X, 0.4, random_state=1)))
+    # beyond (D - 1) / D every row keeps one value and the count stops there
+    assert int(np.isnan(remove_at_random(X, 0.9, random_state=2)).sum()) == 40
+    with pytest.raises(ParameterError, match="fraction is invalid"):
+        remove_at_random(X, 1.0)

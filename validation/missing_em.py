@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import optimize, stats
 from scipy.special import logsumexp, softmax
 
-from bayesmix.data import load_old_faithful
+from bayesmix.data import load_old_faithful, remove_at_random
 from bayesmix.em import (
     BernoulliMixtureEM,
     GaussianMixtureEM,
@@ -58,22 +58,6 @@ class Case:
     estimator: Callable[[], Any]  # an unfitted estimator with missing="model"
     pack: Callable[[Any], np.ndarray]  # fitted estimator -> unconstrained vector
     loglik: Callable[[np.ndarray, np.ndarray], float]  # (vector, X) -> log-likelihood
-
-
-def remove_at_random(X: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A copy of X with ``round(fraction * X.size)`` random entries NaN, no row all NaN."""
-    rng = np.random.default_rng(seed)
-    n, d = X.shape
-    target = round(fraction * n * d)
-    out = np.array(X, dtype=np.float64)
-    left = np.full(n, d)  # observed values per row
-    for flat in rng.permutation(n * d):  # entries in random order, skipping a row's last one
-        row = flat // d
-        if target and left[row] > 1:
-            out[row, flat % d] = np.nan
-            left[row] -= 1
-            target -= 1
-    return out
 
 
 # ---------------------------------------------------------------------------- Gaussian
@@ -162,12 +146,12 @@ def gaussian_case(name: str, data: Callable, k: int, d: int, covariance_type: st
 def old_faithful_15() -> np.ndarray:
     """Old Faithful (272, 2) with 15 % of its entries NaN."""
     X = load_old_faithful()[["eruptions", "waiting"]].to_numpy(dtype=np.float64)
-    return remove_at_random(X, 0.15, seed=0)
+    return remove_at_random(X, 0.15, random_state=0)
 
 
 def simulated_4d_30() -> np.ndarray:
     """The simulated 4-D data (600, 4) with 30 % of its entries NaN."""
-    return remove_at_random(simulated_4d(), 0.30, seed=5)
+    return remove_at_random(simulated_4d(), 0.30, random_state=5)
 
 
 # ---------------------------------------------------------------------------- independent items
@@ -191,7 +175,9 @@ def bernoulli_data() -> np.ndarray:
     rng = np.random.default_rng(11)
     p = np.array([np.linspace(0.1, 0.5, 8), np.linspace(0.9, 0.4, 8), np.tile([0.2, 0.8], 4)])
     z = rng.integers(0, 3, 600)
-    return remove_at_random((rng.uniform(size=(600, 8)) < p[z]).astype(float), 0.25, seed=2)
+    return remove_at_random(
+        (rng.uniform(size=(600, 8)) < p[z]).astype(float), 0.25, random_state=2
+    )
 
 
 def poisson_data() -> np.ndarray:
@@ -199,7 +185,7 @@ def poisson_data() -> np.ndarray:
     rng = np.random.default_rng(12)
     rate = np.array([[1.5, 3.0, 0.7], [7.0, 4.0, 6.0]])
     z = rng.integers(0, 2, 500)
-    return remove_at_random(rng.poisson(rate[z]).astype(float), 0.20, seed=3)
+    return remove_at_random(rng.poisson(rate[z]).astype(float), 0.20, random_state=3)
 
 
 def _bernoulli_case() -> Case:
@@ -246,7 +232,7 @@ def student_t_data() -> np.ndarray:
     z = rng.integers(0, 2, 600)
     u = rng.gamma(nu[z] / 2, 2 / nu[z])
     eps = np.einsum("nij,nj->ni", np.linalg.cholesky(scale[z]), rng.normal(size=(600, 3)))
-    return remove_at_random(mu[z] + eps / np.sqrt(u)[:, None], 0.20, seed=4)
+    return remove_at_random(mu[z] + eps / np.sqrt(u)[:, None], 0.20, random_state=4)
 
 
 def student_t_case(name: str, covariance_type: str, dof: float | None) -> Case:

@@ -4,7 +4,8 @@ Loaders: :func:`load_old_faithful`, :func:`load_low_dim_gauss_mix`, :func:`load_
 :func:`load_death_notices`, :func:`load_galaxies`, :func:`load_table` (CSV dialect
 detection, id and text columns, ``attrs["notes"]``).
 Simulators (each returns ``(X, z, truth)``): :func:`make_gaussian_mixture`,
-:func:`make_bernoulli_mixture`, :func:`make_heights`, :func:`make_returns`.
+:func:`make_bernoulli_mixture`, :func:`make_heights`, :func:`make_returns`;
+:func:`remove_at_random` (missing values completely at random, for ``missing="model"``).
 Provenance of the bundled files: ``bayesmix/data/README.md``.
 """
 
@@ -23,6 +24,7 @@ from bayesmix.data._simulate import (
     make_gaussian_mixture,
     make_heights,
     make_returns,
+    remove_at_random,
 )
 
 __all__ = [
@@ -38,4 +40,5 @@ __all__ = [
     "make_gaussian_mixture",
     "make_heights",
     "make_returns",
+    "remove_at_random",
 ]

@@ -21,6 +21,7 @@ from bayesmix._validation import (
 )
 
 __all__ = [
+    "remove_at_random",
     "make_bernoulli_mixture",
     "make_gaussian_mixture",
     "make_heights",
@@ -368,3 +369,55 @@ def make_returns(
         ``"sigma"`` = [[0.8], [3.0]] (2, 1).
     """
     return _make_univariate(n_samples, random_state, [0.85, 0.15], [0.05, -0.1], [0.8, 3.0])
+
+
+def remove_at_random(X: Any, fraction: float, random_state: Any = None) -> np.ndarray:
+    """A float copy of X with ``round(fraction * X.size)`` entries set to NaN, completely at random.
+
+    Missing completely at random (for trying ``missing="model"``): the entries are taken in
+    a random order, skipping any that would leave its row with no observed value, so no row
+    is emptied (the fraction is then reached as long as it is below ``(D - 1) / D``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    fraction : float
+        Share of the entries to remove, in [0, 1).
+    random_state : None, int or numpy Generator
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesmix.data import remove_at_random
+    >>> X = remove_at_random(np.ones((4, 3)), 0.25, random_state=0)
+    >>> int(np.isnan(X).sum()), bool(np.isnan(X).all(axis=1).any())
+    (3, False)
+    """
+    out = np.array(X, dtype=np.float64)
+    if out.ndim != 2:
+        raise ParameterError(
+            f"X has the wrong shape: expected (n_samples, n_features), got {out.shape}; pass "
+            "a 2-D array"
+        )
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ParameterError(
+            f"fraction is invalid: expected a share in [0, 1), got {fraction}; pass e.g. 0.15"
+        )
+    rng = check_generator(random_state)
+    n, d = out.shape
+    order = rng.permutation(n * d)  # the entries in random order
+    rows = order // d
+    # the rank of each entry among its row's entries in that order: the first d - 1 of a row
+    # may go (its last observed value stays)
+    by_row = np.argsort(rows, kind="stable")
+    rank = np.empty(n * d, dtype=np.int64)
+    rank[by_row] = np.arange(n * d) - np.repeat(np.arange(n) * d, d)
+    removable = order[rank < d - 1]
+    gone = removable[: round(fraction * n * d)]
+    out[gone // d, gone % d] = np.nan
+    return out

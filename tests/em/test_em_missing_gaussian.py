@@ -15,26 +15,11 @@ from scipy import optimize, stats
 from scipy.special import logsumexp, softmax
 
 from bayesmix._validation import DataError, ParameterError
+from bayesmix.data import remove_at_random
 from bayesmix.em import GaussianMixtureEM
 from bayesmix.families import get_family
 
 TYPES = ("full", "tied", "diag", "spherical")
-
-
-def _remove(X, fraction, seed):
-    """A copy of X with ``round(fraction * X.size)`` random entries NaN, no row all NaN."""
-    rng = np.random.default_rng(seed)
-    n, d = X.shape
-    target = round(fraction * n * d)
-    out = np.array(X, dtype=np.float64)
-    left = np.full(n, d)  # observed values per row
-    for flat in rng.permutation(n * d):  # entries in random order, skipping a row's last one
-        row = flat // d
-        if target and left[row] > 1:
-            out[row, flat % d] = np.nan
-            left[row] -= 1
-            target -= 1
-    return out
 
 
 def _simulated_4d(n=300, seed=1):
@@ -132,7 +117,7 @@ def _scipy_improvement(X, em):
 # ------------------------------------------------------------------------------ densities
 @pytest.mark.parametrize("ctype", TYPES)
 def test_observed_log_density_matches_scipy(ctype):
-    X = _remove(_simulated_4d(90), 0.3, seed=2)
+    X = remove_at_random(_simulated_4d(90), 0.3, random_state=2)
     X[0] = [1.0, 2.0, 3.0, 4.0]  # a complete row among the incomplete ones
     em = GaussianMixtureEM(3, covariance_type=ctype, missing="model", max_iter=3, random_state=0)
     with warnings.catch_warnings():
@@ -153,7 +138,7 @@ def test_observed_log_density_matches_scipy(ctype):
 def test_family_component_log_density_observed_coordinates(full):
     rng = np.random.default_rng(3)
     k, d, s = 2, 3, 4
-    X = _remove(rng.normal(size=(12, d)), 0.35, seed=4)
+    X = remove_at_random(rng.normal(size=(12, d)), 0.35, random_state=4)
     mu = rng.normal(size=(s, k, d))
     if full:
         a = rng.normal(size=(s, k, d, d))
@@ -175,11 +160,11 @@ def test_family_component_log_density_observed_coordinates(full):
 
 # ------------------------------------------------------------------------------ stationarity
 def _old_faithful_15(old_faithful):
-    return _remove(old_faithful, 0.15, seed=0), 2
+    return remove_at_random(old_faithful, 0.15, random_state=0), 2
 
 
 def _simulated_30(_):
-    return _remove(_simulated_4d(), 0.30, seed=5), 3
+    return remove_at_random(_simulated_4d(), 0.30, random_state=5), 3
 
 
 @pytest.mark.parametrize("ctype", ["full", "diag"])
@@ -218,7 +203,7 @@ def test_complete_data_same_bits_as_missing_error(ctype, old_faithful):
 # ------------------------------------------------------------------------------ weights
 @pytest.mark.parametrize("ctype", TYPES)
 def test_sample_weights_equal_repeated_rows_with_nan(ctype):
-    X = _remove(_simulated_4d(60), 0.25, seed=6)
+    X = remove_at_random(_simulated_4d(60), 0.25, random_state=6)
     w = np.random.default_rng(7).integers(0, 4, len(X))
     w[:3] = 1  # rows of weight 0 are left out; keep enough rows
     em = GaussianMixtureEM(3, covariance_type=ctype, missing="model", random_state=0)
@@ -239,7 +224,7 @@ def test_sample_weights_equal_repeated_rows_with_nan(ctype):
 
 # ------------------------------------------------------------------------------ the rest
 def test_map_prior_and_labels_keep_the_objective_monotone():
-    X = _remove(_simulated_4d(), 0.3, seed=8)
+    X = remove_at_random(_simulated_4d(), 0.3, random_state=8)
     prior = {"weights_alpha": 2.0, "mu_scale": 10.0, "cov_prior_dof": 6.0, "cov_prior_scale": 1.0}
     y = np.full(len(X), -1)
     y[:5] = 0
@@ -263,7 +248,7 @@ def test_labels_on_complete_data_take_the_generic_step():
 
 @pytest.mark.parametrize("ctype", TYPES)
 def test_float32_close_to_float64_with_nan(ctype):
-    X = _remove(_simulated_4d(), 0.3, seed=11)
+    X = remove_at_random(_simulated_4d(), 0.3, random_state=11)
     kwargs = {"covariance_type": ctype, "missing": "model", "random_state": 0, "tol": 1e-6}
     a = GaussianMixtureEM(3, **kwargs).fit(X)
     X32 = X.astype(np.float32)
@@ -273,7 +258,7 @@ def test_float32_close_to_float64_with_nan(ctype):
 
 
 def test_fit_predict_equals_fit_then_predict_with_nan():
-    X = _remove(_simulated_4d(), 0.3, seed=9)
+    X = remove_at_random(_simulated_4d(), 0.3, random_state=9)
     kwargs = {"covariance_type": "tied", "missing": "model", "random_state": 0}
     labels = GaussianMixtureEM(3, **kwargs).fit_predict(X)
     em = GaussianMixtureEM(3, **kwargs).fit(X)
@@ -282,7 +267,7 @@ def test_fit_predict_equals_fit_then_predict_with_nan():
 
 
 def test_nan_needs_missing_model():
-    X = _remove(_simulated_4d(), 0.1, seed=10)
+    X = remove_at_random(_simulated_4d(), 0.1, random_state=10)
     with pytest.raises(DataError, match="missing='model'"):
         GaussianMixtureEM(2).fit(X)
     with pytest.raises(ParameterError, match="missing"):

@@ -17,26 +17,11 @@ from scipy import optimize, stats
 from scipy.special import logsumexp, softmax
 
 from bayesmix._validation import DataError
+from bayesmix.data import remove_at_random
 from bayesmix.em import StudentTMixtureEM
 from bayesmix.families import get_family
 
 TYPES = ("full", "diag")
-
-
-def _remove(X, fraction, seed):
-    """A copy of X with ``round(fraction * X.size)`` random entries NaN, no row all NaN."""
-    rng = np.random.default_rng(seed)
-    n, d = X.shape
-    target = round(fraction * n * d)
-    out = np.array(X, dtype=np.float64)
-    left = np.full(n, d)  # observed values per row
-    for flat in rng.permutation(n * d):  # entries in random order, skipping a row's last one
-        row = flat // d
-        if target and left[row] > 1:
-            out[row, flat % d] = np.nan
-            left[row] -= 1
-            target -= 1
-    return out
 
 
 def _simulated_3d(n=240, seed=1):
@@ -138,13 +123,13 @@ def _monotone(bounds):
 
 @pytest.fixture(scope="module")
 def data_20():
-    return _remove(_simulated_3d(), 0.20, seed=3)
+    return remove_at_random(_simulated_3d(), 0.20, random_state=3)
 
 
 # ------------------------------------------------------------------------------ densities
 @pytest.mark.parametrize("ctype", TYPES)
 def test_observed_log_density_matches_scipy(ctype):
-    X = _remove(_simulated_3d(60), 0.3, seed=2)
+    X = remove_at_random(_simulated_3d(60), 0.3, random_state=2)
     X[0] = [1.0, 2.0, 3.0]  # a complete row among the incomplete ones
     em = StudentTMixtureEM(2, covariance_type=ctype, missing="model", max_iter=3, random_state=0)
     with warnings.catch_warnings():
@@ -167,7 +152,7 @@ def test_observed_log_density_matches_scipy(ctype):
 def test_family_component_log_density_observed_coordinates(full):
     rng = np.random.default_rng(3)
     k, d, s = 2, 3, 4
-    X = _remove(rng.normal(size=(12, d)), 0.35, seed=4)
+    X = remove_at_random(rng.normal(size=(12, d)), 0.35, random_state=4)
     mu = rng.normal(size=(s, k, d))
     nu = rng.uniform(1.5, 20.0, (s, k))
     if full:
@@ -275,7 +260,7 @@ def test_map_prior_and_labels_keep_the_objective_monotone(ctype, data_20):
 
 @pytest.mark.parametrize("ctype", TYPES)
 def test_sample_weights_equal_repeated_rows_with_nan(ctype):
-    X = _remove(_simulated_3d(60), 0.25, seed=6)
+    X = remove_at_random(_simulated_3d(60), 0.25, random_state=6)
     w = np.random.default_rng(7).integers(0, 4, len(X))
     w[:3] = 1
     kwargs = {"covariance_type": ctype, "missing": "model", "random_state": 0, "max_iter": 20}

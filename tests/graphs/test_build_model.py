@@ -15,8 +15,8 @@ from scipy.stats import bernoulli, multivariate_normal, norm
 from bayesmix._validation import DataError, ParameterError
 from bayesmix.config import ModelSpec, PriorSpec
 from bayesmix.graphs import build_model, default_initvals, point_to_initvals
+from tests.graphs.helpers import MODE, random_point, result_values
 
-MODE = "FAST_COMPILE"
 RESULT_VARS = ("w", "mu", "sigma", "cov", "corr", "p")
 
 
@@ -38,22 +38,6 @@ CASES = [
 ]
 
 
-def _random_point(model, seed):
-    rng = np.random.default_rng(seed)
-    ip = model.initial_point(0)
-    # the default start of an ordered vector is [0, -inf, ...]: replace non-finite entries
-    return {
-        k: np.where(np.isfinite(v), v, -1.0) + rng.normal(0.0, 0.4, np.shape(v))
-        for k, v in ip.items()
-    }
-
-
-def _values(model, point):
-    names = [n for n in RESULT_VARS if n in model.named_vars]
-    fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), mode=MODE)
-    return dict(zip(names, fn(point), strict=True))
-
-
 def _scipy_component_logpdf(x, v, k, family, full):
     """log f_k(x) for one observation x (D,) with SciPy."""
     if family == "bernoulli":
@@ -67,8 +51,8 @@ def _scipy_component_logpdf(x, v, k, family, full):
 def test_observed_logp_matches_scipy_and_latent_enumeration(spec, family, d):
     X = _data(family, 30, d)
     model = build_model(spec, X)
-    point = _random_point(model, 1)
-    v = _values(model, point)
+    point = random_point(model, 1)
+    v = result_values(model, point, RESULT_VARS)
     full = "cov" in v
     k = spec.n_components
     # pointwise: PyMC vs SciPy
@@ -84,7 +68,7 @@ def test_observed_logp_matches_scipy_and_latent_enumeration(spec, family, d):
     Xs = X[:4]
     ms = build_model(spec, Xs, priors=None)
     ps = {kk: point[kk] for kk in point}
-    vs = _values(ms, ps)
+    vs = result_values(ms, ps, RESULT_VARS)
     total = ms.compile_fn(ms.observedlogp, mode=MODE)(ps)
 
     def dens(x, j):
@@ -106,8 +90,8 @@ def test_batched_univariate_mixture_is_a_different_model():
     X = _data("bernoulli", 30, 5)
     spec = ModelSpec("bernoulli", 3)
     model = build_model(spec, X)
-    point = _random_point(model, 2)
-    v = _values(model, point)
+    point = random_point(model, 2)
+    v = result_values(model, point, RESULT_VARS)
     ours = model.compile_fn(model.observedlogp, mode=MODE)(point)
     per_element = logsumexp(
         np.log(v["w"])[None, None, :] + bernoulli.logpmf(X[:, :, None], v["p"].T[None, :, :]),
@@ -153,13 +137,13 @@ def test_spherical_sigma_repeated_and_ordered_means():
     point.update(
         {
             k: v
-            for k, v in _random_point(m, 3).items()
+            for k, v in random_point(m, 3).items()
             if not k.startswith("mu_first")  # keep a valid ordered start
         }
     )
     init = default_initvals(ModelSpec("gaussian", 3, "spherical", ordered=True), X)
     assert np.all(np.diff(init["mu_first"]) > 0)
-    v = _values(m, _random_point(m, 4))
+    v = result_values(m, random_point(m, 4), RESULT_VARS)
     assert np.all(v["sigma"] == v["sigma"][:, :1])
 
 
@@ -168,7 +152,7 @@ def test_ordered_transform_keeps_first_feature_sorted():
     spec = ModelSpec("gaussian", 4, "diag", ordered=True)
     m = build_model(spec, X)
     for seed in range(5):
-        v = _values(m, _random_point(m, seed))
+        v = result_values(m, random_point(m, seed), RESULT_VARS)
         assert np.all(np.diff(v["mu"][:, 0]) > 0)
 
 
@@ -176,7 +160,7 @@ def test_point_to_initvals_round_trip_full():
     X = _data("gaussian", 20, 2)
     spec = ModelSpec("gaussian", 2, "full")
     m = build_model(spec, X)
-    v = _values(m, _random_point(m, 5))
+    v = result_values(m, random_point(m, 5), RESULT_VARS)
     init = point_to_initvals(spec, v, 2)
     assert set(init) == {rv.name for rv in m.free_RVs}
     np.testing.assert_allclose(init["corr_chol"] @ np.swapaxes(init["corr_chol"], 1, 2), v["corr"])
@@ -191,12 +175,12 @@ def test_formulations_agree_full(d):
         X = np.column_stack([X, X[:, 0] * 0.3 + np.random.default_rng(1).normal(size=25)])
     spec = ModelSpec("gaussian", 3, "full")
     models = {f: build_model(spec, X, formulation=f) for f in ("custom", "mixture", "batched")}
-    point = _random_point(models["custom"], 6)
+    point = random_point(models["custom"], 6)
     rows = {
         f: m.compile_fn(m.logp(vars=[m["x"]], sum=False)[0], mode=MODE)(point)
         for f, m in models.items()
     }
-    v = _values(models["custom"], point)
+    v = result_values(models["custom"], point, RESULT_VARS)
     ref = logsumexp(
         np.log(v["w"])
         + np.stack([multivariate_normal(v["mu"][j], v["cov"][j]).logpdf(X) for j in range(3)], 1),
@@ -223,7 +207,7 @@ def test_minibatch_likelihood_is_unbiased_and_scaled():
     full = build_model(spec, X)
     mb = build_model(spec, X, minibatch=20)
     assert mb.named_vars_to_dims.get("x") is None
-    point = _random_point(full, 8)
+    point = random_point(full, 8)
     total = full.compile_fn(full.observedlogp, mode=MODE)(point)
     rows = full.compile_fn(full.logp(vars=[full["x"]], sum=False)[0], mode=MODE)(point)
     f_mb = mb.compile_fn(mb.observedlogp, mode=MODE)
@@ -241,8 +225,8 @@ def test_priors_match_scipy():
     X = _data("gaussian", 20, 2)
     spec = ModelSpec("gaussian", 2, "diag", priors=PriorSpec(weights_alpha=3.0))
     m = build_model(spec, X)
-    point = _random_point(m, 7)
-    v = _values(m, point)
+    point = random_point(m, 7)
+    v = result_values(m, point, RESULT_VARS)
     from scipy.stats import dirichlet, halfnorm
 
     sd = X.std(0, ddof=1)

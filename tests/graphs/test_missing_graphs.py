@@ -14,8 +14,8 @@ from bayesmix import _math
 from bayesmix._validation import DataError, ParameterError
 from bayesmix.config import ModelSpec
 from bayesmix.graphs import build_model, check_labels, default_initvals
+from tests.graphs.helpers import MODE, random_point, result_values
 
-MODE = "FAST_COMPILE"
 RESULT_VARS = ("w", "mu", "sigma", "cov", "p", "rate")
 
 
@@ -32,21 +32,6 @@ def _data(family, n, d, seed=0, share=0.25):
     empty = np.isnan(X).all(axis=1)
     X[empty, 0] = 1.0
     return X
-
-
-def _random_point(model, seed):
-    rng = np.random.default_rng(seed)
-    ip = model.initial_point(0)
-    return {
-        k: np.where(np.isfinite(v), v, -1.0) + rng.normal(0.0, 0.4, np.shape(v))
-        for k, v in ip.items()
-    }
-
-
-def _values(model, point):
-    names = [n for n in RESULT_VARS if n in model.named_vars]
-    fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), mode=MODE)
-    return dict(zip(names, fn(point), strict=True))
 
 
 def _pointwise(model, point):
@@ -94,8 +79,8 @@ def test_graph_logp_with_missing_values_is_the_observed_marginal(spec, family, d
         rv.name for rv in build_model(spec, np.nan_to_num(X, nan=1.0)).free_RVs
     }
     assert np.isfinite(model["x_data"].get_value()).all()
-    point = _random_point(model, 1)
-    v = _values(model, point)
+    point = random_point(model, 1)
+    v = result_values(model, point, RESULT_VARS)
     comp = _scipy_components(X, v, family)
     ref = logsumexp(np.log(v["w"]) + comp, axis=1)
     np.testing.assert_allclose(_pointwise(model, point), ref, rtol=0, atol=1e-9)
@@ -125,8 +110,8 @@ def test_labelled_rows_contribute_their_own_component(spec, family, d, share):
     labels[::3] = np.arange(8) % k  # every third row labelled, every component used
     model = build_model(spec, X, missing="model", labels=labels)
     assert model["x_labels"].get_value().tolist() == labels.tolist()
-    point = _random_point(model, 3)
-    v = _values(model, point)
+    point = random_point(model, 3)
+    v = result_values(model, point, RESULT_VARS)
     joint = np.log(v["w"]) + _scipy_components(X, v, family)
     known = labels >= 0
     expected = logsumexp(joint, axis=1)
@@ -148,7 +133,7 @@ def test_complete_unlabelled_data_build_the_graph_of_today(spec, family, d):
     assert list(opted.named_vars) == list(plain.named_vars)  # no mask, no labels
     for name in ("x_observed", "x_labels", "x_patterns", "x_pattern"):
         assert name not in opted.named_vars
-    point = _random_point(plain, 4)
+    point = random_point(plain, 4)
     a = plain.compile_fn(plain.logp(), mode=MODE)(point)
     b = opted.compile_fn(opted.logp(), mode=MODE)(point)
     assert a == b
@@ -163,7 +148,7 @@ def test_new_missing_entries_and_labels_are_data_of_one_graph():
     lab1 = np.r_[0, 1, np.full(28, -1)]
     lab2 = np.r_[np.full(28, -1), 1, 0]
     model = build_model(spec, X1, missing="model", labels=lab1)
-    point = _random_point(model, 7)
+    point = random_point(model, 7)
     fn = model.compile_fn(model.logp(vars=[model["x"]], sum=False)[0], mode=MODE)
     from bayesmix.families._base import ObservedRows
 

@@ -22,8 +22,8 @@ from bayesmix.families import get_family
 from bayesmix.graphs import build_model, point_to_initvals
 from bayesmix.inference import fit_em, fit_map, get_compiled, impute
 from tests.families.helpers import unconstrained_point
+from tests.graphs.helpers import MODE, random_point, result_values
 
-MODE = "FAST_COMPILE"
 RESULT_VARS = ("w", "mu", "sigma", "cov", "nu", "probs")
 EM_TIGHT = {"tol": 1e-12, "max_iter": 5000, "random_state": 0}
 CAT = ModelSpec("categorical", 2, priors=PriorSpec(category_alpha=2.0))
@@ -55,21 +55,6 @@ def _cat_data(n, seed=0, share=0.25):
     X[4:][rng.random((n - 4, 3)) < share] = np.nan
     X[np.isnan(X).all(axis=1), 0] = 1.0
     return X
-
-
-def _random_point(model, seed):
-    rng = np.random.default_rng(seed)
-    ip = model.initial_point(0)
-    return {
-        k: np.where(np.isfinite(v), v, -1.0) + rng.normal(0.0, 0.4, np.shape(v))
-        for k, v in ip.items()
-    }
-
-
-def _values(model, point):
-    names = [n for n in RESULT_VARS if n in model.named_vars]
-    fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), mode=MODE)
-    return dict(zip(names, fn(point), strict=True))
 
 
 def _by_hand(X, v):
@@ -118,8 +103,8 @@ def test_graph_logp_is_the_observed_marginal_and_labels_pick_their_component(
     assert not any("unobserved" in name for name in model.named_vars)
     assert np.isfinite(model["x_data"].get_value()).all()
     assert ("x_observed" in model.named_vars) == bool(share)
-    point = _random_point(model, 2)
-    v = _values(model, point)
+    point = random_point(model, 2)
+    v = result_values(model, point, RESULT_VARS)
     joint = np.log(v["w"]) + _by_hand(X, v)
     expected = logsumexp(joint, axis=1)
     if labelled:
@@ -145,7 +130,7 @@ def test_complete_unlabelled_data_build_the_graph_of_today(spec):
     plain = build_model(spec, X)
     opted = build_model(spec, X, missing="model", labels=np.full(20, -1))
     assert list(opted.named_vars) == list(plain.named_vars)  # no mask, no labels
-    point = _random_point(plain, 4)
+    point = random_point(plain, 4)
     a = plain.compile_fn(plain.logp(), mode=MODE)(point)
     b = opted.compile_fn(opted.logp(), mode=MODE)(point)
     assert a == b
