@@ -372,7 +372,7 @@ def make_returns(
 
 
 def remove_at_random(X: Any, fraction: float, random_state: Any = None) -> np.ndarray:
-    """A float copy of X with ``round(fraction * X.size)`` entries set to NaN, completely at random.
+    """A float copy of X with ``round(fraction * X.size)`` entries NaN, completely at random.
 
     Missing completely at random (for trying ``missing="model"``): the entries are taken in
     a random order, skipping any that would leave its row with no observed value, so no row

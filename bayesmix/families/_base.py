@@ -56,6 +56,7 @@ __all__ = [
     "chunk_means",
     "chunk_rows",
     "data_moments",
+    "fill_conditional_blocks",
     "fill_missing",
     "mixture_logp_graph",
     "normal_locations",
@@ -342,6 +343,55 @@ def fill_missing(X: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``X`` (n, D) with its NaN entries taken from ``values`` (S, n, D): (S, n, D) floats."""
     X = np.asarray(X, dtype=float)
     return np.where(np.isnan(X), values, X)
+
+
+def fill_conditional_blocks(X, z, mu_k, cov, rng=None, scale=None) -> np.ndarray:
+    """``X`` (n, D) filled per draw: each row's missing block given its observed one and z.
+
+    Within component k the missing coordinates m of a row with observed coordinates o get
+    ``mu_km + S_mo S_oo^-1 (x_o - mu_ko)`` (S = ``cov[:, k]``), plus, with ``rng``, a
+    normal draw of covariance ``S_mm - S_mo S_oo^-1 S_om`` times ``scale(k, o, resid, s_oo)``
+    ((S, n_p) per-row factors; None: 1). One solve per (missingness pattern, component).
+    Shared by the Gaussian (normal conditionals) and the Student-t (scale mixtures of them)
+    ``conditional_fill``.
+
+    Parameters
+    ----------
+    X : ndarray (n, D), NaN where missing
+    z : ndarray (S, n) of component labels
+    mu_k : ndarray (S, K, D)
+    cov : ndarray (S, K, D, D)
+
+    Returns
+    -------
+    ndarray (S, n, D)
+    """
+    out = np.broadcast_to(X, (z.shape[0], *X.shape)).copy()
+    patterns, inverse = np.unique(~np.isnan(X), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for p, pattern in enumerate(patterns):
+        o, m = np.flatnonzero(pattern), np.flatnonzero(~pattern)
+        rows = np.flatnonzero(inverse == p)
+        if not m.size:
+            continue
+        x_o = X[np.ix_(rows, o)]  # (n_p, |o|)
+        for k in range(cov.shape[1]):  # (S, ...) blocks of component k
+            s_oo = cov[:, k][:, o[:, None], o]
+            s_om = cov[:, k][:, o[:, None], m]
+            gain = np.linalg.solve(s_oo, s_om)  # (S, |o|, |m|)
+            resid = x_o[None] - mu_k[:, k, o][:, None, :]  # (S, n_p, |o|)
+            val = mu_k[:, k, m][:, None, :] + resid @ gain  # (S, n_p, |m|)
+            if rng is not None:
+                cond = cov[:, k][:, m[:, None], m] - np.swapaxes(s_om, -1, -2) @ gain
+                chol = np.linalg.cholesky(0.5 * (cond + np.swapaxes(cond, -1, -2)))
+                eps = rng.standard_normal(val.shape) @ np.swapaxes(chol, -1, -2)
+                if scale is not None:
+                    eps = eps * scale(k, o, resid, s_oo)[..., None]
+                val = val + eps
+            hit = z[:, rows] == k  # (S, n_p)
+            block = out[:, rows[:, None], m]  # (S, n_p, |m|) copy
+            out[:, rows[:, None], m] = np.where(hit[..., None], val, block)
+    return out
 
 
 def take_components(param: Any, z: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ from bayesmix.families._base import (
     Family,
     chunk_means,
     data_moments,
+    fill_conditional_blocks,
     fill_missing,
     mixture_logp_graph,
     normal_locations,
@@ -491,31 +492,7 @@ class GaussianFamily(Family):
                 values = mu + take_components(params["sigma"], z) * rng.standard_normal(mu.shape)
             return fill_missing(X, values)
         cov = np.asarray(params["cov"], float)  # (S, K, D, D)
-        mu_k = np.asarray(params["mu"], float)  # (S, K, D)
-        out = np.broadcast_to(X, mu.shape).copy()
-        observed = ~np.isnan(X)
-        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        for p, pattern in enumerate(patterns):
-            o, m = np.flatnonzero(pattern), np.flatnonzero(~pattern)
-            rows = np.flatnonzero(inverse == p)
-            if not m.size:
-                continue
-            for k in range(cov.shape[1]):  # (S, ...) blocks of component k
-                s_oo = cov[:, k][:, o[:, None], o]
-                s_om = cov[:, k][:, o[:, None], m]
-                gain = np.linalg.solve(s_oo, s_om)  # (S, |o|, |m|)
-                resid = X[rows][:, o][None] - mu_k[:, k, o][:, None, :]  # (S, n_p, |o|)
-                val = mu_k[:, k, m][:, None, :] + resid @ gain  # (S, n_p, |m|)
-                if rng is not None:
-                    cond = cov[:, k][:, m[:, None], m] - np.swapaxes(s_om, -1, -2) @ gain
-                    chol = np.linalg.cholesky(0.5 * (cond + np.swapaxes(cond, -1, -2)))
-                    eps = rng.standard_normal(val.shape)
-                    val = val + eps @ np.swapaxes(chol, -1, -2)
-                hit = z[:, rows] == k  # (S, n_p)
-                block = out[:, rows[:, None], m]  # (S, n_p, |m|) copy
-                out[:, rows[:, None], m] = np.where(hit[..., None], val, block)
-        return out
+        return fill_conditional_blocks(X, z, np.asarray(params["mu"], float), cov, rng)
 
     @override
     def n_parameters(self, n_components, n_features, covariance):

@@ -57,6 +57,7 @@ from bayesmix.families._base import (
     Family,
     chunk_means,
     data_moments,
+    fill_conditional_blocks,
     fill_missing,
     mixture_logp_graph,
     normal_locations,
@@ -496,37 +497,19 @@ class StudentTFamily(Family):
             spread = np.sqrt((nu + zsq.sum(axis=-1)) / dof / u)[..., None] * sigma
             return fill_missing(X, mu + spread * rng.standard_normal(mu.shape))
         cov = np.asarray(params["cov"], float)  # (S, K, D, D)
-        mu_k = np.asarray(params["mu"], float)  # (S, K, D)
         nu_k = np.asarray(params["nu"], float)  # (S, K)
-        out = np.broadcast_to(X, mu.shape).copy()
-        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        for p, pattern in enumerate(patterns):
-            o, m = np.flatnonzero(pattern), np.flatnonzero(~pattern)
-            rows = np.flatnonzero(inverse == p)
-            if not m.size:
-                continue
-            x_o = X[np.ix_(rows, o)]  # (n_p, |o|)
-            for k in range(cov.shape[1]):  # (S, ...) blocks of component k
-                s_oo = cov[:, k][:, o[:, None], o]
-                s_om = cov[:, k][:, o[:, None], m]
-                gain = np.linalg.solve(s_oo, s_om)  # (S, |o|, |m|)
-                resid = x_o[None] - mu_k[:, k, o][:, None, :]  # (S, n_p, |o|)
-                val = mu_k[:, k, m][:, None, :] + resid @ gain  # (S, n_p, |m|)
-                if rng is not None:
-                    cond = cov[:, k][:, m[:, None], m] - np.swapaxes(s_om, -1, -2) @ gain
-                    chol = np.linalg.cholesky(0.5 * (cond + np.swapaxes(cond, -1, -2)))
-                    white = np.linalg.solve(s_oo, np.swapaxes(resid, -1, -2))  # (S, |o|, n_p)
-                    delta = np.einsum("sno,son->sn", resid, white)  # (S, n_p)
-                    nu = nu_k[:, k, None]
-                    dof = nu + o.size
-                    u = rng.gamma(0.5 * dof, 2.0 / dof, size=delta.shape)
-                    eps = rng.standard_normal(val.shape) @ np.swapaxes(chol, -1, -2)
-                    val = val + np.sqrt((nu + delta) / dof / u)[..., None] * eps
-                hit = z[:, rows] == k  # (S, n_p)
-                block = out[:, rows[:, None], m]  # (S, n_p, |m|) copy
-                out[:, rows[:, None], m] = np.where(hit[..., None], val, block)
-        return out
+
+        def scale(k, o, resid, s_oo):
+            """sqrt((nu + delta_o) / (nu + p_o) / u), u ~ Gamma(dof / 2, 2 / dof) per row."""
+            white = np.linalg.solve(s_oo, np.swapaxes(resid, -1, -2))  # (S, |o|, n_p)
+            delta = np.einsum("sno,son->sn", resid, white)  # (S, n_p)
+            nu = nu_k[:, k, None]
+            dof = nu + o.size
+            u = rng.gamma(0.5 * dof, 2.0 / dof, size=delta.shape)
+            return np.sqrt((nu + delta) / dof / u)
+
+        mu_k = np.asarray(params["mu"], float)
+        return fill_conditional_blocks(X, z, mu_k, cov, rng, scale if rng is not None else None)
 
     @override
     def n_parameters(self, n_components, n_features, covariance):
