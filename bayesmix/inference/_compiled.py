@@ -24,7 +24,7 @@ gave different draws in a cold and a warm process; without it they agree bit for
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,10 @@ class CompiledMixture:
     labels : ndarray of shape (N,), optional
         Checked partial labels (-1 = unknown). NaN entries of ``X`` are missing values
         (``missing="model"``, checked by :func:`get_compiled`).
+    cache_key : tuple, optional
+        What fixes this model's graph (:func:`get_compiled`'s key): with it, the rewritten
+        graphs of the log density and the point map are kept on disk between processes
+        (:mod:`bayesmix.inference._graph_cache`); None compiles them in every process.
     """
 
     def __init__(
@@ -87,8 +91,10 @@ class CompiledMixture:
         formulation: str | None = None,
         sample_weight: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        cache_key: tuple | None = None,
     ) -> None:
         self.spec = spec
+        self.cache_key = cache_key
         self.n_obs, self.n_features = X.shape
         self.covariance = effective_covariance(spec, self.n_features)
         if formulation is None:
@@ -118,7 +124,7 @@ class CompiledMixture:
         self._point_fn = None
         self._to_unc_fn = None
         self.value_vars = list(self.model.value_vars)
-        ip = self.model.initial_point(0)
+        self._initial_point = ip = self.model.initial_point(0)
         self._shapes = {v.name: np.shape(ip[v.name]) for v in self.value_vars}
         self._sizes = {k: int(np.prod(s)) for k, s in self._shapes.items()}
         self.n_dim = sum(self._sizes.values())
@@ -232,33 +238,69 @@ class CompiledMixture:
 
     # -- compiled functions --------------------------------------------------------------------
 
+    def _shared_variables(self) -> dict[str, Any]:
+        """The model's shared variables by name: ``pm.Data`` containers and dim lengths."""
+        from pytensor.compile.sharedvalue import SharedVariable
+
+        out = {n: v for n, v in self.model.dim_lengths.items() if isinstance(v, SharedVariable)}
+        for v in self.model.data_vars:
+            if v.name in out:  # pragma: no cover - bayesmix names data apart from dims
+                raise RuntimeError(f"a pm.Data and a dim are both named {v.name!r}")
+            out[v.name] = v
+        return out
+
+    def _compile_flat(self, role: str, outputs: Callable[[], list], **kwargs):
+        """Compile ``outputs()`` as a function of the flat unconstrained vector.
+
+        The model's data are inputs fed at each call (:class:`~bayesmix.inference.
+        _graph_cache.CompiledGraph`); with a ``cache_key`` the rewritten graph is kept on disk
+        between processes under ``(cache_key, role, value-variable layout)``.
+        """
+        from pymc.pytensorf import compile as pm_compile
+        from pymc.pytensorf import join_nonshared_inputs
+
+        from bayesmix.inference._graph_cache import compile_graph
+
+        def build():
+            outs, inp = join_nonshared_inputs(
+                point=self._initial_point,
+                outputs=outputs(),
+                inputs=self.value_vars,
+                make_inputs_shared=False,
+            )
+            return [inp], outs
+
+        def fresh(inputs, outs):
+            return pm_compile(inputs, outs, **kwargs)
+
+        layout = tuple((v.name, self._shapes[v.name]) for v in self.value_vars)
+        key = None if self.cache_key is None else (self.cache_key, role, layout)
+        fn = compile_graph(key, build, self._shared_variables(), fresh, _no_fastmath)
+        self.n_compiles += 1
+        return fn
+
     def _logp_outputs(self):
         """The compiled log density of a flat vector: ``(lp, grad, lp_jac, grad_jac)``.
 
         ``lp``/``grad`` are without the Jacobian terms of the transforms (what MAP maximises),
         ``lp_jac``/``grad_jac`` with them (what NUTS samples). Both come from one Numba function:
         PyTensor merges the shared likelihood subgraph, so the pair costs one evaluation.
+        Returns a :class:`~bayesmix.inference._graph_cache.CompiledGraph`, called with the
+        flat vector.
         """
         if self._logp_fn is None:
-            import pytensor.tensor as pt
-            from pymc.pytensorf import compile as pm_compile
-            from pymc.pytensorf import join_nonshared_inputs
 
-            model = self.model
-            outputs = []
-            for jacobian in (False, True):
-                logp = model.logp(jacobian=jacobian)
-                grads = pt.grad(logp, self.value_vars)
-                outputs += [logp, pt.join(0, *[g.ravel() for g in grads])]
-            outs, inp = join_nonshared_inputs(
-                point=model.initial_point(0),
-                outputs=outputs,
-                inputs=self.value_vars,
-                make_inputs_shared=False,
-            )
-            with _no_fastmath():
-                self._logp_fn = pm_compile([inp], outs)
-            self.n_compiles += 1
+            def outputs():
+                import pytensor.tensor as pt
+
+                out = []
+                for jacobian in (False, True):
+                    logp = self.model.logp(jacobian=jacobian)
+                    grads = pt.grad(logp, self.value_vars)
+                    out += [logp, pt.join(0, *[g.ravel() for g in grads])]
+                return out
+
+            self._logp_fn = self._compile_flat("logp", outputs)
         return self._logp_fn
 
     def logp_grad(self, flat: np.ndarray, jacobian: bool = False) -> tuple[float, np.ndarray]:
@@ -284,24 +326,17 @@ class CompiledMixture:
     def _expand(self):
         """Compiled map from a flat unconstrained vector to the result variables."""
         if self._point_fn is None:
-            from pymc.pytensorf import compile as pm_compile
-            from pymc.pytensorf import join_nonshared_inputs
-
             model = self.model
             wanted = [
                 *result_variables(self.spec.family, self.spec.covariance, self.n_features),
                 *hyper_variables(self.spec, self.n_features),  # e0, dp_alpha, variance_beta
             ]
             self._point_names = [n for n in wanted if n in model.named_vars]
-            outs, inp = join_nonshared_inputs(
-                point=model.initial_point(0),
-                outputs=model.replace_rvs_by_values([model[n] for n in self._point_names]),
-                inputs=self.value_vars,
-                make_inputs_shared=False,
+            self._point_fn = self._compile_flat(
+                "point:" + ",".join(self._point_names),
+                lambda: model.replace_rvs_by_values([model[n] for n in self._point_names]),
+                on_unused_input="ignore",
             )
-            with _no_fastmath():
-                self._point_fn = pm_compile([inp], outs, on_unused_input="ignore")
-            self.n_compiles += 1
         return self._point_fn
 
     def point(self, flat: np.ndarray) -> dict[str, np.ndarray]:
@@ -415,16 +450,10 @@ class CompiledMixture:
 
             # nutpie calls these from one thread per chain. A PyTensor Function keeps its
             # inputs and outputs in storage of its own, so it is not safe to share between
-            # threads; the Numba function inside it is. It takes the flat vector, then the
-            # values of the shared variables (the data and prior numbers) in get_shared()
-            # order, read once per chain here: the data cannot change during a run.
-            def raw(fn):
-                jit_fn = fn.vm.jit_fn
-                values = tuple(v.get_value(borrow=True) for v in fn.get_shared())
-                return lambda x: jit_fn(np.asarray(x, dtype=float), *values)
-
+            # threads; the Numba function inside it is (CompiledGraph.raw, with the data and
+            # prior numbers read once per chain: they cannot change during a run).
             def make_logp_fn():
-                call = raw(logp_fn)
+                call = logp_fn.raw()
 
                 def logp(x, **_shared):
                     out = call(x)
@@ -433,7 +462,7 @@ class CompiledMixture:
                 return logp
 
             def make_expand_fn(_seed1, _seed2, _chain):
-                call = raw(expand_fn)
+                call = expand_fn.raw()
 
                 def expand(x, **_shared):
                     return {
@@ -518,7 +547,9 @@ def get_compiled(
     key = (graph_spec, Xc.shape, Xc.dtype.str, formulation, weights is not None, extra, rows)
     cm = _CACHE.get(key)
     if cm is None:
-        cm = CompiledMixture(spec, Xc, names, formulation, sample_weight=weights, labels=known)
+        cm = CompiledMixture(
+            spec, Xc, names, formulation, sample_weight=weights, labels=known, cache_key=key
+        )
         _CACHE[key] = cm
     else:
         cm.set_data(Xc, sample_weight=weights, labels=known)

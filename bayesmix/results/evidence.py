@@ -235,10 +235,9 @@ def _rhat_max(theta: np.ndarray) -> float:
 
 def _log_density(cm, theta: np.ndarray) -> np.ndarray:
     """The model's log density with the transforms' Jacobians at each row of ``theta``."""
-    fn = cm._logp_outputs()
     out = np.empty(theta.shape[0])
     for i, row in enumerate(theta):
-        out[i] = fn(row)[2]
+        out[i] = cm.logp_grad(row, jacobian=True)[0]
     return out
 
 

@@ -4,8 +4,8 @@ Cold versus warm compile cache: PyTensor compiles with Numba ``fastmath`` on by 
 function compiled fresh can round differently from one loaded from the disk cache.
 ``bayesmix.inference`` turns fastmath off for what it compiles itself (the nutpie model and the
 MAP objective). The ``test_cold_and_warm_cache_*`` tests run the same script twice in
-subprocesses that share a fresh ``base_compiledir``: the first compiles from nothing, the
-second loads the cache.
+subprocesses that share a fresh ``base_compiledir`` and a fresh bayesmix graph cache
+(``BAYESMIX_CACHE_DIR``): the first compiles from nothing, the second loads both caches.
 """
 
 from __future__ import annotations
@@ -137,7 +137,11 @@ _CHILD = textwrap.dedent(
 
 def _cold_then_warm(tmp_path, what: str):
     """Run the child twice on one fresh compile cache: (cold results, warm results)."""
-    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'cache'}")
+    env = dict(
+        os.environ,
+        PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'cache'}",
+        BAYESMIX_CACHE_DIR=str(tmp_path / "graphs"),  # the rewritten graphs, cold then warm
+    )
     here = os.path.dirname(os.path.abspath(__file__))
     results = []
     for name in ("cold", "warm"):
@@ -152,6 +156,7 @@ def _cold_then_warm(tmp_path, what: str):
         assert proc.returncode == 0, proc.stderr[-3000:]
         results.append(np.load(out))
     assert (tmp_path / "cache").is_dir()
+    assert list((tmp_path / "graphs").glob("*.graph"))  # the warm child loaded these
     return results
 
 
