@@ -41,6 +41,21 @@ without a change as long as it counts observations as sums of responsibilities
 family that overrides ``_em_step`` must use them itself and declare it with the class
 attribute ``_em_step_handles_sample_weight = True`` (otherwise ``fit`` with weights raises
 ParameterError rather than ignoring them).
+
+Acceleration (``accelerate="squarem"``). EM moves towards the optimum in small steps where the
+components overlap: each step only shrinks the distance by a constant factor. SQUAREM
+(Varadhan & Roland 2008, the SqS3 step length) watches two EM steps and extrapolates along
+the direction they take; :meth:`BaseMixtureEM._squarem_iterations` explains the scheme. It
+treats the EM step as a black box, so it needs from a family only two more hooks, which
+translate the parameters to and from one flat vector of unconstrained coordinates (log
+weights, logits, log rates, log-Cholesky factors, ...), so that an extrapolated vector maps
+back to valid parameters:
+
+=======================================  ====================================================
+``_params_to_vector()``                  the current parameters as a flat float64 vector
+``_vector_to_params(vec)``               set the parameters from such a vector; False when
+                                         it gives no valid parameters (nothing is set then)
+=======================================  ====================================================
 """
 
 from __future__ import annotations
@@ -75,6 +90,9 @@ __all__ = [
     "DegenerateComponentWarning",
     "check_prior_dict",
     "check_sample_weight",
+    "covariance_from_vector",
+    "covariance_to_vector",
+    "log_nonnegative",
     "normalize_log_prob_inplace",
     "on_each_start",
     "reject_complex",
@@ -85,6 +103,12 @@ __all__ = [
 _BLOCK_ELEMENTS = 1 << 18
 # A component whose expected number of points n w_k is below this is reported as empty.
 _EMPTY_COUNT = 1e-3
+
+#: The iterations of each ``accelerate`` setting (methods of BaseMixtureEM).
+_ACCELERATORS = {None: "_em_iterations", "squarem": "_squarem_iterations"}
+#: SQUAREM's bound on the step length |alpha| starts at 1 (plain EM) and is multiplied by this
+#: factor each time a step reaches it (the R package SQUAREM's ``step.max0 = 1, mstep = 4``).
+_SQUAREM_STEP_GROWTH = 4.0
 
 #: Called as ``callback(done, total)`` after each EM start of any ``fit`` in this context.
 _START_CALLBACK: contextvars.ContextVar[Callable[[int, int], None] | None] = (
@@ -274,6 +298,99 @@ def weighted_sum(values: np.ndarray, sample_weight: np.ndarray | None) -> float:
     return total
 
 
+def log_nonnegative(values: Any) -> np.ndarray:
+    """``log(values)`` in float64 with -inf (no warning) for zeros, e.g. an empty weight."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(values, dtype=np.float64))
+
+
+def covariance_to_vector(cov: Any, matrices: bool) -> np.ndarray:
+    """Covariances as a flat vector of unconstrained coordinates (for SQUAREM).
+
+    Parameters
+    ----------
+    cov : array-like of shape (..., D, D) when ``matrices``, else (...)
+        Symmetric positive definite matrices (``matrices=True``) or variances.
+    matrices : bool
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Variances: their logarithms. Matrices: per matrix the lower triangle (row by row) of
+        its Cholesky factor ``L`` (``cov = L L^T``) with the logarithm of the diagonal, so
+        that every vector maps back to a positive definite matrix. All NaN when a matrix
+        has no Cholesky factor (SQUAREM then takes the plain EM step).
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if not matrices:
+        return log_nonnegative(cov).ravel()
+    rows, cols = np.tril_indices(cov.shape[-1])
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return np.full(cov.size // cov.shape[-1] ** 2 * rows.size, np.nan)
+    packed = chol[..., rows, cols]
+    on_diagonal = rows == cols
+    packed[..., on_diagonal] = log_nonnegative(packed[..., on_diagonal])
+    return packed.ravel()
+
+
+def covariance_from_vector(
+    vec: np.ndarray, shape: tuple[int, ...], matrices: bool
+) -> np.ndarray | None:
+    """Inverse of :func:`covariance_to_vector`: covariances of ``shape``, or None if invalid.
+
+    Parameters
+    ----------
+    vec : ndarray of shape (n,)
+    shape : tuple
+        Shape of the covariances, (..., D, D) for matrices.
+    matrices : bool
+
+    Returns
+    -------
+    ndarray of ``shape`` or None
+        None when a value overflows or a variance (a diagonal entry of ``L``) underflows to 0.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not matrices:
+            cov = np.exp(vec).reshape(shape)
+            scales = cov
+        else:
+            rows, cols = np.tril_indices(shape[-1])
+            packed = np.array(vec, dtype=np.float64).reshape(*shape[:-2], rows.size)
+            on_diagonal = rows == cols
+            packed[..., on_diagonal] = np.exp(packed[..., on_diagonal])
+            chol = np.zeros(shape)
+            chol[..., rows, cols] = packed
+            cov = chol @ np.swapaxes(chol, -1, -2)
+            scales = packed[..., on_diagonal]
+    if not (np.all(np.isfinite(cov)) and np.all(scales > 0)):
+        return None
+    return cov
+
+
+def _squarem_direction(
+    theta0: np.ndarray, theta1: np.ndarray, theta2: np.ndarray, step_max: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """SQUAREM's ``r``, ``v`` and the SqS3 step length ``alpha`` in [-step_max, -1].
+
+    ``r = theta1 - theta0``, ``v = theta2 - 2 theta1 + theta0`` and ``alpha = -||r|| / ||v||``
+    (see :meth:`BaseMixtureEM._squarem_iterations`). Coordinates equal in all three vectors
+    (also infinite ones) get ``r = v = 0`` and so stay put; any other non-finite coordinate,
+    ``v = 0`` or an alpha within 1 % of -1 give ``alpha = -1`` (the plain EM step).
+    """
+    held = (theta0 == theta1) & (theta1 == theta2)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = np.where(held, 0.0, theta1 - theta0)
+        v = np.where(held, 0.0, theta2 - 2.0 * theta1 + theta0)
+        norm_r, norm_v = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+    if not (np.isfinite(norm_r) and np.isfinite(norm_v) and norm_v > 0):
+        return r, v, -1.0
+    alpha = max(-step_max, min(-1.0, -norm_r / norm_v))
+    return r, v, (-1.0 if alpha > -1.01 else alpha)
+
+
 def row_blocks(n_rows: int, block: int):
     """Yield slices that cover ``range(n_rows)`` in pieces of at most ``block`` rows."""
     block = max(1, int(block))
@@ -324,6 +441,12 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
     sample ``(1/N) [sum_n log p(x_n | theta) + log p(theta)]`` for MAP-EM (``prior`` given),
     evaluated at the parameters that enter the E-step of that iteration (as scikit-learn
     does). Iteration stops when it changes by less than ``tol``.
+
+    With ``accelerate="squarem"`` (a constructor parameter of every family; None, the
+    default, is plain EM) the iterations are SQUAREM's (:meth:`_squarem_iterations`):
+    ``n_iter_`` counts EM iterations (evaluations of the EM map) as for plain EM, and
+    ``lower_bounds_`` holds the objective at the parameters entering each accepted one
+    (never decreasing; rejected extrapolations are counted in ``n_iter_`` but not recorded).
     """
 
     _init_choices: tuple[str, ...] = ("k-means++", "kmeans", "random", "random_from_data")
@@ -375,6 +498,25 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         """Log prior density of the current parameters (0 for maximum likelihood)."""
         return 0.0
 
+    def _params_to_vector(self) -> np.ndarray:
+        """The current parameters as a flat float64 vector of unconstrained coordinates.
+
+        Used by ``accelerate="squarem"``, which extrapolates in these coordinates: choose them
+        so that (almost) every vector maps back to valid parameters (log weights, logits,
+        log rates, log-Cholesky factors). Entries may be -inf or +inf for parameters on the
+        boundary (a weight or probability of exactly 0); they stay where they are as long as
+        EM keeps them there.
+        """
+        raise NotImplementedError
+
+    def _vector_to_params(self, vec: np.ndarray) -> bool:
+        """Set the parameters from a vector of :meth:`_params_to_vector`'s layout.
+
+        Returns False, with the parameters left as they were, when the vector gives no
+        valid parameters (NaN, overflow, a covariance that is not positive definite).
+        """
+        raise NotImplementedError
+
     def _check_X(self, X: Any, *, fitting: bool) -> np.ndarray:
         """Family-specific check_X call (dtype, binary, covariance type)."""
         return check_X(X, dtype=np.float64, allow_nan=self._allow_nan())
@@ -413,6 +555,14 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         check_positive(self.n_init, "n_init", integer=True)
         check_positive(self.verbose, "verbose", strict=False, integer=True)
         check_choice(self.init_params, "init_params", self._init_choices)
+        accelerate = check_choice(getattr(self, "accelerate", None), "accelerate", _ACCELERATORS)
+        own_vector = type(self)._params_to_vector is not BaseMixtureEM._params_to_vector
+        if accelerate is not None and not own_vector:
+            raise ParameterError(
+                f"accelerate={accelerate!r} is not supported by {type(self).__name__}: "
+                "expected an estimator with the _params_to_vector/_vector_to_params hooks, got "
+                "one without; use accelerate=None"
+            )
         if getattr(self, "chunk_size", None) is not None:
             check_positive(self.chunk_size, "chunk_size", integer=True)
         self._check_family_parameters(X)
@@ -672,21 +822,8 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
             if do_init:
                 self._initialize_parameters(X, rng)
             objective = -np.inf if do_init else self.lower_bound_
-            bounds: list[float] = []
-            converged = False
-            n_iter = 0
-            for n_iter in range(1, self.max_iter + 1):
-                previous = objective
-                objective = self._em_step(X, workspace)
-                bounds.append(objective)
-                change = objective - previous
-                if self.verbose >= 2:
-                    print(
-                        f"  Iteration {n_iter}\t change {change:.6g}\t objective {objective:.10g}"
-                    )
-                if abs(change) < self.tol:
-                    converged = True
-                    break
+            iterate = getattr(self, _ACCELERATORS[getattr(self, "accelerate", None)])
+            n_iter, bounds, converged, objective = iterate(X, workspace, objective)
             if self.verbose:
                 print(
                     f"Initialization {init} converged: {converged}\t"
@@ -722,6 +859,162 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         workspace.clear()  # release the scratch buffers of the loop first
         self._labels = None
         return self._predict_labels(X)
+
+    def _em_iterations(
+        self, X: np.ndarray, workspace: dict, objective: float
+    ) -> tuple[int, list[float], bool, float]:
+        """Plain EM from the current parameters until the objective changes by < ``tol``.
+
+        ``objective`` is the value before the first iteration (-inf for a fresh start).
+        Returns the number of iterations, the objective at the parameters entering each,
+        whether ``tol`` was reached and the last objective; the parameters are left at the
+        output of the last iteration.
+        """
+        bounds: list[float] = []
+        converged = False
+        n_iter = 0
+        for n_iter in range(1, self.max_iter + 1):
+            previous = objective
+            objective = self._em_step(X, workspace)
+            bounds.append(objective)
+            change = objective - previous
+            if self.verbose >= 2:
+                print(f"  Iteration {n_iter}\t change {change:.6g}\t objective {objective:.10g}")
+            if abs(change) < self.tol:
+                converged = True
+                break
+        return n_iter, bounds, converged, objective
+
+    def _squarem_iterations(
+        self, X: np.ndarray, workspace: dict, objective: float
+    ) -> tuple[int, list[float], bool, float]:
+        """EM accelerated by SQUAREM (Varadhan & Roland 2008, step length SqS3), monotone.
+
+        Write ``F`` for one EM iteration (E-step, then M-step) as a map of the parameter
+        vector theta (in the coordinates of :meth:`_params_to_vector`); EM iterates
+        ``theta <- F(theta)`` to a fixed point. Near it, EM shrinks the distance to the
+        optimum by about the same factor at every step, slowly when the components overlap.
+        One SQUAREM cycle looks at two EM steps and jumps further along their direction:
+
+        1. ``theta1 = F(theta0)``, ``theta2 = F(theta1)``;
+        2. ``r = theta1 - theta0`` (the first step) and ``v = theta2 - 2 theta1 + theta0``
+           (how the second step differs from the first: the "curvature" of the path);
+        3. step length ``alpha = -||r|| / ||v||``, at most -1 (SqS3);
+        4. ``theta' = theta0 - 2 alpha r + alpha^2 v``. For alpha = -1 this is exactly
+           ``theta2``; a larger |alpha| extrapolates further. (If EM approached the optimum
+           along a line, ``theta_k = theta* + c^k u``, then ``theta'`` hits ``theta*`` for the
+           right alpha: the scheme is the "squared" form of a one-step extrapolation.);
+        5. a stabilising EM step ``theta_new = F(theta')`` starts the next cycle.
+
+        The safeguard keeps the objective from ever decreasing. ``F(theta')`` returns the
+        objective at ``theta'`` for free (the E-step computes it), and the extrapolation is
+        accepted when that value is at least the objective at ``theta1``. Then
+        ``obj(theta_new) >= obj(theta') >= obj(theta1) >= obj(theta0)`` because an EM step
+        never decreases the objective. (Testing ``obj(theta_new)`` against ``obj(theta2)``
+        would cost an extra E-step at ``theta_new`` and one at ``theta2`` in every cycle.
+        Testing ``obj(theta')`` against ``obj(theta0)`` would let ``lower_bounds_`` go down
+        between ``theta1`` and ``theta'``; the R package SQUAREM does that, and by default
+        even allows ``theta'`` to be worse than ``theta0`` by 1 in log-likelihood.) When
+        ``theta'``
+        is invalid (:meth:`_vector_to_params` refuses it, or the E- or M-step fails on it) or
+        worse, alpha is moved halfway to -1 (``alpha <- (alpha - 1) / 2``, SQUAREM's
+        backtracking) and ``theta'`` is tried again. Once alpha is within 1 % of -1 it is set
+        to -1, and ``theta' = theta2`` is taken exactly (not through the vector), so the
+        cycle is two plain EM steps and one more: monotone as EM itself.
+
+        As in the R package SQUAREM, ``|alpha|`` is also capped: the cap starts at 1 (the
+        first cycle is plain EM) and grows four-fold each time a step reaches it, so the
+        first extrapolations are cautious and the cap stops mattering after a few cycles.
+
+        Coordinates equal in ``theta0``, ``theta1`` and ``theta2`` (e.g. a probability that
+        sits at 0, whose logit is -inf) are kept; when any other coordinate is not finite
+        the cycle falls back to the plain EM step (alpha = -1).
+
+        Bookkeeping, so that the numbers compare with plain EM: ``n_iter`` counts evaluations
+        of ``F`` (rejected extrapolations included); the objective at the parameters
+        entering every accepted evaluation is recorded (``theta0``, ``theta1``, ``theta'``;
+        non-decreasing). Convergence is tested as plain EM tests it, ``tol`` on the change
+        of the objective over one EM step: after ``theta0`` (one step from the previous
+        ``theta'``) and ``theta1``, not after an extrapolation (a jump that gains little is
+        no sign of convergence). The parameters are left at the output of the last accepted
+        evaluation.
+        """
+        bounds: list[float] = []
+        n_iter = 0
+        step_max = 1.0  # the cap on |alpha| (SQUAREM's step.max)
+
+        def em_map() -> float:
+            """One evaluation of F at the current parameters (objective at them)."""
+            nonlocal n_iter
+            n_iter += 1
+            return self._em_step(X, workspace)
+
+        def record(value: float, alpha: float = -1.0) -> bool:
+            """Keep an accepted objective; True when an EM step changed it by < tol."""
+            nonlocal objective
+            change = value - objective
+            objective = value
+            bounds.append(value)
+            jump = alpha != -1.0  # an extrapolation, not one EM step from the previous record
+            if self.verbose >= 2:
+                note = f"\t (SQUAREM step {alpha:.3g})" if jump else ""
+                print(f"  Iteration {n_iter}\t change {change:.6g}\t objective {value:.10g}{note}")
+            return not jump and abs(change) < self.tol
+
+        while n_iter < self.max_iter:
+            theta0 = self._params_to_vector()
+            if record(em_map()):
+                return n_iter, bounds, True, objective
+            if n_iter >= self.max_iter:
+                break
+            theta1 = self._params_to_vector()
+            objective1 = em_map()
+            if record(objective1):
+                return n_iter, bounds, True, objective
+            theta2_params = self._get_parameters()
+            r, v, alpha = _squarem_direction(theta0, theta1, self._params_to_vector(), step_max)
+            while n_iter < self.max_iter:
+                if alpha == -1.0:  # theta' = theta2 exactly: plain EM
+                    self._set_parameters(theta2_params)
+                    value = em_map()
+                    break
+                value = self._try_extrapolation(theta0, r, v, alpha, em_map)
+                if value >= objective1:  # False for NaN
+                    break
+                alpha = (alpha - 1.0) / 2.0
+                if alpha > -1.01:
+                    alpha = -1.0
+            else:  # max_iter reached while backtracking: back to the last accepted output
+                self._set_parameters(theta2_params)
+                break
+            if alpha == -step_max:
+                step_max *= _SQUAREM_STEP_GROWTH
+            if record(value, alpha):
+                return n_iter, bounds, True, objective
+        return n_iter, bounds, False, objective
+
+    def _try_extrapolation(
+        self,
+        theta0: np.ndarray,
+        r: np.ndarray,
+        v: np.ndarray,
+        alpha: float,
+        em_map: Callable[[], float],
+    ) -> float:
+        """Set the parameters to ``theta' = theta0 - 2 alpha r + alpha^2 v`` and run ``em_map``.
+
+        Returns the objective at ``theta'``, or NaN (without evaluating ``em_map`` when the
+        vector is refused) for a vector that gives invalid parameters or an E- or M-step
+        that fails on them. Floating-point warnings are silenced: a wild extrapolation is
+        expected to overflow now and then, and is then rejected.
+        """
+        with np.errstate(all="ignore"):
+            if not self._vector_to_params(theta0 - 2.0 * alpha * r + alpha**2 * v):
+                return np.nan
+            try:
+                return em_map()
+            except (ValueError, np.linalg.LinAlgError):  # DataError is a ValueError too
+                return np.nan
 
     def _warn_degenerate(self, n_samples: float, stacklevel: int = 5) -> None:
         """Hook run after a fit: warn (DegenerateComponentWarning) about degenerate components.

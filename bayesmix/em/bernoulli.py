@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as sps
-from scipy.special import gammaln, xlogy
+from scipy.special import expit, gammaln, softmax, xlogy
 
 from bayesmix._validation import ParameterError, check_positive, check_X
-from bayesmix.em._base import BaseMixtureEM, check_prior_dict, row_blocks
+from bayesmix.em._base import BaseMixtureEM, check_prior_dict, log_nonnegative, row_blocks
 
 __all__ = ["BernoulliMixtureEM"]
 
@@ -76,6 +76,9 @@ class BernoulliMixtureEM(BaseMixtureEM):
         "model": NaN entries are missing at random and left out of each row's density (see
         the module docstring), in ``fit`` and in every method that takes X. "error": NaN is
         a DataError.
+    accelerate : {None, "squarem"}, default None
+        "squarem": SQUAREM-accelerated EM, extrapolating in log weights and logits of the
+        probabilities (see :class:`bayesmix.em.BaseMixtureEM`).
 
     Attributes
     ----------
@@ -104,6 +107,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         smoothing: float = 1e-3,
         binarize: float | None = 0.0,
         missing: str = "error",
+        accelerate: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -117,6 +121,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         self.smoothing = smoothing
         self.binarize = binarize
         self.missing = missing
+        self.accelerate = accelerate
 
     @property
     def probs_(self) -> np.ndarray:
@@ -287,6 +292,19 @@ class BernoulliMixtureEM(BaseMixtureEM):
     def _set_parameters(self, params):
         self.weights_, self.means_ = params
         self._prepare()
+
+    def _params_to_vector(self):
+        # logits; a probability of exactly 0 or 1 (smoothing=0) gives -inf or +inf
+        logits = log_nonnegative(self.means_) - log_nonnegative(1.0 - self.means_)
+        return np.concatenate([log_nonnegative(self.weights_), logits.ravel()])
+
+    def _vector_to_params(self, vec):
+        k, d = self.means_.shape
+        weights, probs = softmax(vec[:k]), expit(vec[k:]).reshape(k, d)
+        if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(probs))):
+            return False
+        self._set_parameters((weights, probs))
+        return True
 
     def _n_parameters(self):
         k, d = self.means_.shape

@@ -35,10 +35,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln, xlogy
+from scipy.special import gammaln, softmax, xlogy
 
 from bayesmix._validation import ParameterError, check_positive, check_X
-from bayesmix.em._base import BaseMixtureEM, check_prior_dict, row_blocks
+from bayesmix.em._base import BaseMixtureEM, check_prior_dict, log_nonnegative, row_blocks
 from bayesmix.families.categorical import encode_items, pad_probs
 
 __all__ = ["CategoricalMixtureEM"]
@@ -71,6 +71,9 @@ class CategoricalMixtureEM(BaseMixtureEM):
         "model": a missing answer (NaN, None, an empty cell) is missing at random and left
         out of its row's density; the level probabilities of an item are estimated from the
         rows that answered it. "error": a missing answer is a DataError.
+    accelerate : {None, "squarem"}, default None
+        "squarem": SQUAREM-accelerated EM, extrapolating in log weights and log level
+        probabilities (see :class:`bayesmix.em.BaseMixtureEM`).
 
     Attributes
     ----------
@@ -105,6 +108,7 @@ class CategoricalMixtureEM(BaseMixtureEM):
         prior: dict | None = None,
         smoothing: float = 1e-3,
         missing: str = "error",
+        accelerate: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -117,6 +121,7 @@ class CategoricalMixtureEM(BaseMixtureEM):
         self.prior = prior
         self.smoothing = smoothing
         self.missing = missing
+        self.accelerate = accelerate
 
     # ------------------------------------------------------------------ data
     def _check_X(self, X, *, fitting):
@@ -285,6 +290,22 @@ class CategoricalMixtureEM(BaseMixtureEM):
         self.category_probs_ = list(probs)
         self.means_ = np.concatenate(self.category_probs_, axis=1)
         self._prepare()
+
+    def _params_to_vector(self):
+        # log probabilities (the map back normalises each item's row: only ratios matter)
+        parts = [self.weights_] + [p.ravel() for p in self.category_probs_]
+        return log_nonnegative(np.concatenate(parts))
+
+    def _vector_to_params(self, vec):
+        k = len(self.weights_)
+        ends = k + np.cumsum([k * n for n in self.n_levels_])
+        log_w, *items = np.split(vec, np.concatenate([[k], ends[:-1]]))
+        weights = softmax(log_w)
+        probs = [softmax(x.reshape(k, -1), axis=1) for x in items]
+        if not all(np.all(np.isfinite(a)) for a in [weights, *probs]):
+            return False
+        self._set_parameters((weights, probs))
+        return True
 
     def _n_parameters(self):
         k = len(self.weights_)

@@ -76,10 +76,18 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 from scipy import stats as sps
-from scipy.special import digamma, gammaln, logsumexp, xlogy
+from scipy.special import digamma, gammaln, logsumexp, softmax, xlogy
 
 from bayesmix._validation import DataError, ParameterError, check_choice, check_positive, check_X
-from bayesmix.em._base import BaseMixtureEM, check_prior_dict, fill_column_means, weighted_sum
+from bayesmix.em._base import (
+    BaseMixtureEM,
+    check_prior_dict,
+    covariance_from_vector,
+    covariance_to_vector,
+    fill_column_means,
+    log_nonnegative,
+    weighted_sum,
+)
 from bayesmix.families.student_t import (
     DOF_BOUNDS,
     lkj_chol_logp,
@@ -269,6 +277,10 @@ class StudentTMixtureEM(BaseMixtureEM):
         ``C`` of the missing block (see the module docstring), with every covariance type,
         prior and ``dof_step``, in ``fit`` and in every method that takes X. "error": NaN is
         a DataError.
+    accelerate : {None, "squarem"}, default None
+        "squarem": SQUAREM-accelerated ECM (see :class:`bayesmix.em.BaseMixtureEM`),
+        extrapolating in log weights, locations, log-Cholesky factors (full) or log variances
+        (diag) of the scales and log degrees of freedom (kept within ``DOF_BOUNDS``).
 
     Attributes
     ----------
@@ -304,6 +316,7 @@ class StudentTMixtureEM(BaseMixtureEM):
         verbose: int = 0,
         prior: dict | None = None,
         missing: str = "error",
+        accelerate: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -319,6 +332,7 @@ class StudentTMixtureEM(BaseMixtureEM):
         self.verbose = verbose
         self.prior = prior
         self.missing = missing
+        self.accelerate = accelerate
 
     # ------------------------------------------------------------------ checks
     def _check_X(self, X, *, fitting):
@@ -664,6 +678,33 @@ class StudentTMixtureEM(BaseMixtureEM):
 
     def _set_parameters(self, params):
         self.weights_, self.means_, self.covariances_, self.dofs_ = params
+
+    def _params_to_vector(self):
+        parts = [
+            log_nonnegative(self.weights_),
+            np.ravel(self.means_),
+            covariance_to_vector(self.covariances_, matrices=not self._diag),
+        ]
+        if self._dof_fixed is None:
+            parts.append(log_nonnegative(self.dofs_))
+        return np.concatenate(parts)
+
+    def _vector_to_params(self, vec):
+        k, d = self.means_.shape
+        shape = np.shape(self.covariances_)
+        n_scale = k * d if self._diag else k * d * (d + 1) // 2
+        log_w, means, scale, log_dof = np.split(vec, np.cumsum([k, k * d, n_scale]))
+        weights = softmax(log_w)
+        cov = covariance_from_vector(scale, shape, matrices=not self._diag)
+        if cov is None or not (np.all(np.isfinite(weights)) and np.all(np.isfinite(means))):
+            return False
+        dofs = self.dofs_
+        if self._dof_fixed is None:  # within the bounds the CM-step searches
+            dofs = np.clip(np.exp(log_dof), *DOF_BOUNDS)
+            if not np.all(np.isfinite(dofs)):
+                return False
+        self._set_parameters((weights, means.reshape(k, d), cov, dofs))
+        return True
 
     def _n_parameters(self):
         k, d = self.means_.shape
