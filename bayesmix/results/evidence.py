@@ -210,7 +210,7 @@ def _nuts_draws(cm, init, draws, tune, chains, seed, target_accept):
         draws=draws,
         tune=tune,
         chains=chains,
-        cores=min(chains, 2),
+        cores=cm.nutpie_cores(backend, chains),
         seed=seed,
         progress_bar=False,
         target_accept=target_accept,
