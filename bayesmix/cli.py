@@ -372,8 +372,11 @@ def _warnings_as_lines(prefix: str = "") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _em_start_bar(enabled: bool) -> Iterator[None]:
-    """On a terminal, a bar over EM's starts (``bayesmix: EM starts [####      ] 2/5``)."""
+def _start_bar(enabled: bool) -> Iterator[None]:
+    """On a terminal, a bar over EM's and MAP's starts (``bayesmix: starts [####      ] 2/5``).
+
+    It goes under the stage line that says which ("EM: K=2, several starts", "MAP: ...").
+    """
     if not enabled:
         yield
         return
@@ -383,7 +386,7 @@ def _em_start_bar(enabled: bool) -> Iterator[None]:
         filled = round(20 * done / total)
         end = "\n" if done == total else ""
         bar = "#" * filled + " " * (20 - filled)
-        print(f"\r{PROG}: EM starts [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+        print(f"\r{PROG}: starts [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
 
     with on_each_start(draw):
         yield
@@ -820,7 +823,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _staged_dir(out, args.force) as tmp,
         checked_data(X, X.attrs.pop("checked")),  # the data are checked once per command
     ):
-        with _em_start_bar(progress):
+        with _start_bar(progress):
             result = inference.run(spec, X, progressbar=progress, on_stage=log)
         result = _maybe_relabel(result, spec, log)
         _release_memory()

@@ -11,6 +11,7 @@ from bayesmix.em._base import (
     BaseMixtureEM,
     DegenerateComponentWarning,
     check_sample_weight,
+    notify_start,
     on_each_start,
 )
 from bayesmix.em.bernoulli import BernoulliMixtureEM
@@ -33,5 +34,6 @@ __all__ = [
     "StudentTMixtureEM",
     "check_sample_weight",
     "kmeans_plusplus",
+    "notify_start",
     "on_each_start",
 ]

@@ -94,6 +94,7 @@ __all__ = [
     "covariance_to_vector",
     "log_nonnegative",
     "normalize_log_prob_inplace",
+    "notify_start",
     "on_each_start",
     "reject_complex",
     "row_blocks",
@@ -118,9 +119,10 @@ _START_CALLBACK: contextvars.ContextVar[Callable[[int, int], None] | None] = (
 
 @contextlib.contextmanager
 def on_each_start(callback: Callable[[int, int], None]) -> Iterator[None]:
-    """Call ``callback(done, total)`` after each of the ``n_init`` starts of EM fits in the block.
+    """Call ``callback(done, total)`` after each start of an EM fit in the block.
 
-    For progress bars: the estimators' parameters (and so their results) are unchanged.
+    Also after each start of a MAP optimisation (:func:`bayesmix.inference.fit_map`, through
+    :func:`notify_start`). For progress bars: the results are unchanged.
 
     Examples
     --------
@@ -136,6 +138,13 @@ def on_each_start(callback: Callable[[int, int], None]) -> Iterator[None]:
         yield
     finally:
         _START_CALLBACK.reset(token)
+
+
+def notify_start(done: int, total: int) -> None:
+    """Tell the callback of :func:`on_each_start`, if any: ``done`` of ``total`` starts ran."""
+    callback = _START_CALLBACK.get()
+    if callback is not None:
+        callback(done, total)
 
 
 def check_prior_dict(prior: Any, keys: tuple[str, ...], example: str) -> dict:
@@ -829,9 +838,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
                     f"Initialization {init} converged: {converged}\t"
                     f"time {perf_counter() - start:.3f}s\t objective {objective:.10g}"
                 )
-            callback = _START_CALLBACK.get()
-            if callback is not None:
-                callback(init + 1, n_init)
+            notify_start(init + 1, n_init)
             if best_params is None or objective > best_objective:
                 best_objective = objective
                 best_params = self._get_parameters()

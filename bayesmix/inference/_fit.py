@@ -16,7 +16,7 @@ import xarray as xr
 from bayesmix import _math
 from bayesmix._validation import ParameterError, check_choice
 from bayesmix.config import ModelSpec, RunSpec
-from bayesmix.em import check_sample_weight
+from bayesmix.em import check_sample_weight, notify_start
 from bayesmix.families import get_family, result_variables
 from bayesmix.graphs import (
     check_labels,
@@ -446,8 +446,9 @@ def fit_map(
     else:
         flats = [cm.to_unconstrained(point_to_initvals(m, s, d)) for s in starts]
     best, best_lp, logps = None, -np.inf, []
-    for x0 in flats:
+    for i, x0 in enumerate(flats):
         x, lp = _optimize(cm, x0, maxiter)
+        notify_start(i + 1, len(flats))
         logps.append(lp)
         if lp > best_lp:
             best, best_lp = x, lp

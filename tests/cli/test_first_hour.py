@@ -266,19 +266,19 @@ def test_command_caches_bytecode(tmp_path):
     assert 'bayesmix = "bayesmix.__main__:main"' in pyproject
 
 
-def test_em_start_bar_on_a_terminal(capsys):
-    """Item 8: on a terminal the CLI draws a bar over EM's starts (one redrawn line)."""
-    from bayesmix.cli import _em_start_bar
+def test_start_bar_on_a_terminal(capsys):
+    """Item 8: on a terminal the CLI draws a bar over EM's (and MAP's) starts (one line)."""
+    from bayesmix.cli import _start_bar
 
     X = np.r_[np.zeros((5, 1)), np.ones((5, 1))] + np.linspace(0, 0.1, 10)[:, None]
-    with _em_start_bar(True):
+    with _start_bar(True):
         GaussianMixtureEM(2, n_init=5, random_state=0).fit(X)
-    with _em_start_bar(False):
+    with _start_bar(False):
         GaussianMixtureEM(2, n_init=5, random_state=0).fit(X)
     err = capsys.readouterr().err
     frames = err.split("\r")[1:]
     assert [f.split("] ")[1].strip() for f in frames] == [f"{i}/5" for i in range(1, 6)]
-    assert frames[-1] == "bayesmix: EM starts [####################] 5/5\n"
+    assert frames[-1] == "bayesmix: starts [####################] 5/5\n"
 
 
 def test_semicolon_decimal_comma_csv_is_read_as_numbers(csvs, tmp_path):

@@ -219,10 +219,16 @@ def test_map_warns_when_starts_disagree(faithful):
     np.testing.assert_allclose(r["map"]["mu"].values, good["mu"], rtol=1e-3)
 
 
-def test_fit_map_no_future_warnings(faithful):
-    with warnings.catch_warnings():
+def test_fit_map_no_future_warnings_and_reports_each_start(faithful):
+    from bayesmix.em import on_each_start
+
+    seen = []
+    with warnings.catch_warnings(), on_each_start(lambda done, total: seen.append((done, total))):
         warnings.simplefilter("error", FutureWarning)
         fit_map(ONE_D, faithful[["waiting"]], n_starts=2, random_seed=0)
+    # the CLI's bar over the starts: MAP-EM's start point (5 starts), then MAP's 2
+    assert seen[-2:] == [(1, 2), (2, 2)]
+    assert seen[:-2] == [(i, 5) for i in range(1, 6)]
 
 
 # ------------------------------------------------------------------------------ bad inputs
