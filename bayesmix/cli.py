@@ -663,7 +663,25 @@ def _summaries(result):
     """(comparison table, diagnostics) of a result, with or without a posterior."""
     import bayesmix.results as results
 
-    return results.compare_estimates(result), results.diagnose(result)
+    _forget_lazy_jax()
+    table = results.compare_estimates(result)
+    return table, results.diagnose(result, estimates=table)  # R-hat and ESS computed once
+
+
+def _forget_lazy_jax() -> None:
+    """Drop the placeholder ``jax`` module that importing ArviZ leaves in ``sys.modules``.
+
+    ``arviz_base.io_numpyro`` registers ``jax`` as a lazy module; SciPy's array-API checks
+    (``logsumexp`` in ArviZ's LOO) then find it there and import all of JAX (0.4-0.5 s) for
+    NumPy arrays. The command never converts NumPyro results, and a real ``import jax``
+    (the numpyro/blackjax samplers) still works once the placeholder is gone.
+    """
+    import importlib.util
+
+    lazy = getattr(importlib.util, "_LazyModule", None)
+    module = sys.modules.get("jax")
+    if lazy is not None and isinstance(module, lazy):
+        del sys.modules["jax"]
 
 
 def _maybe_relabel(result, spec: RunSpec, log: Callable[[str], None] | None = None):
@@ -681,11 +699,13 @@ def _maybe_relabel(result, spec: RunSpec, log: Callable[[str], None] | None = No
 
 
 def _write_plots(
-    result, folder: Path, args: argparse.Namespace, components=None
+    result, folder: Path, args: argparse.Namespace, components=None, partition=None
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Write every applicable plot as PNG -> (written, failed: name -> one-line reason).
 
-    ``components``: a sparse/DP fit's filled components found by ``diagnose`` already.
+    ``components``: a sparse/DP fit's filled components found by ``diagnose`` already;
+    ``partition``: the point partition written to membership.csv (the co-clustering plot
+    orders its matrix by it).
     """
     import matplotlib
 
@@ -700,6 +720,7 @@ def _write_plots(
         raise_errors=args.debug,
         hints="cli",
         components=components,
+        partition=partition,
     )
     for name, reason in failed.items():
         print(
@@ -843,7 +864,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             _write_csv(imputed, tmp / "imputed.csv", index=False)
         _release_memory()
         log("plots")
-        figures, failed = _write_plots(result, tmp, args, components=diagnostics.filled)
+        figures, failed = _write_plots(
+            result,
+            tmp,
+            args,
+            components=diagnostics.filled,
+            partition=None if clusters is None else clusters.labels,
+        )
         log("report.html")
         write_report(
             result,
@@ -938,6 +965,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         _quiet_libraries(not progress, args.quiet),
         _staged_dir(out, args.force) as tmp,
     ):
+        _forget_lazy_jax()
         table = results.select_k(
             X,
             ks,

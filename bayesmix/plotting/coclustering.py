@@ -41,7 +41,10 @@ def plot_coclustering(
         :func:`bayesmix.results.draw_allocations`), or a co-clustering matrix (N, N)
         (:func:`bayesmix.results.coclustering`).
     partition : array-like of shape (N,), optional
-        Cluster labels; default: :func:`bayesmix.results.point_partition` with ``loss``.
+        Cluster labels; default: :func:`bayesmix.results.point_partition` with ``loss``. A
+        point partition found already (the DataArray of ``point_partition``, or
+        ``summarize_partition(result).labels``; its ``attrs["loss"]`` names it) saves the
+        search.
     ax : matplotlib.axes.Axes, optional
     loss : {"vi", "binder"}
         Loss of the default point partition.
@@ -89,9 +92,14 @@ def plot_coclustering(
         )
     p = np.asarray(sim.values, dtype=float)
     n = p.shape[0]
+    found = getattr(partition, "attrs", {}).get("loss")
     if partition is None:
         labels = point_partition(source, loss=loss, random_seed=random_seed).values
         what = f"{loss.upper() if loss == 'vi' else 'Binder'} point partition"
+    elif found in ("vi", "binder"):
+        # a point partition found already (point_partition, summarize_partition(...).labels)
+        labels = _check_labels(partition, n)[0]
+        what = f"{found.upper() if found == 'vi' else 'Binder'} point partition"
     else:
         labels = _check_labels(partition, n)[0]
         what = "given partition"

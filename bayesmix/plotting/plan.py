@@ -112,6 +112,7 @@ def plot_plan(
     *,
     features: Sequence[Any] | None = None,
     components: xr.DataTree | None = None,
+    partition: xr.DataArray | None = None,
 ) -> list[tuple[str, Callable[[], Figure]]]:
     """The plots that apply to a result: (file stem, function returning the Figure).
 
@@ -138,6 +139,10 @@ def plot_plan(
     components : xarray.DataTree, optional
         The result whose components the per-component figures draw, when it is known
         already (``diagnose(result).filled``); default: found here when first needed.
+    partition : xarray.DataArray, optional
+        The label-free point partition of the result when it is known already
+        (``summarize_partition(result).labels``): ``coclustering`` orders the matrix by it
+        instead of searching for it again. Default: searched when the figure is drawn.
 
     Returns
     -------
@@ -175,7 +180,7 @@ def plot_plan(
         from bayesmix.results.partition import MAX_PARTITION_OBS
 
         if X.shape[0] <= MAX_PARTITION_OBS:  # the matrix is N x N
-            plan.append(("coclustering", lambda: plot_coclustering(result)))
+            plan.append(("coclustering", lambda: plot_coclustering(result, partition=partition)))
     if "posterior_predictive" in groups:
         plan.append(("ppc", lambda: plot_ppc(result, features=features)))
     return plan
@@ -189,6 +194,7 @@ def write_plots(
     raise_errors: bool = False,
     hints: str = "python",
     components: xr.DataTree | None = None,
+    partition: xr.DataArray | None = None,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Write every plot of :func:`plot_plan` as ``folder/<name>.png``.
 
@@ -207,7 +213,7 @@ def write_plots(
     hints : {"python", "cli"}
         Whose words a figure uses to say how to choose what it shows: keyword arguments
         (``features=[...]``) or the command line's ``--features``.
-    components : xarray.DataTree, optional
+    components, partition : optional
         As in :func:`plot_plan`.
 
     Returns
@@ -225,17 +231,27 @@ def write_plots(
     failed: dict[str, str] = {}
     token = _HINT_STYLE.set(hints)
     try:
-        return _write_each(result, folder, features, raise_errors, written, failed, components)
+        return _write_each(
+            result, folder, features, raise_errors, written, failed, components, partition
+        )
     finally:
         _HINT_STYLE.reset(token)
 
 
 def _write_each(
-    result, folder: Path, features, raise_errors: bool, written, failed, components=None
+    result,
+    folder: Path,
+    features,
+    raise_errors: bool,
+    written,
+    failed,
+    components=None,
+    partition=None,
 ):
     import matplotlib.pyplot as plt  # arviz-plots draws through pyplot: its figures need closing
 
-    for name, make in plot_plan(result, features=features, components=components):
+    plan = plot_plan(result, features=features, components=components, partition=partition)
+    for name, make in plan:
         path = folder / f"{name}.png"
         fig = None
         try:

@@ -19,6 +19,7 @@ from bayesmix.plotting._axes import (
     _grid_axes,
     _hist_in_range,
     _kde_in_range,
+    _kde_rows_in_range,
     _mark_beyond_1d,
     _new_axes,
 )
@@ -128,10 +129,10 @@ def plot_ppc(
             edgecolor="white",
             label="observed (histogram)",
         )
-        for s in range(rep.shape[0]):
+        for s, density in enumerate(_kde_rows_in_range(rep[:, :, p], lim, grid)):
             ax.plot(
                 grid,
-                _kde_in_range(rep[s, :, p], lim, grid),
+                density,
                 color=_POSTERIOR_COLOR,
                 lw=0.6,
                 alpha=0.25,

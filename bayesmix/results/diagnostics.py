@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesmix._validation import ParameterError
 from bayesmix.results.compare import compare_estimates
 from bayesmix.results.io import _decode_value
 from bayesmix.results.labels import _group, _require_posterior, relabel
@@ -441,7 +442,6 @@ def _switching(
 
 def _filled_for_checks(result: xr.DataTree, notes: list[str], messages: list[str]):
     """The filled components of a sparse or DP mixture's posterior (None for a finite one)."""
-    from bayesmix._validation import ParameterError
     from bayesmix.results.sparse import (
         CHECK_MAX_DRAWS,
         filled_components,
@@ -472,7 +472,19 @@ def _filled_for_checks(result: xr.DataTree, notes: list[str], messages: list[str
     return filled
 
 
-def diagnose(result: xr.DataTree) -> Diagnostics:
+def _check_estimates(estimates) -> None:
+    """Refuse a table that is not ``compare_estimates``' (the R-hat and ESS columns)."""
+    needed = ["parameter", "r_hat", "ess_bulk", "ess_tail"]
+    missing = [c for c in needed if c not in getattr(estimates, "columns", ())]
+    if missing:
+        raise ParameterError(
+            f"diagnose estimates: expected the table of compare_estimates(result) with "
+            f"columns {needed}, got {list(getattr(estimates, 'columns', []))}; pass "
+            "compare_estimates(result) or leave estimates out"
+        )
+
+
+def diagnose(result: xr.DataTree, *, estimates: pd.DataFrame | None = None) -> Diagnostics:
     """Check a fit for the usual problems of mixtures.
 
     Parameters
@@ -483,6 +495,11 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
         ``log_likelihood`` and ``observed_data`` are used when present, and the root attrs
         ``warnings`` (warnings recorded during the run) and ``spec`` (whether the model
         orders its components).
+    estimates : pandas.DataFrame, optional
+        ``compare_estimates(result)`` when the caller has it already: its ``r_hat``,
+        ``ess_bulk`` and ``ess_tail`` are used instead of being computed again (they are
+        the costly part). Ignored for a sparse or DP mixture, whose checks use the filled
+        components.
 
     Returns
     -------
@@ -541,7 +558,11 @@ def diagnose(result: xr.DataTree) -> Diagnostics:
             "sampler missed part of the posterior; raise target_accept or simplify the model"
         )
 
-    est = compare_estimates(checked)
+    if estimates is not None and filled is None:
+        _check_estimates(estimates)
+        est = estimates
+    else:
+        est = compare_estimates(checked)
     if filled is not None:
         # the scalars outside the components (e.g. the concentration dp_alpha or e0, a shared
         # variance scale) are checked on every draw of the full result
