@@ -63,9 +63,20 @@ SAMPLERS = ("nutpie", "nutpie-pyfunc", "pymc")
 
 
 def load_case(name: str) -> tuple[np.ndarray, ModelSpec]:
-    """Data and spec of a benchmark case: ``faithful``, ``sim5`` or ``sim10``."""
+    """Data and spec of a case: ``faithful``, ``sim5``, ``sim10``, ``wide6`` or ``heavy1d``.
+
+    ``wide6``: 5,000 x 6, K = 4 (issue 17's wide CSV); ``heavy1d``: 1,000 draws of two
+    Student-t (3 degrees of freedom) groups fitted by a 1-D K = 2 Gaussian mixture.
+    """
     if name == "faithful":
         return load_old_faithful().to_numpy(float), ModelSpec("gaussian", 2, "full")
+    if name == "wide6":
+        X, _, _ = make_gaussian_mixture(5_000, 4, 6, separation=4.0, random_state=7)
+        return X, ModelSpec("gaussian", 4, "full")
+    if name == "heavy1d":
+        rng = np.random.default_rng(7)
+        x = np.r_[rng.standard_t(3, 600) - 3.0, 0.7 * rng.standard_t(3, 400) + 3.0]
+        return x[:, None], ModelSpec("gaussian", 2, "full")
     d, k = {"sim5": (5, 3), "sim10": (10, 5)}[name]
     X, _, _ = make_gaussian_mixture(10_000, k, d, separation=5.0, random_state=0)
     return X, ModelSpec("gaussian", k, "full")
