@@ -652,6 +652,21 @@ def _init_point(init, result, m, cm, Xc, weights=None, missing="error", labels=N
     return point_to_initvals(m, pt_, Xc.shape[1])
 
 
+def warn_divergences(n_div: int, n_draws: int, stacklevel: int = 2) -> None:
+    """The :class:`DivergenceWarning` of a NUTS run with ``n_div`` divergent transitions.
+
+    ``stacklevel`` as the caller would pass it to ``warnings.warn``.
+    """
+    if n_div:
+        warnings.warn(
+            f"{n_div} of {n_draws} NUTS transitions diverged: the draws may miss part "
+            "of the posterior (often a component squeezed onto a few repeated points); raise "
+            "target_accept, use fewer components, or look at bayesmix.results.diagnose",
+            DivergenceWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def sample_nuts(
     spec: ModelSpec | RunSpec,
     X: Any,
@@ -814,14 +829,7 @@ def sample_nuts(
     tree["sample_stats"] = xr.DataTree(stats)
     check_truncation(post, m)
     n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
-    if n_div:
-        warnings.warn(
-            f"{n_div} of {chains * draws} NUTS transitions diverged: the draws may miss part "
-            "of the posterior (often a component squeezed onto a few repeated points); raise "
-            "target_accept, use fewer components, or look at bayesmix.results.diagnose",
-            DivergenceWarning,
-            stacklevel=2,
-        )
+    warn_divergences(n_div, chains * draws, stacklevel=2)
     if log_likelihood:
         ll = _log_likelihood(post, Xc, m.family, known)
         ll = ll.assign_coords(obs_id=obs_id_coord(tree, Xc.shape[0]))

@@ -199,13 +199,70 @@ def _start(spec, cm, Xc, missing: str = "error") -> np.ndarray:
     return cm.to_unconstrained(_init_point("em", None, spec, cm, Xc, missing=missing))
 
 
-def _nuts_draws(cm, init, draws, tune, chains, seed, target_accept):
-    """Unconstrained NUTS draws (chain, draw, n_dim), max R-hat, divergences."""
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A checked :func:`log_evidence` call up to its NUTS run: the model, its start, settings.
+
+    ``select_k`` makes one too, so that its PSIS-LOO and the estimate share one NUTS run
+    (:func:`_nuts_trace`) of the very model and start ``log_evidence`` would sample.
+    """
+
+    cm: Any  # CompiledMixture of the sampled model (ordered or not, as ``method`` needs)
+    method: str
+    init: np.ndarray  # (n_dim,) unconstrained start
+    draws: int
+    tune: int
+    chains: int
+    seed: int
+    target_accept: float
+    n_proposal: int | None
+
+    @property
+    def nuts(self) -> tuple:
+        """The arguments of :func:`_nuts_trace` and :func:`_nuts_draws`."""
+        return (
+            self.cm,
+            self.init,
+            self.draws,
+            self.tune,
+            self.chains,
+            self.seed,
+            self.target_accept,
+        )
+
+
+def _prepare_run(
+    spec, X, *, draws, tune, chains, random_seed, method, n_proposal, target_accept, missing
+) -> _Run:
+    """Check the arguments of :func:`log_evidence`, compile (cached) and start its model."""
+    from bayesmix.inference import get_compiled
+    from bayesmix.inference._tree import as_model_spec, check_int, resolve_seed
+
+    base = _exchangeable_spec(as_model_spec(spec))
+    method = resolve_method(method, base.n_components)
+    draws = check_int(draws, "draws", 4)
+    tune = check_int(tune, "tune", 0)
+    chains = check_int(chains, "chains", 1)
+    if n_proposal is not None:
+        n_proposal = check_int(n_proposal, "n_proposal", 2)
+    seed = resolve_seed(random_seed)
+    m = base if method == "bridge_symmetric" else dataclasses.replace(base, ordered=True)
+    cm = get_compiled(m, X, missing=missing)
+    init = _start(m, cm, cm.X, missing)
+    return _Run(cm, method, init, draws, tune, chains, seed, target_accept, n_proposal)
+
+
+def _nuts_trace(cm, init, draws, tune, chains, seed, target_accept):
+    """The nutpie trace: ``posterior`` (result variables) and the unconstrained draws.
+
+    Started as :func:`bayesmix.inference.sample_nuts` starts (MAP-EM, U(-0.1, 0.1) jitter),
+    so its ``posterior`` is the one ``sample_nuts`` gives for the same seed.
+    """
     import nutpie
 
     backend = cm.nutpie_backend(chains * (draws + tune) * 16)
     compiled = cm.nutpie_model(init, jitter=0.1, backend=backend)
-    trace = nutpie.sample(
+    return nutpie.sample(
         compiled,
         draws=draws,
         tune=tune,
@@ -216,12 +273,21 @@ def _nuts_draws(cm, init, draws, tune, chains, seed, target_accept):
         target_accept=target_accept,
         store_unconstrained=True,
     )
+
+
+def _unconstrained(trace) -> tuple[np.ndarray, float, int]:
+    """Unconstrained draws (chain, draw, n_dim), max R-hat, divergences of a trace."""
     stats = trace["sample_stats"].to_dataset()
     theta = np.asarray(stats["unconstrained_draw"], dtype=float)  # (chain, draw, n_dim)
     if theta.ndim == 2:
         theta = theta[:, :, None]
     n_div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
     return theta, _rhat_max(theta), n_div
+
+
+def _nuts_draws(cm, init, draws, tune, chains, seed, target_accept):
+    """Unconstrained NUTS draws (chain, draw, n_dim), max R-hat, divergences."""
+    return _unconstrained(_nuts_trace(cm, init, draws, tune, chains, seed, target_accept))
 
 
 def _rhat_max(theta: np.ndarray) -> float:
@@ -524,26 +590,45 @@ def log_evidence(
     EvidenceResult
         ``method`` says which estimator ran.
     """
-    from bayesmix.inference import get_compiled
-    from bayesmix.inference._tree import as_model_spec, check_int, resolve_seed
-
     t0 = time.perf_counter()
-    base = _exchangeable_spec(as_model_spec(spec))
-    k = base.n_components
-    method = resolve_method(method, k)
-    draws = check_int(draws, "draws", 4)
-    tune = check_int(tune, "tune", 0)
-    chains = check_int(chains, "chains", 1)
-    if n_proposal is not None:
-        n_proposal = check_int(n_proposal, "n_proposal", 2)
-    seed = resolve_seed(random_seed)
+    run = _prepare_run(
+        spec,
+        X,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=random_seed,
+        method=method,
+        n_proposal=n_proposal,
+        target_accept=target_accept,
+        missing=missing,
+    )
+    theta, rhat_max, n_div = _nuts_draws(*run.nuts)
+    return _estimate(run, theta, rhat_max, n_div, t0)
+
+
+def _estimate(
+    run: _Run, theta: np.ndarray, rhat_max: float, n_div: int, t0: float
+) -> EvidenceResult:
+    """:func:`log_evidence` from the NUTS draws of ``run``'s model.
+
+    Parameters
+    ----------
+    run : _Run
+    theta : ndarray of shape (chain, draw, n_dim)
+        Unconstrained draws of ``run.cm`` (:func:`_nuts_draws`).
+    rhat_max : float
+        Their largest R-hat.
+    n_div : int
+        Divergent transitions.
+    t0 : float
+        ``time.perf_counter()`` when the work began (``seconds`` counts from it).
+    """
+    cm, method, seed = run.cm, run.method, run.seed
+    draws, chains, n_proposal = run.draws, run.chains, run.n_proposal
+    k = cm.spec.n_components
     symmetric = method == "bridge_symmetric"
-    m = base if symmetric else dataclasses.replace(base, ordered=True)
-    cm = get_compiled(m, X, missing=missing)
-    Xc = cm.X
     log_kfact = 0.0 if symmetric else math.lgamma(k + 1)
-    init = _start(m, cm, Xc, missing)
-    theta, rhat_max, n_div = _nuts_draws(cm, init, draws, tune, chains, seed, target_accept)
     rng = np.random.default_rng([seed, 15])
     d = theta.shape[-1]
     if symmetric:
@@ -560,7 +645,7 @@ def log_evidence(
             "error says; run more chains (e.g. chains=8) and compare with "
             "method='importance'",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of log_evidence
         )
     shared = {
         "n_components": k,

@@ -148,12 +148,11 @@ def loo(result: Any, *, group: str = "posterior", obs_block: int | None = None):
     )
 
 
-def _loo_row(
-    X, model_spec, draws, tune, chains, seed, missing="error"
-) -> tuple[dict[str, Any], np.ndarray]:
+def _nuts_tree(X, model_spec, draws, tune, chains, seed, missing="error") -> Any:
+    """The NUTS result of ``model_spec`` for PSIS-LOO (without the pointwise log-likelihood)."""
     from bayesmix.inference import sample_nuts
 
-    tree = sample_nuts(
+    return sample_nuts(
         model_spec,
         X,
         missing=missing,
@@ -164,6 +163,64 @@ def _loo_row(
         progressbar=False,
         log_likelihood=False,  # loo computes it a block of observations at a time
     )
+
+
+def _shared_nuts(
+    X, model_spec, draws, tune, chains, seed, missing="error"
+) -> tuple[Any, Callable[[], dict[str, Any]]]:
+    """One NUTS run of the evidence's model for both PSIS-LOO and ``log p(y | K)``.
+
+    The run is the one :func:`bayesmix.results.log_evidence` makes (same compiled model, start
+    and seed), kept with nutpie's ``posterior``, which is what
+    :func:`bayesmix.inference.sample_nuts` stores for the same seed.
+
+    Returns
+    -------
+    tree : xarray.DataTree
+        ``observed_data`` and ``posterior``, as ``sample_nuts`` makes them, for :func:`loo`.
+    bridge : callable
+        Returns the ``log_evidence`` and ``log_evidence_se`` columns, estimated from the
+        run's unconstrained draws exactly as ``log_evidence`` does.
+    """
+    import time
+
+    import xarray as xr
+
+    from bayesmix.inference._fit import _posterior_dataset, warn_divergences
+    from bayesmix.inference._tree import new_tree, row_labels
+    from bayesmix.results import evidence
+
+    t0 = time.perf_counter()
+    run = evidence._prepare_run(
+        model_spec,
+        X,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        random_seed=seed,
+        method="bridge",
+        n_proposal=None,
+        target_accept=0.9,  # sample_nuts's and log_evidence's default
+        missing=missing,
+    )
+    trace = evidence._nuts_trace(*run.nuts)
+    theta, rhat_max, n_div = evidence._unconstrained(trace)
+    sampling = time.perf_counter() - t0
+    names = run.cm.feature_names
+    tree = new_tree(model_spec, run.cm.X, names, run.seed, row_labels(X), raw=X, missing=missing)
+    post = _posterior_dataset(trace["posterior"].to_dataset(), names, model_spec)
+    tree["posterior"] = xr.DataTree(post.assign_attrs(sampler="nutpie", seed=run.seed))
+    warn_divergences(n_div, chains * draws, stacklevel=3)  # as sample_nuts, the other route
+
+    def bridge() -> dict[str, Any]:
+        # seconds: the sampling and the estimate, not the LOO in between
+        ev = evidence._estimate(run, theta, rhat_max, n_div, time.perf_counter() - sampling)
+        return {"log_evidence": ev.log_evidence, "log_evidence_se": ev.se}
+
+    return tree, bridge
+
+
+def _loo_row(tree, model_spec) -> tuple[dict[str, Any], np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = loo(tree)
@@ -254,15 +311,6 @@ def _evidence_model(model_spec: Any) -> Any:
         return evidence_spec(model_spec)
     except ParameterError:
         return None
-
-
-def _evidence_row(X, model_spec, draws, tune, chains, seed, missing="error") -> dict[str, Any]:
-    from bayesmix.results.evidence import log_evidence
-
-    ev = log_evidence(
-        model_spec, X, draws=draws, tune=tune, chains=chains, random_seed=seed, missing=missing
-    )
-    return {"log_evidence": ev.log_evidence, "log_evidence_se": ev.se}
 
 
 def _add_posterior_k(table: pd.DataFrame, prior_k: Any, seed: int | None) -> None:
@@ -371,12 +419,12 @@ def select_k(
         Also, for each K: sample the model with NUTS (:func:`bayesmix.inference.sample_nuts`)
         and compute PSIS-LOO; for families with ordered locations (Gaussian, Student-t) and
         Dirichlet weights, estimate ``log p(y | K)`` by bridge sampling
-        (:func:`bayesmix.results.log_evidence`; the NUTS run for LOO samples the same
-        model, :func:`bayesmix.results.evidence.evidence_spec`: one compilation per K) and
-        p(K | y) under ``prior_k`` (:func:`bayesmix.results.posterior_k`); and once, a
-        sparse mixture with K_max = max(ks) (``[priors] weights = "sparse"``) whose
-        posterior of the number of filled components K+ gives ``p_kplus``. Slow: two NUTS
-        runs per K and one more.
+        (:func:`bayesmix.results.log_evidence`'s estimate, from the draws of the same NUTS
+        run as LOO: that run samples the evidence's model,
+        :func:`bayesmix.results.evidence.evidence_spec`, compiled once per K) and p(K | y)
+        under ``prior_k`` (:func:`bayesmix.results.posterior_k`); and once, a sparse mixture
+        with K_max = max(ks) (``[priors] weights = "sparse"``) whose posterior of the number
+        of filled components K+ gives ``p_kplus``. Slow: one NUTS run per K and one more.
     spec : ModelSpec, optional
         Template for the Bayesian models (priors, ``ordered``); ``n_components``, ``family``
         and ``covariance`` are replaced per row.
@@ -396,7 +444,7 @@ def select_k(
         ``k_prior`` (``[priors] k_prior``; uniform by default, and without a spec).
     bayesian_criteria : iterable of {"loo", "evidence", "kplus"}
         With ``bayesian=True``, which Bayesian columns to compute (NUTS for LOO always runs:
-        the evidence shares its compiled model): all three by default.
+        the evidence shares its draws): all three by default.
     missing : {"error", "model"}
         ``"model"``: NaN entries are missing at random and summed out by every fit (EM
         criteria of the observed values, LOO, evidence and K+); the family must support it.
@@ -476,18 +524,19 @@ def select_k(
                         base, family=family, n_components=k, covariance=cov or base.covariance
                     )
                     ev_model = _evidence_model(model_spec) if "evidence" in wanted else None
-                    with_evidence = ev_model is not None
-                    if with_evidence:  # LOO from the evidence's model: one compile per K
+                    nuts = (draws, tune, chains, seed, missing)
+                    if ev_model is not None:  # one NUTS run per K for LOO and the evidence
                         model_spec = ev_model
-                    loo_row, elpd_i = _loo_row(X, model_spec, draws, tune, chains, seed, missing)
+                        tree, bridge = _shared_nuts(X, model_spec, *nuts)
+                    else:
+                        tree, bridge = _nuts_tree(X, model_spec, *nuts), None
+                    loo_row, elpd_i = _loo_row(tree, model_spec)
                     row.update(loo_row)
                     pointwise[len(rows)] = elpd_i
-                    if with_evidence:
+                    if bridge is not None:
                         if on_stage is not None:
                             on_stage(f"{label}: log p(y | K) by bridge sampling")
-                        row.update(
-                            _evidence_row(X, model_spec, draws, tune, chains, seed, missing)
-                        )
+                        row.update(bridge())
             rows.append(row)
     table = pd.DataFrame(rows)
     criteria = ["bic", "aic", "icl"]

@@ -136,3 +136,103 @@ def test_loo_picks_three_well_separated_clusters(three_clusters):
     assert by_k.loc[3, "elpd_diff"] == 0.0  # K=3 has the best elpd
     assert by_k.loc[2, "elpd_diff"] > 4 * by_k.loc[2, "dse"]  # K=2 is clearly worse
     assert (by_k["n_high_pareto_k"] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def shared_run():
+    """A Bayesian select_k on 60 points, K = 1, 2, every NUTS run recorded.
+
+    Each run reports 3 divergences (made up after sampling) to check that the warning is
+    raised once per K.
+    """
+    import nutpie
+
+    from bayesmix.results import evidence
+
+    X, _, _ = make_gaussian_mixture(60, 2, 2, separation=6.0, random_state=3)
+    samples, runs = [], []
+    real_sample, real_trace, real_unc = (
+        nutpie.sample,
+        evidence._nuts_trace,
+        evidence._unconstrained,
+    )
+
+    def counting_sample(*args, **kwargs):
+        samples.append(kwargs)
+        return real_sample(*args, **kwargs)
+
+    def recording_trace(*args):
+        runs.append(args)  # (cm, init, draws, tune, chains, seed, target_accept)
+        return real_trace(*args)
+
+    def diverging(trace):
+        theta, rhat_max, _ = real_unc(trace)
+        return theta, rhat_max, 3
+
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp.setattr(nutpie, "sample", counting_sample)
+        mp.setattr(evidence, "_nuts_trace", recording_trace)
+        mp.setattr(evidence, "_unconstrained", diverging)
+        table = select_k(
+            X,
+            (1, 2),
+            bayesian=True,
+            draws=100,
+            tune=100,
+            chains=2,
+            random_state=4,
+            bayesian_criteria=("loo", "evidence"),
+        )
+    return X, table, samples, runs, caught
+
+
+def test_bayesian_select_samples_each_k_once(shared_run):
+    """PSIS-LOO and log p(y | K) come from one NUTS run per K, not one each."""
+    from bayesmix.inference import DivergenceWarning
+
+    _, table, samples, runs, caught = shared_run
+    assert len(samples) == 2, samples  # nutpie.sample: once per K
+    assert [r[0].spec.n_components for r in runs] == [1, 2]
+    assert table[["elpd_loo", "log_evidence", "p_k"]].notna().all().all()
+    diverged = [str(w.message) for w in caught if issubclass(w.category, DivergenceWarning)]
+    assert diverged == [
+        f"K={k}: 3 of 200 NUTS transitions diverged: the draws may miss part of the posterior "
+        "(often a component squeezed onto a few repeated points); raise target_accept, use "
+        "fewer components, or look at bayesmix.results.diagnose"
+        for k in (1, 2)
+    ]
+
+
+def test_bayesian_select_gives_what_loo_and_log_evidence_give_alone(shared_run):
+    """The shared run is the one sample_nuts and log_evidence make alone with its seed."""
+    from bayesmix.inference import sample_nuts
+    from bayesmix.results import loo
+    from bayesmix.results.evidence import log_evidence
+
+    X, table, _, runs, _ = shared_run
+    by_k = table.set_index("k")
+    for cm, _, draws, tune, chains, seed, _ in runs:
+        k = cm.spec.n_components
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            alone = log_evidence(
+                cm.spec, X, draws=draws, tune=tune, chains=chains, random_seed=seed
+            )
+        assert by_k.loc[k, "log_evidence"] == alone.log_evidence
+        assert by_k.loc[k, "log_evidence_se"] == alone.se
+    # and PSIS-LOO of sample_nuts's result with that seed (K = 2)
+    cm, _, draws, tune, chains, seed, _ = runs[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = sample_nuts(
+            cm.spec,
+            X,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=seed,
+            progressbar=False,
+            log_likelihood=False,
+        )
+    assert by_k.loc[2, "elpd_loo"] == float(loo(tree).elpd)
