@@ -98,6 +98,8 @@ BUILTIN_DATA = (
     "death_notices_table",
     "galaxies",
     "galaxies_1000kms",
+    "acidity",
+    "iris",
 )
 #: Named priors on the number of components (``[priors] k_prior``); a list of weights also.
 K_PRIORS = ("uniform", "poisson")

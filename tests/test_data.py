@@ -138,7 +138,17 @@ def test_load_table_builtins():
         "death_notices_table",
         "galaxies",
         "galaxies_1000kms",
+        "acidity",
+        "iris",
     }
+    # mclust's acidity (155 lakes) and R's iris (= scikit-learn's, bit for bit)
+    from sklearn.datasets import load_iris as sklearn_iris
+
+    acidity = load_table("builtin:acidity")
+    assert acidity.shape == (155, 1) and list(acidity.columns) == ["acidity"]
+    assert acidity["acidity"].min() == pytest.approx(2.928524)
+    iris = load_table("builtin:iris")
+    np.testing.assert_array_equal(iris.to_numpy(), sklearn_iris().data)
 
 
 def test_load_table_columns_subset_and_order():

@@ -20,8 +20,10 @@ from bayesmix.config import BUILTIN_DATA, MISSING_CHOICES
 __all__ = [
     "BUILTIN_TABLES",
     "SEPARATOR_NAMES",
+    "load_acidity",
     "load_digits",
     "load_galaxies",
+    "load_iris",
     "load_low_dim_gauss_mix",
     "load_death_notices",
     "load_old_faithful",
@@ -177,6 +179,37 @@ def load_galaxies(unit: str = "km/s") -> pd.DataFrame:
     return pd.DataFrame({"velocity": kms / 1000.0 if unit == "1000 km/s" else kms})
 
 
+def load_acidity() -> pd.DataFrame:
+    """Log acidity index of 155 lakes in north-central Wisconsin (R mclust's ``acidity``).
+
+    Crawford et al. (1992), Crawford (1994); used by Richardson & Green (1997) and in
+    mclust's examples (its BIC picks E with two components, BIC -392.0723).
+
+    Returns
+    -------
+    pandas.DataFrame of shape (155, 1)
+        One float64 column ``acidity``.
+    """
+    return _read_bundled_csv("acidity.csv").astype({"acidity": np.float64})
+
+
+def load_iris(with_species: bool = False) -> pd.DataFrame:
+    """Anderson's iris measurements (R's ``iris``, the same numbers as scikit-learn's).
+
+    Parameters
+    ----------
+    with_species : bool, default False
+        Also the column ``species`` (setosa, versicolor, virginica).
+
+    Returns
+    -------
+    pandas.DataFrame of shape (150, 4) or (150, 5)
+        ``sepal_length``, ``sepal_width``, ``petal_length``, ``petal_width`` in cm.
+    """
+    df = _read_bundled_csv("iris.csv")
+    return df if with_species else df.drop(columns="species")
+
+
 def _load_builtin(name: str) -> pd.DataFrame:
     if name == "galaxies":
         return load_galaxies("km/s")
@@ -184,6 +217,10 @@ def _load_builtin(name: str) -> pd.DataFrame:
         return load_galaxies("1000 km/s")
     if name == "old_faithful":
         return load_old_faithful()
+    if name == "acidity":
+        return load_acidity()
+    if name == "iris":
+        return load_iris()
     if name == "death_notices":
         return load_death_notices(expand=True)
     if name == "death_notices_table":
