@@ -84,6 +84,14 @@ from bayesmix._validation import (
     check_positive,
     check_X,
 )
+from bayesmix.em._arrays import (
+    _BLOCK_ELEMENTS,
+    check_sample_weight,
+    fill_column_means,
+    reject_complex,
+    row_blocks,
+    weighted_sum,
+)
 
 __all__ = [
     "BaseMixtureEM",
@@ -100,8 +108,6 @@ __all__ = [
     "row_blocks",
 ]
 
-# Elements of the largest (rows, K, D) temporary made per block of rows (about 2 MB in float64).
-_BLOCK_ELEMENTS = 1 << 18
 # A component whose expected number of points n w_k is below this is reported as empty.
 _EMPTY_COUNT = 1e-3
 
@@ -173,79 +179,6 @@ class DegenerateComponentWarning(UserWarning):
     """
 
 
-def reject_complex(X: Any) -> None:
-    """Raise DataError for complex input, with scikit-learn's "Complex data not supported"."""
-    dtype = getattr(X, "dtype", None)
-    if not isinstance(dtype, np.dtype):
-        try:
-            dtype = np.asarray(X).dtype
-        except (TypeError, ValueError):  # ragged or odd input: check_X reports it
-            return
-    if dtype.kind == "c":
-        raise DataError(
-            "Complex data not supported: expected real numbers, got complex values; pass the "
-            "real part or the modulus"
-        )
-
-
-def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
-    """Check per-row frequency weights and return them as float64, or None when not given.
-
-    Parameters
-    ----------
-    sample_weight : None, scalar or array-like of shape (n_samples,)
-        Frequency weights: finite, non-negative, not all zero (rows of weight 0 do not
-        count). A scalar gives every row that weight.
-    n_samples : int
-
-    Returns
-    -------
-    ndarray of shape (n_samples,) or None
-
-    Raises
-    ------
-    DataError
-        For a wrong length or shape, non-numeric, NaN/inf or negative values, or all zeros.
-    """
-    if sample_weight is None:
-        return None
-    try:
-        w = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(
-            "sample_weight is not numeric: expected non-negative numbers, got "
-            f"{type(sample_weight).__name__} with non-numeric values; pass an array of floats"
-        ) from None
-    if w.ndim == 0:
-        w = np.full(n_samples, float(w))
-    if w.shape != (n_samples,):
-        raise DataError(
-            f"sample_weight has the wrong shape: expected ({n_samples},) (one weight per row "
-            f"of X), got {w.shape}; pass one weight per row"
-        )
-    finite = np.isfinite(w)
-    if not finite.all():
-        first = int(np.flatnonzero(~finite)[0])
-        raise DataError(
-            f"sample_weight contains {int((~finite).sum())} NaN or infinite value(s) (first: "
-            f"row {first}, {w[first]}): expected finite weights; drop those rows or fix their "
-            "weights"
-        )
-    negative = w < 0
-    if negative.any():
-        first = int(np.flatnonzero(negative)[0])
-        raise DataError(
-            f"sample_weight contains {int(negative.sum())} negative value(s) (first: row "
-            f"{first}, {w[first]:g}): expected weights >= 0; use 0 to leave a row out"
-        )
-    if not w.sum() > 0:
-        raise DataError(
-            "sample_weight is all zero: expected at least one positive weight, got none; give "
-            "the rows to fit a positive weight"
-        )
-    return w
-
-
 def fix_labelled_rows(block: np.ndarray, labels: np.ndarray) -> None:
     """Keep only the known component's entry of labelled rows (label >= 0) of ``block``.
 
@@ -281,30 +214,6 @@ def _start_from_labels(resp: np.ndarray, labels: np.ndarray) -> np.ndarray:
     resp[known] = 0.0
     resp[known, labels[known]] = 1.0
     return resp
-
-
-def fill_column_means(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
-    """A copy of X with every NaN replaced by its column's (weighted) mean of observed values."""
-    observed = ~np.isnan(X)
-    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-    wo = observed * w[:, None]
-    means = (np.where(observed, X, 0.0) * wo).sum(axis=0) / np.maximum(wo.sum(axis=0), 1e-300)
-    return np.where(observed, X, means.astype(X.dtype))
-
-
-def weighted_sum(values: np.ndarray, sample_weight: np.ndarray | None) -> float:
-    """``sum_n w_n v_n`` in float64 (plain sum without weights); a row of weight 0 adds 0.
-
-    A value of -inf with weight 0 (a row impossible under the model that does not count)
-    adds 0, not nan.
-    """
-    if sample_weight is None:
-        return float(np.sum(values, dtype=np.float64))
-    total = float(np.dot(sample_weight, values.astype(np.float64, copy=False)))
-    if np.isnan(total):
-        keep = sample_weight > 0
-        total = float(np.dot(sample_weight[keep], values[keep].astype(np.float64, copy=False)))
-    return total
 
 
 def log_nonnegative(values: Any) -> np.ndarray:
@@ -400,13 +309,6 @@ def _squarem_direction(
     return r, v, (-1.0 if alpha > -1.01 else alpha)
 
 
-def row_blocks(n_rows: int, block: int):
-    """Yield slices that cover ``range(n_rows)`` in pieces of at most ``block`` rows."""
-    block = max(1, int(block))
-    for start in range(0, n_rows, block):
-        yield slice(start, min(start + block, n_rows))
-
-
 def normalize_log_prob_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
     """Turn weighted log probabilities into responsibilities in place (row log-sum-exp).
 
@@ -440,6 +342,18 @@ def normalize_log_prob_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
     if not finite.all():
         a[~finite] = 1.0 / a.shape[1]
     return log_norm
+
+
+def _criterion_sign(convention: str) -> float:
+    """+1 for scikit-learn's lower-is-better criteria, -1 for mclust's higher-is-better."""
+    if convention == "sklearn":
+        return 1.0
+    if convention == "mclust":
+        return -1.0
+    raise ParameterError(
+        f"convention is invalid: expected 'sklearn' (lower is better) or 'mclust' (higher is "
+        f"better), got {convention!r}; pass one of them"
+    )
 
 
 class BaseMixtureEM(DensityMixin, BaseEstimator):
@@ -665,24 +579,28 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         return log_norm, out
 
     # ------------------------------------------------------------------ initialisation
-    def _initial_resp(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Initial responsibilities (N, K) for ``init_params``."""
+    def _initial_resp(
+        self, X: np.ndarray, rng: np.random.Generator, method: str | None = None
+    ) -> np.ndarray:
+        """Initial responsibilities (N, K) for ``method`` (default ``init_params``)."""
         from bayesmix.em.kmeans import KMeans, kmeans_plusplus
+
+        method = self.init_params if method is None else method
 
         n, k = X.shape[0], self.n_components
         w = self._sample_weight
         if self._missing_now:  # the starts only: each missing value at its column's mean
             X = fill_column_means(X, w)
         resp = np.zeros((n, k), dtype=X.dtype)
-        if self.init_params == "kmeans":
+        if method == "kmeans":
             kmeans = KMeans(n_clusters=k, n_init=1, random_state=rng)
             labels = kmeans.fit(X, sample_weight=w).labels_
             resp[np.arange(n), labels] = 1.0
-        elif self.init_params == "random":
+        elif method == "random":
             resp[:] = rng.uniform(size=(n, k))
             resp /= resp.sum(axis=1, keepdims=True)
         else:  # "k-means++" or "random_from_data": k seed rows, then nearest-seed assignment
-            if self.init_params == "random_from_data":
+            if method == "random_from_data":
                 p = None if w is None else w / w.sum()  # rows of weight 0 are never seeds
                 seeds = X[rng.choice(n, size=k, replace=False, p=p)]
             else:
@@ -829,6 +747,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
                 print(f"Initialization {init}")
                 start = perf_counter()
             if do_init:
+                self._init_run = init  # which start this is (a family may start run 0 apart)
                 self._initialize_parameters(X, rng)
             objective = -np.inf if do_init else self.lower_bound_
             iterate = getattr(self, _ACCELERATORS[getattr(self, "accelerate", None)])
@@ -867,6 +786,10 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         self._labels = None
         return self._predict_labels(X)
 
+    def _has_converged(self, change: float, objective: float) -> bool:
+        """The stopping rule: the objective changed by less than ``tol``."""
+        return abs(change) < self.tol
+
     def _em_iterations(
         self, X: np.ndarray, workspace: dict, objective: float
     ) -> tuple[int, list[float], bool, float]:
@@ -887,7 +810,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
             change = objective - previous
             if self.verbose >= 2:
                 print(f"  Iteration {n_iter}\t change {change:.6g}\t objective {objective:.10g}")
-            if abs(change) < self.tol:
+            if self._has_converged(change, objective):
                 converged = True
                 break
         return n_iter, bounds, converged, objective
@@ -966,7 +889,7 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
             if self.verbose >= 2:
                 note = f"\t (SQUAREM step {alpha:.3g})" if jump else ""
                 print(f"  Iteration {n_iter}\t change {change:.6g}\t objective {value:.10g}{note}")
-            return not jump and abs(change) < self.tol
+            return not jump and self._has_converged(change, value)
 
         while n_iter < self.max_iter:
             theta0 = self._params_to_vector()
@@ -1289,8 +1212,8 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         n = X.shape[0] if weights is None else float(weights.sum())
         return weighted_sum(log_norm, weights), n, resp, weights
 
-    def bic(self, X: Any, sample_weight: Any = None) -> float:
-        """Bayesian information criterion ``-2 log L + p log N`` (lower is better).
+    def bic(self, X: Any, sample_weight: Any = None, *, convention: str = "sklearn") -> float:
+        """Bayesian information criterion.
 
         Parameters
         ----------
@@ -1298,13 +1221,17 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         sample_weight : array-like of shape (n_samples,), optional
             Frequency weights: ``log L = sum_n w_n log p(x_n)`` and ``N = sum_n w_n`` (the
             values of the data set with repeated rows).
+        convention : {"sklearn", "mclust"}, default "sklearn"
+            "sklearn": ``-2 log L + p log N`` (lower is better, as scikit-learn's);
+            "mclust": ``2 log L - p log N`` (higher is better, the numbers R's mclust prints).
 
         Returns
         -------
         float
         """
+        sign = _criterion_sign(convention)
         log_lik, n, _, _ = self._criterion_parts(X, sample_weight)
-        return -2.0 * log_lik + self._n_parameters() * math.log(n)
+        return sign * (-2.0 * log_lik + self._n_parameters() * math.log(n))
 
     def aic(self, X: Any, sample_weight: Any = None) -> float:
         """Akaike information criterion ``-2 log L + 2 p`` (lower is better).
@@ -1322,27 +1249,33 @@ class BaseMixtureEM(DensityMixin, BaseEstimator):
         log_lik, _, _, _ = self._criterion_parts(X, sample_weight)
         return -2.0 * log_lik + 2.0 * self._n_parameters()
 
-    def icl(self, X: Any, sample_weight: Any = None) -> float:
-        """Integrated completed likelihood criterion, in BIC's lower-is-better convention.
+    def icl(self, X: Any, sample_weight: Any = None, *, convention: str = "sklearn") -> float:
+        """Integrated completed likelihood criterion (Biernacki, Celeux & Govaert 2000).
 
-        ``ICL = BIC + 2 * E`` with the classification entropy
-        ``E = -sum_n sum_k r_nk log r_nk >= 0`` (Biernacki, Celeux & Govaert 2000). It
-        penalises overlapping components more than BIC does.
+        It penalises overlapping components more than BIC does.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         sample_weight : array-like of shape (n_samples,), optional
-            Frequency weights: BIC as in :meth:`bic` and ``E = -sum_n w_n sum_k r_nk log
-            r_nk``.
+            Frequency weights: BIC as in :meth:`bic`, each row's term times ``w_n``.
+        convention : {"sklearn", "mclust"}, default "sklearn"
+            "sklearn": ``BIC + 2 E`` in BIC's lower-is-better convention, with the
+            classification entropy ``E = -sum_n sum_k r_nk log r_nk >= 0``. "mclust": R
+            mclust's ``icl``, ``2 log L - p log N + 2 sum_n log max_k r_nk`` (higher is
+            better; the hard classification's term instead of the entropy).
 
         Returns
         -------
         float
         """
+        sign = _criterion_sign(convention)
         log_lik, n, resp, weights = self._criterion_parts(X, sample_weight)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_row = -np.sum(np.where(resp > 0, resp * np.log(resp), 0.0), axis=1)
-        entropy = weighted_sum(per_row, weights)
         bic = -2.0 * log_lik + self._n_parameters() * math.log(n)
-        return bic + 2.0 * entropy
+        if convention == "mclust":
+            with np.errstate(divide="ignore"):
+                per_row = -np.log(resp.max(axis=1))
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_row = -np.sum(np.where(resp > 0, resp * np.log(resp), 0.0), axis=1)
+        return sign * (bic + 2.0 * weighted_sum(per_row, weights))

@@ -1,8 +1,8 @@
 """Out-of-core / distributed EM: ``GaussianMixtureEM.fit`` on a Dask array.
 
 EM's sufficient statistics are sums over rows, so each iteration maps the NumPy single-pass
-kernel (:func:`bayesmix.em.gaussian.fused_statistics`) over the row-chunks of the Dask array
-(``map_blocks``: one small vector of statistics per chunk), sums the vectors (a Dask
+kernel (:func:`bayesmix.em._gaussian_kernels.fused_statistics`) over the row-chunks of the
+Dask array (``map_blocks``: one small vector of statistics per chunk), sums the vectors (a Dask
 reduction) and runs one ``compute`` per iteration; the M-step then runs in NumPy on the
 (K, D, D) statistics. The data are never gathered in one place, so the array may be larger
 than memory or spread over a cluster (``dask.distributed``). Only imported when a Dask array
@@ -82,12 +82,12 @@ def dask_em_statistics(est, X):
     g : ndarray
         Summed statistics in the layout of the NumPy engine.
     """
-    from bayesmix.em.gaussian import fused_statistics
+    from bayesmix.em._gaussian_kernels import fused_statistics
 
     k = est.n_components
     estep = est._estep
     log_w = est._estimate_log_weights().astype(X.dtype, copy=False)
-    ctype = est.covariance_type
+    ctype = est._kernel
     block = est._block_size(X.shape[1])
 
     def chunk(xb):

@@ -260,9 +260,9 @@ def _estimator_parameters(est):
     """weights, means, prec_chol of a GaussianMixtureEM in the kernel shapes (NumPy)."""
     k, d = est.means_.shape
     pc = np.asarray(est.precisions_cholesky_)
-    if est.covariance_type == "tied":
+    if est._kernel == "tied":
         pc = np.broadcast_to(pc, (k, d, d))
-    elif est.covariance_type == "spherical":
+    elif est._kernel == "spherical":
         pc = np.broadcast_to(pc[:, None], (k, d))
     return est.weights_, est.means_, pc
 
@@ -282,20 +282,20 @@ def _device_args(X, est):
 
 def jax_em_statistics(est, X):
     """E-step statistics of a GaussianMixtureEM on a JAX array, as a NumPy ``_Stats``."""
-    from bayesmix.em.gaussian import _Stats
+    from bayesmix.em._gaussian_kernels import _Stats
 
-    kind = kernel_kind(est.covariance_type)
+    kind = kernel_kind(est._kernel)
     fn = _jitted_statistics(kind, _jax_chunk(est, X))
     total, nk, sx, second = fn(X, *_device_args(X, est))
     nk, sx, second = (np.asarray(a, dtype=X.dtype) for a in (nk, sx, second))
-    if est.covariance_type == "tied":
+    if est._kernel == "tied":
         second = second.sum(axis=0)
     return float(total), _Stats(nk.copy(), sx.copy(), second.copy(), np.asarray(est.means_))
 
 
 def jax_predict_labels(est, X):
     """Most probable component of each row of a JAX array (computed on its device)."""
-    fn = _jitted_labels(kernel_kind(est.covariance_type), _jax_chunk(est, X))
+    fn = _jitted_labels(kernel_kind(est._kernel), _jax_chunk(est, X))
     return np.asarray(fn(X, *_device_args(X, est))).astype(np.intp)
 
 

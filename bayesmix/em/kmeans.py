@@ -33,7 +33,7 @@ from bayesmix._validation import (
     check_positive,
     check_X,
 )
-from bayesmix.em._base import check_sample_weight, reject_complex, row_blocks
+from bayesmix.em._arrays import check_sample_weight, reject_complex, row_blocks
 
 __all__ = ["KMeans", "kmeans_plusplus"]
 

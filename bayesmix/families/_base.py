@@ -452,6 +452,10 @@ class Family:
         """The covariance structure actually built (None for families without one)."""
         return None
 
+    def all_em_covariances(self, n_features: int) -> tuple[str, ...]:
+        """The EM covariance settings that ``bayesmix select --covariance all`` compares."""
+        return self.em_covariances or self.covariances
+
     def variables(self, covariance: str | None, n_features: int) -> dict[str, tuple[str, ...]]:
         """Result variables (besides ``w``) and their dims, without chain/draw."""
         raise NotImplementedError

@@ -323,6 +323,14 @@ def _median_sigma_beta(alpha: float, sd):
     return (half_normal_median * np.asarray(sd, float)) ** 2 * gammaincinv(alpha, 0.5)
 
 
+# R mclust's covariance models, in the order of its BIC table's columns (bayesmix.em's table
+# of them: bayesmix.em.covariance_models)
+MCLUST_MODELS = (
+    "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
+    "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
+)  # fmt: skip
+
+
 class GaussianFamily(Family):
     """Multivariate normal components (full, diagonal or spherical covariance)."""
 
@@ -330,9 +338,10 @@ class GaussianFamily(Family):
     title = "Gaussian"
     em_class = "GaussianMixtureEM"
     covariances = ("full", "diag", "spherical", "tied")
-    em_covariances = ("full", "tied", "diag", "spherical")
+    # EM also has R mclust's 14 models (bayesmix.em.covariance_models; E and V: one feature)
+    em_covariances = ("full", "tied", "diag", "spherical", *MCLUST_MODELS, "E", "V")
     # k-means initialisation (scikit-learn's default): bayesmix.em's k-means++ start can
-    # collapse the tied model onto one component
+    # collapse the tied model onto one component. (mclust's start: select_k(init_params="hc"))
     select_init = "kmeans"
     orderable = True
     prior_fields = (
@@ -351,9 +360,14 @@ class GaussianFamily(Family):
     graph_labels = True
 
     @override
+    def all_em_covariances(self, n_features):
+        return MCLUST_MODELS if n_features > 1 else ("E", "V")
+
+    @override
     def effective_covariance(self, covariance, n_features):
         # one feature: full, diag and spherical are the same model (tied is not: one variance)
-        return "diag" if n_features == 1 and covariance != "tied" else covariance
+        one = n_features == 1 and covariance in ("full", "diag", "spherical")
+        return "diag" if one else covariance
 
     @override
     def variables(self, covariance, n_features):

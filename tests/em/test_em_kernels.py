@@ -5,7 +5,8 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp, softmax
 
-from bayesmix.em import gaussian as G
+from bayesmix.em import GaussianMixtureEM
+from bayesmix.em import _gaussian_kernels as G
 
 
 def _random_spd(rng, k, d):
@@ -100,7 +101,7 @@ def test_fused_statistics_equal_direct_sums(covariance_type, d, k, route):
     rng = np.random.default_rng(11)
     n = 301
     X = rng.normal(size=(n, d))
-    model = G.GaussianMixtureEM(k, covariance_type=covariance_type, max_iter=1, random_state=0)
+    model = GaussianMixtureEM(k, covariance_type=covariance_type, max_iter=1, random_state=0)
     with pytest.warns(Warning):
         model.fit(X)
     estep = dict(model._estep)

@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix._validation import DataError
 from bayesmix.em import DegenerateComponentWarning, GaussianMixtureEM
-from bayesmix.em import gaussian as G
+from bayesmix.em import _gaussian_kernels as G
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -109,7 +109,7 @@ def test_batched_precision_falls_back_when_lu_fails(monkeypatch):
     # found by the long hypothesis profile: data at 1e19 gave a Cholesky factor that LU
     # (np.linalg.solve) called singular; the per-component path must take over, never a
     # bare LinAlgError
-    from bayesmix.em import gaussian
+    from bayesmix.em import _gaussian_kernels as gaussian
 
     cov = np.stack([np.eye(2) * 4.0, np.array([[2.0, 0.5], [0.5, 1.0]])])
     expected = gaussian._prec_chol_full(cov)

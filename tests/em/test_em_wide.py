@@ -12,7 +12,7 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from bayesmix.em import GaussianMixtureEM
-from bayesmix.em import gaussian as G
+from bayesmix.em import _gaussian_kernels as G
 
 D, K, N_ITER = 24, 4, 8
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
