@@ -910,14 +910,40 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _select_covariances(args: argparse.Namespace, spec: RunSpec) -> tuple[str, ...]:
+    """The --covariance values, checked ('all' is expanded once the data are loaded)."""
+    fam = get_family(spec.model.family)
     covs = _flatten(args.covariance) if args.covariance else [spec.model.covariance]
-    bad = [c for c in covs if c not in COVARIANCES]
-    if bad:
+    em_only = [c for c in (fam.em_covariances or ()) if c not in fam.covariances]
+    allowed = [*fam.covariances, *([] if args.bayesian else [*em_only, "all"])]
+    bad = [c for c in covs if c not in allowed]
+    if bad and args.bayesian and (bad[0] in em_only or bad[0] == "all"):
         raise ParameterError(
-            f"--covariance: unknown value {bad[0]!r}, expected any of {', '.join(COVARIANCES)}; "
-            "e.g. --covariance full diag"
+            f"--covariance {bad[0]} with --bayesian: the Bayesian fits have "
+            f"{', '.join(fam.covariances)}; the other models are EM only, so drop --bayesian "
+            "to compare them by BIC/ICL, or pick one of those"
+        )
+    if bad:
+        extra = (
+            " (EM: also all, or R mclust's models EII, VII, ..., VVV; E and V for one feature)"
+            if em_only
+            else ""
+        )
+        raise ParameterError(
+            f"--covariance: unknown value {bad[0]!r}, expected any of "
+            f"{', '.join(fam.covariances)}{extra}; e.g. --covariance full diag"
         )
     return tuple(dict.fromkeys(covs))
+
+
+def _expand_all(covs: tuple[str, ...], family: str, n_features: int) -> tuple[str, ...]:
+    """--covariance all: every EM covariance model of the family for these data."""
+    if "all" not in covs:
+        return covs
+    every = get_family(family).all_em_covariances(n_features)
+    out: list[str] = []
+    for c in covs:
+        out.extend(every if c == "all" else [c])
+    return tuple(dict.fromkeys(out))
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
@@ -941,10 +967,17 @@ def _cmd_select(args: argparse.Namespace) -> int:
             ) from None
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}-select"
     _check_out_dir(out, args.force)
+    graph_cov = covs[0] if covs[0] in get_family(spec.model.family).covariances else None
     spec = dataclasses.replace(
-        spec, model=dataclasses.replace(spec.model, n_components=max(ks), covariance=covs[0])
+        spec,
+        model=dataclasses.replace(
+            spec.model, n_components=max(ks), covariance=graph_cov or spec.model.covariance
+        ),
     )
     X = _load_data(spec, log)  # checks that the data allow the largest K
+    fam = get_family(spec.model.family)
+    mclust_style = any(c == "all" or c not in fam.covariances for c in covs)
+    covs = _expand_all(covs, spec.model.family, X.shape[1])
 
     import matplotlib
 
@@ -980,11 +1013,21 @@ def _cmd_select(args: argparse.Namespace) -> int:
             on_stage=log,
             sample_weight=X.attrs.get("sample_weight") if hasattr(X, "attrs") else None,
             missing="model" if spec.data.missing_values == "model" else "error",
+            # comparing covariance models as mclust does: from mclust's start
+            init_params="hc" if mclust_style else None,
         )
-        _write_csv(table, tmp / "k_selection.csv")
+        _write_csv(table, tmp / "k_selection.csv", index=False)
+        written = ["k_selection.csv", "k_selection.png"]
+        grid = len(covs) > 1
+        if grid:  # R mclust's layout: rows K, a column per model, higher is better
+            wide = {c: results.criterion_table(table, c) for c in ("bic", "icl")}
+            for c, frame in wide.items():
+                _write_csv(frame.reset_index(), tmp / f"{c}_table.csv", index=False)
+                written.append(f"{c}_table.csv")
         log("plot")
         fig = plotting.plot_k_selection(table)
         plotting.save_figure(fig, tmp / "k_selection.png")
+        chosen = _refit_line(results, table, X)
 
     recommended = table.attrs.get("recommended")
     pri = spec.model.priors
@@ -1002,23 +1045,69 @@ def _cmd_select(args: argparse.Namespace) -> int:
         if "p_k" in table
         else []
     )
+    shown_table = (
+        [
+            "BIC (R mclust's sign: 2 log L - p log N, higher is better; ICL in icl_table.csv):",
+            _format_table(wide["bic"].reset_index(), decimals=2),
+            "",
+            *(
+                f"top 3 by {c.upper()}: "
+                + "   ".join(f"{m},{k} ({v:.2f})" for (k, m), v in _top(frame, 3))
+                for c, frame in wide.items()
+            ),
+        ]
+        if grid
+        else [_format_table(table, decimals=2)]
+    )
     _say(
         args,
         f"{spec.name}: K selection over {', '.join(map(str, ks))}",
         "",
-        _format_table(table, decimals=2),
+        *shown_table,
         "",
         *prior_line,
         "recommended K: "
         + (
-            ", ".join(f"{c} {k}" for c, k in recommended.items())
+            ", ".join(
+                f"{c} {k}" + (f" ({table.attrs['recommended_covariance'][c]})" if grid else "")
+                for c, k in recommended.items()
+            )
             if isinstance(recommended, dict)
             else str(recommended)
         ),
-        f"wrote {out}/: k_selection.csv, k_selection.png",
+        *chosen,
+        f"wrote {out}/: {', '.join(written)}",
     )
     log("done")
     return 0
+
+
+def _top(frame, n: int):
+    """The n largest cells of a table (rows K, columns models) as ((k, model), value)."""
+    return list(frame.stack().dropna().sort_values(ascending=False, kind="stable").head(n).items())
+
+
+def _refit_line(results, table, X) -> list[str]:
+    """One line on the EM fit chosen by BIC, fitted again with the table's settings."""
+    import numpy as np
+
+    if "bic" not in table or not table["bic"].notna().any():
+        return []
+    weights = X.attrs.get("sample_weight") if hasattr(X, "attrs") else None
+    est = results.refit_em(table, X, "bic", weights)
+    fit = table.attrs["em_fit"]
+    data = get_family(fit["family"]).check_data(
+        X, **({"allow_nan": True} if fit["missing"] == "model" else {})
+    )
+    sizes = np.bincount(est.predict(data), minlength=est.n_components)
+    cov = table.attrs["recommended_covariance"]["bic"]
+    row = table[(table["k"] == est.n_components) & (table["covariance_type"].eq(cov))]
+    what = f"{cov}, " if isinstance(cov, str) else ""
+    ll = float(row["log_likelihood"].iloc[0]) if len(row) else float("nan")
+    return [
+        f"chosen by BIC, fitted again: {what}K={est.n_components}, log-likelihood {ll:.3f}, "
+        f"{est._n_parameters()} parameters, cluster sizes {', '.join(map(str, sizes))}"
+    ]
 
 
 def _load_result(path_text: str):

@@ -1,6 +1,9 @@
 """Hand-written NumPy EM: Gaussian, Student-t, Bernoulli, Poisson, categorical mixtures, K-means.
 
 ``MixtureClassifier`` fits one mixture per class and classifies by Bayes' rule.
+``GaussianMixtureEM`` has R mclust's 14 covariance models (``covariance_type="VEV"`` etc.);
+``bic_table`` is mclust's BIC table over models and K, ``hc``/``hclass`` its hierarchical
+clustering (the start ``init_params="hc"``).
 Uses NumPy and SciPy only (plus scikit-learn's estimator base classes and validation
 helpers); never imports PyMC or ArviZ. ``GaussianMixtureEM.fit`` also takes Dask arrays
 (out-of-core / distributed EM) and JAX arrays (statistics on the array's device); dask and
@@ -19,10 +22,13 @@ from bayesmix.em.categorical import CategoricalMixtureEM
 from bayesmix.em.classifier import MixtureClassifier
 from bayesmix.em.gaussian import GaussianMixtureEM
 from bayesmix.em.kmeans import KMeans, kmeans_plusplus
+from bayesmix.em.hc import hc, hclass
 from bayesmix.em.poisson import PoissonMixtureEM
+from bayesmix.em.selection import BICTable, bic_table
 from bayesmix.em.student_t import StudentTMixtureEM
 
 __all__ = [
+    "BICTable",
     "BaseMixtureEM",
     "BernoulliMixtureEM",
     "CategoricalMixtureEM",
@@ -32,7 +38,10 @@ __all__ = [
     "MixtureClassifier",
     "PoissonMixtureEM",
     "StudentTMixtureEM",
+    "bic_table",
     "check_sample_weight",
+    "hc",
+    "hclass",
     "kmeans_plusplus",
     "notify_start",
     "on_each_start",

@@ -72,6 +72,7 @@ def plot_k_selection(table: Any, *, criteria: Sequence[str] | None = None, axes=
     types = list(dict.fromkeys(df["covariance_type"]))
     colors = component_colors(max(len(types), 1))
     markers = "osD^vP*X"
+    many = len(types) > 6
     fig, axs = _grid_axes(len(criteria), 2, (5.2, 3.8), axes)
     recommended = None
     for ci, crit in enumerate(criteria):
@@ -135,12 +136,58 @@ def plot_k_selection(table: Any, *, criteria: Sequence[str] | None = None, axes=
         )
         ax.set_title(label)
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-        ax.legend(fontsize="small", title="covariance", title_fontsize="small")
+        if many:  # mclust's 14 models: one legend beside the panels, the axis on the best fits
+            star = [
+                (h, t)
+                for h, t in zip(*ax.get_legend_handles_labels(), strict=True)
+                if t.startswith("recommended")
+            ]
+            ax.legend(*zip(*star, strict=True), fontsize="small", loc="best")
+            if crit not in _BARS:
+                _zoom_on_best(ax, df[crit].to_numpy(float), lower_better)
+        else:
+            ax.legend(fontsize="small", title="covariance", title_fontsize="small")
+    if many:
+        lines = [
+            (h, t)
+            for h, t in zip(*axs[0].get_legend_handles_labels(), strict=True)
+            if not t.startswith("recommended")
+        ]
+        fig.legend(
+            *zip(*lines, strict=True),
+            title="covariance",
+            loc="outside right center",
+            fontsize="small",
+            title_fontsize="small",
+        )
     label, row = recommended
     fig.suptitle(
         f"Choice of K: {label} recommends K = {row['k']} (covariance {row['covariance_type']})"
     )
     return fig
+
+
+def _zoom_on_best(ax, values: np.ndarray, lower_better: bool) -> None:
+    """Limit the value axis to the better half of the fits (the others leave the panel)."""
+    vals = values[np.isfinite(values)]
+    if vals.size < 4:
+        return
+    best = vals.min() if lower_better else vals.max()
+    cut = np.percentile(vals, 40 if lower_better else 60)
+    span = max(abs(cut - best), 1e-9)
+    if lower_better:
+        ax.set_ylim(best - 0.08 * span, best + span)
+    else:
+        ax.set_ylim(best - span, best + 0.08 * span)
+    ax.text(
+        0.01,
+        0.99,
+        "axis on the better fits",
+        transform=ax.transAxes,
+        va="top",
+        fontsize="x-small",
+        color="0.4",
+    )
 
 
 def _recommended_row(df, crit: str, lower_better: bool, rec_k: dict, rec_cov: dict, fill: str):

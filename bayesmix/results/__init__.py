@@ -19,7 +19,7 @@ from bayesmix.results.partition import (
     point_partition,
     summarize_partition,
 )
-from bayesmix.results.select import loo, recommend, select_k
+from bayesmix.results.select import criterion_table, loo, recommend, refit_em, select_k
 from bayesmix.results.sparse import filled_components
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "EvidenceResult",
     "coclustering",
     "compare_estimates",
+    "criterion_table",
     "diagnose",
     "draw_allocations",
     "expected_loss",
@@ -42,6 +43,7 @@ __all__ = [
     "posterior_k",
     "summarize_partition",
     "recommend",
+    "refit_em",
     "relabel",
     "save",
     "select_k",

@@ -15,16 +15,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix._validation import ParameterError, check_choice
+from bayesmix._validation import DataError, ParameterError, check_choice
 
-__all__ = ["select_k", "recommend", "loo", "CRITERIA"]
+__all__ = ["select_k", "recommend", "loo", "criterion_table", "refit_em", "CRITERIA"]
 
 CRITERIA = ("bic", "aic", "icl", "loo", "p_k", "p_kplus")
 _LOWER_IS_BETTER = ("bic", "aic", "icl")
 _HIGHER_IS_BETTER = ("p_k", "p_kplus")
 
 
-def _em_row(X, family, cov, k, n_init, seed, weights=None, missing="error") -> dict[str, Any]:
+def _em_estimator(X, family, cov, k, n_init, seed, missing="error", init_params=None):
+    """The (unfitted) EM estimator that select_k fits for one row."""
     from bayesmix.config import ModelSpec
     from bayesmix.families import get_family
     from bayesmix.inference._fit import em_estimator
@@ -38,12 +39,42 @@ def _em_row(X, family, cov, k, n_init, seed, weights=None, missing="error") -> d
         "max_iter": 1000,
         "missing": missing,
     }
-    if fam.select_init is not None:
+    if init_params is not None:
+        options["init_params"] = init_params
+    elif fam.select_init is not None:
         options["init_params"] = fam.select_init
-    est = em_estimator(spec, X.shape[1], None, **options)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        est.fit(X, sample_weight=weights)
+    return em_estimator(spec, X.shape[1], None, **options)
+
+
+def _em_row(
+    X, family, cov, k, n_init, seed, weights=None, missing="error", init_params=None
+) -> dict[str, Any]:
+    from bayesmix.em import DegenerateComponentWarning
+
+    est = _em_estimator(X, family, cov, k, n_init, seed, missing, init_params)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", category=UserWarning)
+            warnings.simplefilter("always", category=DegenerateComponentWarning)  # (first)
+            est.fit(X, sample_weight=weights)
+        collapsed = [
+            w.message
+            for w in caught
+            if issubclass(w.category, DegenerateComponentWarning) and "collapsed" in str(w.message)
+        ]
+        if collapsed:  # an unbounded likelihood, not an estimate: no criteria (mclust's NA)
+            raise DataError(str(collapsed[0]))
+    except DataError as err:  # e.g. a singular covariance: no numbers (mclust's NA)
+        warnings.warn(f"the EM fit failed, its criteria are left empty: {err}", stacklevel=2)
+        nan = float("nan")
+        return {
+            "n_parameters": nan,
+            "log_likelihood": nan,
+            "bic": nan,
+            "aic": nan,
+            "icl": nan,
+            "converged": False,
+        }
     n_obs = np.asarray(X).shape[0] if weights is None else float(np.sum(weights))
     return {
         "n_parameters": int(est._n_parameters()),
@@ -395,6 +426,7 @@ def select_k(
     prior_k: Any = None,
     bayesian_criteria: Iterable[str] = ("loo", "evidence", "kplus"),
     missing: str = "error",
+    init_params: str | None = None,
 ) -> pd.DataFrame:
     """Compare numbers of components by EM's criteria and, the Bayesian way, by LOO and p(K|y).
 
@@ -448,6 +480,10 @@ def select_k(
     missing : {"error", "model"}
         ``"model"``: NaN entries are missing at random and summed out by every fit (EM
         criteria of the observed values, LOO, evidence and K+); the family must support it.
+    init_params : str, optional
+        The EM estimator's start (default: the family's ``select_init``, Gaussian "kmeans").
+        "hc" is R mclust's start (the model-based hierarchical clustering, then k-means
+        restarts for ``n_init > 1``), what ``bayesmix select --covariance all`` uses.
 
     Returns
     -------
@@ -461,7 +497,8 @@ def select_k(
         ``{criterion: k}`` over all rows (lowest BIC/AIC/ICL; for LOO the smallest K whose
         elpd is within one ``dse`` of the best; the largest ``p_k`` and ``p_kplus``),
         ``attrs["recommended_covariance"]`` = ``{criterion: type}``,
-        ``attrs["recommended_by_covariance"]`` = ``{type: {criterion: k}}``.
+        ``attrs["recommended_by_covariance"]`` = ``{type: {criterion: k}}``,
+        ``attrs["em_fit"]``: the EM settings and each row's seed (:func:`refit_em`).
     """
     from bayesmix.families import get_family
 
@@ -507,15 +544,17 @@ def select_k(
     rng = np.random.default_rng(random_state)
     rows = []
     pointwise: dict[int, np.ndarray] = {}
+    em_seeds: dict[tuple[Any, int], int] = {}
     for cov in covs:
         for k in ks:
             seed = int(rng.integers(2**31 - 1))
+            em_seeds[(cov, k)] = seed
             row = {"family": family, "covariance_type": cov, "k": k}
             label = f"K={k}" + (f" ({cov})" if cov is not None and len(covs) > 1 else "")
             if on_stage is not None:
                 on_stage(f"{label}: EM" + (" then NUTS and PSIS-LOO" if bayesian else ""))
             with _warnings_of(label):
-                row.update(_em_row(X, family, cov, k, n_init, seed, weights, missing))
+                row.update(_em_row(X, family, cov, k, n_init, seed, weights, missing, init_params))
                 if bayesian:
                     from bayesmix.config import ModelSpec
 
@@ -575,7 +614,68 @@ def select_k(
     table.attrs["recommended"] = best_k
     table.attrs["recommended_covariance"] = best_cov
     table.attrs["recommended_by_covariance"] = by_cov
+    table.attrs["em_fit"] = {
+        "family": family,
+        "n_init": n_init,
+        "missing": missing,
+        "init_params": init_params,
+        "seeds": em_seeds,
+    }
     return table
+
+
+def refit_em(table: pd.DataFrame, X: Any, criterion: str = "bic", sample_weight: Any = None):
+    """The EM fit of a :func:`select_k` table's choice by ``criterion``, fitted again.
+
+    The same estimator, settings and seed as the table's row, so the same numbers.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Returned by :func:`select_k`.
+    X : array-like
+        The data given to :func:`select_k`.
+    criterion : {"bic", "aic", "icl"}
+    sample_weight : array-like, optional
+        As given to :func:`select_k`.
+
+    Returns
+    -------
+    estimator
+        A fitted estimator of :mod:`bayesmix.em` (e.g. ``GaussianMixtureEM``).
+    """
+    if criterion not in _LOWER_IS_BETTER:
+        raise ParameterError(
+            f"criterion is invalid: expected one of {_LOWER_IS_BETTER}, got {criterion!r}; "
+            "pick one"
+        )
+    fit = table.attrs.get("em_fit")
+    if not fit:
+        raise ParameterError(
+            "table has no EM settings: expected the table returned by select_k, got another "
+            "DataFrame; pass select_k's table"
+        )
+    from bayesmix.families import get_family
+
+    k = int(table.attrs["recommended"][criterion])
+    cov = table.attrs["recommended_covariance"][criterion]
+    cov = None if isinstance(cov, float) and np.isnan(cov) else cov
+    X = get_family(fit["family"]).check_data(
+        X, n_components=k, **({"allow_nan": True} if fit["missing"] == "model" else {})
+    )
+    est = _em_estimator(
+        X,
+        fit["family"],
+        cov,
+        k,
+        fit["n_init"],
+        fit["seeds"][(cov, k)],
+        fit["missing"],
+        fit["init_params"],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        return est.fit(X, sample_weight=sample_weight)
 
 
 def recommend(
@@ -615,3 +715,39 @@ def recommend(
             f"got {criterion!r}; run select_k with bayesian=True for LOO"
         )
     return int(source[criterion])
+
+
+def criterion_table(
+    table: pd.DataFrame, criterion: str = "bic", convention: str = "mclust"
+) -> pd.DataFrame:
+    """A :func:`select_k` criterion as R's ``mclustBIC`` prints it: rows K, a column per model.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Returned by :func:`select_k` (one row per covariance type and K).
+    criterion : {"bic", "aic", "icl"}
+    convention : {"mclust", "sklearn"}, default "mclust"
+        "mclust": the sign of R's mclust (``2 log L - p log N``, higher is better);
+        "sklearn": the table's own (lower is better).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``k``; columns the covariance types in the order they were fitted; NaN where a
+        fit failed.
+    """
+    if criterion not in _LOWER_IS_BETTER:
+        raise ParameterError(
+            f"criterion is invalid: expected one of {_LOWER_IS_BETTER}, got {criterion!r}; "
+            "pick one"
+        )
+    if convention not in ("mclust", "sklearn"):
+        raise ParameterError(
+            f"convention is invalid: expected 'mclust' or 'sklearn', got {convention!r}; "
+            "pass one of them"
+        )
+    covs = list(dict.fromkeys(table["covariance_type"]))
+    wide = table.pivot(index="k", columns="covariance_type", values=criterion)[covs]
+    wide.columns.name = None
+    return -wide if convention == "mclust" else wide

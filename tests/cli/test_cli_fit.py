@@ -20,6 +20,7 @@ from bayesmix import _math
 from bayesmix.config import RunSpec, load_spec, resolve_priors, spec_from_dict
 from bayesmix.data import load_table
 from bayesmix.em import GaussianMixtureEM
+from bayesmix.em.selection import MCLUST_MODELS
 from bayesmix.families import get_family
 from bayesmix.inference import em_prior
 from bayesmix.inference._fit import em_estimator
@@ -488,6 +489,41 @@ def test_select(tmp_path, ks):
     assert table.loc[table["k"] == 1, "log_likelihood"].item() == pytest.approx(ll1, rel=1e-6)
     bic = table.set_index("k")["bic"]
     assert bic.idxmin() == 2
+
+
+def test_select_mclust_models(tmp_path):
+    """--covariance all: mclust's 14 models from mclust's start, its table and its choice."""
+    out = tmp_path / "sel"
+    code, stdout, stderr = run_cli(
+        ["select", MODELS / "old_faithful_2d.toml", "--k", "1..4", "--covariance", "all",
+         "--quiet", "--out", out]
+    )  # fmt: skip
+    assert code == 0, stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["bic_table.csv", "icl_table.csv", "k_selection.csv", "k_selection.png"]
+    _check_pngs(out, ["k_selection"])
+    bic = pd.read_csv(out / "bic_table.csv").set_index("k")
+    assert list(bic.columns) == list(MCLUST_MODELS) and list(bic.index) == [1, 2, 3, 4]
+    # mclust's published choice (Fraley & Raftery): EEE with 3 components, BIC -2314.3
+    assert bic.stack().idxmax() == (3, "EEE")
+    assert bic.loc[3, "EEE"] == pytest.approx(-2314.316, abs=0.05)
+    long = pd.read_csv(out / "k_selection.csv")
+    row = long[(long["k"] == 3) & (long["covariance_type"] == "EEE")]
+    assert bic.loc[3, "EEE"] == pytest.approx(-row["bic"].item())  # mclust's sign
+    assert "top 3 by BIC: EEE,3" in stdout
+    assert "chosen by BIC, fitted again: EEE, K=3" in stdout
+    # --bayesian has only the graph's four models: a clear error in the CLI's words
+    code, _, stderr = run_cli(
+        ["select", MODELS / "old_faithful_2d.toml", "--k", "1..2", "--covariance", "VEV",
+         "--bayesian", "--out", tmp_path / "b"]
+    )  # fmt: skip
+    assert code == 2 and "--covariance VEV with --bayesian" in stderr
+    assert "Traceback" not in stderr
+    code, _, stderr = run_cli(
+        ["select", MODELS / "old_faithful_2d.toml", "--covariance", "VXV", "--out",
+         tmp_path / "c"]
+    )  # fmt: skip
+    assert code == 2 and "--covariance: unknown value 'VXV'" in stderr
 
 
 def test_bernoulli_csv_em(tmp_path):
