@@ -95,7 +95,54 @@ def _draw_group(result: xr.DataTree, name: str) -> xr.Dataset | None:
     return ds
 
 
-def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataFrame:
+BOOTSTRAP_COLUMNS = ("em_se", "em_lower", "em_upper")
+
+
+def _bootstrap_draws(bootstrap: Any, points: dict) -> dict[str, np.ndarray]:
+    """The bootstrap's draws with its components in the order of the result's EM estimate.
+
+    ``bootstrap``: :func:`bayesmix.em.bootstrap.bootstrap_parameters`'s result (``estimate``
+    and ``draws`` dicts of result-named arrays). Its components are matched to the ``em``
+    group's by their means (the estimator's order need not be the result's).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    estimate, draws = getattr(bootstrap, "estimate", None), getattr(bootstrap, "draws", None)
+    if not isinstance(estimate, dict) or not isinstance(draws, dict) or "mu" not in estimate:
+        raise ParameterError(
+            "bootstrap is invalid: expected the result of bayesmix.em.bootstrap_parameters, "
+            f"got {type(bootstrap).__name__}; pass bootstrap_parameters(estimator, X)"
+        )
+    em = points.get("em")
+    if em is None or "mu" not in em:
+        raise DataError(
+            "compare_estimates(bootstrap=...) needs the EM estimate: expected an 'em' group "
+            "with 'mu', got none; fit EM first (bayesmix.inference.fit_em)"
+        )
+    em_mu = np.asarray(em["mu"].transpose("component", "feature").values, float)
+    boot_mu = np.asarray(estimate["mu"], float)
+    if boot_mu.shape != em_mu.shape:
+        raise ParameterError(
+            f"bootstrap does not fit this result: expected means of shape {em_mu.shape} (the "
+            f"'em' group), got {boot_mu.shape}; bootstrap the same model's EM fit"
+        )
+    cost = ((em_mu[:, None, :] - boot_mu[None, :, :]) ** 2).sum(axis=2)
+    _, order = linear_sum_assignment(cost)  # result component k <- bootstrap order[k]
+    scale = np.abs(em_mu).max() + np.ptp(em_mu) + 1e-300
+    if np.abs(boot_mu[order] - em_mu).max() > 0.05 * scale:
+        warnings.warn(
+            "compare_estimates: the bootstrap's estimates differ from the result's EM estimate "
+            "by more than 5% of the means' range: expected a bootstrap of the same fit; its "
+            "standard errors describe another fit",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {name: np.asarray(values, float)[:, order] for name, values in draws.items()}
+
+
+def compare_estimates(
+    result: xr.DataTree, *, ci_prob: float = 0.94, bootstrap: Any = None
+) -> pd.DataFrame:
     """EM, MAP, posterior (and ADVI) summaries of every scalar parameter, one row each.
 
     Parameters
@@ -107,6 +154,12 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         (:func:`bayesmix.results.relabel`) when the chains switched labels.
     ci_prob : float
         Probability mass of the central (equal-tailed) credible interval.
+    bootstrap : BootstrapParameters, optional
+        Bootstrap draws of the EM estimate (:func:`bayesmix.em.bootstrap_parameters`, as R
+        mclust's ``MclustBootstrap``): adds ``em_se`` (their sd) and ``em_lower`` /
+        ``em_upper`` (their ``ci_prob`` percentile interval), EM's uncertainty next to the
+        posterior's ``sd``, ``lower``, ``upper``. Components are matched to the ``em``
+        group's by their means.
 
     Returns
     -------
@@ -158,6 +211,7 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         and np.issubdtype(template[v].dtype, np.floating)
         and (sample_dims or "component" in template[v].dims)
     ]
+    boot = _bootstrap_draws(bootstrap, points) if bootstrap is not None else None
     stats = {}
     if post is not None:
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
@@ -195,6 +249,19 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
         else:
             for key in COLUMNS[5:] + ("em_quantile",):
                 frame[key] = np.full(n_entries, np.nan)
+        if boot is not None:
+            values = boot.get(name)
+            if values is not None and values.shape[1:] == tuple(da.sizes[d] for d in rest):
+                flat = values[(slice(None), *np.nonzero(keep))] if np.ndim(keep) else values
+                with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    frame["em_se"] = np.nanstd(flat, axis=0, ddof=1)
+                    frame["em_lower"], frame["em_upper"] = np.nanquantile(
+                        flat, [lo_q, hi_q], axis=0
+                    )
+            else:
+                for key in BOOTSTRAP_COLUMNS:
+                    frame[key] = np.full(n_entries, np.nan)
         if advi is not None:
             if name in advi and set(advi[name].dims) == {"chain", "draw", *rest}:
                 draws = _draws(advi[name], rest, keep)
@@ -216,13 +283,21 @@ def compare_estimates(result: xr.DataTree, *, ci_prob: float = 0.94) -> pd.DataF
     cols = list(COLUMNS[:3])
     if "feature_bis" in table:
         cols.append("feature_bis")
-    known = set(COLUMNS) | set(ADVI_COLUMNS) | {"feature_bis", "em_quantile"}
+    known = set(COLUMNS) | set(ADVI_COLUMNS) | set(BOOTSTRAP_COLUMNS)
+    known |= {"feature_bis", "em_quantile"}
     cols += [c for c in table.columns if c not in known]  # other entry dims, e.g. level
     cols += list(COLUMNS[3:]) + ["em_quantile"]
+    if boot is not None:
+        cols += list(BOOTSTRAP_COLUMNS)
     if advi is not None:
         cols += list(ADVI_COLUMNS)
     table = EstimatesTable(table[cols])
     table.attrs["ci_prob"] = ci_prob
+    if boot is not None:
+        table.attrs["bootstrap"] = (
+            f"em_se, em_lower, em_upper: the sd and {ci_prob:g} percentile interval of "
+            f"{bootstrap.n_boot} {bootstrap.kind} bootstrap refits of the EM estimate"
+        )
     if advi is not None:
         table.attrs["advi"] = (
             "advi_* columns: draws from the mean-field ADVI approximation of the posterior, "
