@@ -28,8 +28,8 @@ from bayesmix.em.bootstrap import (
 from bayesmix.em.categorical import CategoricalMixtureEM
 from bayesmix.em.classifier import MixtureClassifier
 from bayesmix.em.gaussian import GaussianMixtureEM
-from bayesmix.em.kmeans import KMeans, kmeans_plusplus
 from bayesmix.em.hc import hc, hclass
+from bayesmix.em.kmeans import KMeans, kmeans_plusplus
 from bayesmix.em.poisson import PoissonMixtureEM
 from bayesmix.em.selection import BICTable, bic_table
 from bayesmix.em.student_t import StudentTMixtureEM
