@@ -315,6 +315,8 @@ _CLI_WORDS: tuple[tuple[str, str], ...] = (
         "use --covariance diag or spherical, or leave the column(s) out with --columns",
     ),
     (r"covariance_type='(\w+)'", r"--covariance \1"),
+    (r"covariance_type '(\w+)'", r"--covariance \1"),
+    (r"use '(EII|VII)' \(its multivariate form\)", r"use --covariance \1 (its multivariate form)"),
     (r"binarise first, e\.g\. \(X >= threshold\)\.astype\(int\)", "binarise the columns first"),
     (r"\braise max_rows\b", "subsample the file"),
     (r"\btarget_accept\b", "[fit] target_accept in a spec"),
