@@ -317,6 +317,15 @@ class _Stats:
             self.mem_slot = dst
 
 
+def _merge_weights(st: _Stats, a: int, bs: np.ndarray):
+    """Sizes of slot ``a`` and slots ``bs``, their sums and the weights sqrt(n_i / n_ij)."""
+    ni = st.n[a]
+    nj = st.n[bs]
+    nij = ni + nj
+    qij = 1.0 / nij  # as mclust's Fortran, digit for digit (ties are broken by the costs)
+    return ni, nj, nij, np.sqrt(ni * qij), np.sqrt(nj * qij)
+
+
 class _VVV:
     """mclust's VVV merge cost (``hcVVV``), ``beta`` and ``alpha`` as described above."""
 
@@ -363,12 +372,7 @@ class _VVV:
 
     def pair(self, st: _Stats, a: int, bs: np.ndarray):
         """Costs of merging slot ``a`` with each slot in ``bs``, and the merged statistics."""
-        ni = st.n[a]
-        nj = st.n[bs]
-        nij = ni + nj
-        qij = 1.0 / nij
-        si = np.sqrt(ni * qij)
-        sj = np.sqrt(nj * qij)
+        ni, nj, nij, si, sj = _merge_weights(st, a, bs)
         v = si[:, None] * st.xs[bs] - sj[:, None] * st.xs[a]
         trc = (st.tr[a] + st.tr[bs]) + _seqdot(v)
         Wa = st.W_mem if a == st.mem_slot else st.W[a]
@@ -440,12 +444,7 @@ class _V:
         st.term[big] = self.term(st.n[big], st.tr[big])
 
     def pair(self, st: _Stats, a: int, bs: np.ndarray):
-        ni = st.n[a]
-        nj = st.n[bs]
-        nij = ni + nj
-        qij = 1.0 / nij
-        si = np.sqrt(ni * qij)
-        sj = np.sqrt(nj * qij)
+        _, _, nij, si, sj = _merge_weights(st, a, bs)
         temp = sj * st.xs[a, 0] - si * st.xs[bs, 0]
         trc = (st.tr[a] + st.tr[bs]) + temp * temp
         termc = self.term(nij, trc)
