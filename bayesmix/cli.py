@@ -915,6 +915,8 @@ def _select_covariances(args: argparse.Namespace, spec: RunSpec) -> tuple[str, .
     """The --covariance values, checked ('all' is expanded once the data are loaded)."""
     fam = get_family(spec.model.family)
     covs = _flatten(args.covariance) if args.covariance else [spec.model.covariance]
+    if not fam.covariances and not args.covariance:  # no covariance: the setting is unused
+        return (spec.model.covariance,)
     em_only = [c for c in (fam.em_covariances or ()) if c not in fam.covariances]
     allowed = [*fam.covariances, *([] if args.bayesian else [*em_only, "all"])]
     bad = [c for c in covs if c not in allowed]
@@ -978,7 +980,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
     )
     X = _load_data(spec, log)  # checks that the data allow the largest K
     fam = get_family(spec.model.family)
-    mclust_style = any(c == "all" or c not in fam.covariances for c in covs)
+    mclust_style = bool(fam.covariances) and any(
+        c == "all" or c not in fam.covariances for c in covs
+    )
     covs = _expand_all(covs, spec.model.family, X.shape[1])
 
     import matplotlib
@@ -1020,7 +1024,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         )
         _write_csv(table, tmp / "k_selection.csv", index=False)
         written = ["k_selection.csv", "k_selection.png"]
-        grid = len(covs) > 1
+        grid = mclust_style or len(covs) > 4  # many models: mclust's table, not a long list
         if grid:  # R mclust's layout: rows K, a column per model, higher is better
             wide = {c: results.criterion_table(table, c) for c in ("bic", "icl")}
             for c, frame in wide.items():
