@@ -72,7 +72,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from bayesmix._validation import BayesmixError, ParameterError, check_generator
+from bayesmix._validation import BayesmixError, ParameterError, check_generator, check_positive
 from bayesmix.em.gaussian import GaussianMixtureEM
 
 __all__ = [
@@ -102,22 +102,6 @@ _MCLUST_MAX_COMPONENTS = 9  # mclust without maxG: G = 1..9
 
 
 # -------------------------------------------------------------------------------- helpers
-def _check_n_boot(n_boot: Any) -> int:
-    if isinstance(n_boot, bool | np.bool_) or not isinstance(n_boot, int | np.integer):
-        raise ParameterError(f"n_boot must be an int >= 1: got {n_boot!r}; pass e.g. 999")
-    if n_boot < 1:
-        raise ParameterError(f"n_boot must be >= 1: got {n_boot}; pass e.g. 999")
-    return int(n_boot)
-
-
-def _check_n_jobs(n_jobs: Any) -> int:
-    if isinstance(n_jobs, bool | np.bool_) or not isinstance(n_jobs, int | np.integer):
-        raise ParameterError(f"n_jobs must be an int >= 1: got {n_jobs!r}; pass e.g. 2")
-    if n_jobs < 1:
-        raise ParameterError(f"n_jobs must be >= 1: got {n_jobs}; pass the number of processes")
-    return int(n_jobs)
-
-
 def _check_level(level: Any, name: str = "level") -> float:
     ok = isinstance(level, float | int) and not isinstance(level, bool) and 0 < level < 1
     if not ok:
@@ -417,8 +401,8 @@ def bootstrap_lrt(
     BootstrapLRT
     """
     X = _as_data(X)
-    n_boot = _check_n_boot(n_boot)
-    n_jobs = _check_n_jobs(n_jobs)
+    n_boot = int(check_positive(n_boot, "n_boot", integer=True))
+    n_jobs = int(check_positive(n_jobs, "n_jobs", integer=True))
     level = _check_level(level)
     if start not in _STARTS:
         raise ParameterError(f"start must be one of {_STARTS}: got {start!r}")
@@ -754,8 +738,8 @@ def bootstrap_parameters(
             f"X must have the estimator's {estimator.means_.shape[1]} features: got "
             f"{X.shape[1]}; pass the data the estimator was fitted to"
         )
-    n_boot = _check_n_boot(n_boot)
-    n_jobs = _check_n_jobs(n_jobs)
+    n_boot = int(check_positive(n_boot, "n_boot", integer=True))
+    n_jobs = int(check_positive(n_jobs, "n_jobs", integer=True))
     if kind not in _KINDS:
         raise ParameterError(
             f"kind must be 'nonparametric', 'parametric' or 'wlb' (or mclust's 'bs', 'pb', "
