@@ -56,7 +56,13 @@ class BICTable:
 
     def best(self, criterion: str = "bic") -> tuple[str, int]:
         """The (model, K) with the highest ``criterion``."""
-        model, k, _ = self.top(1, criterion)[0]
+        top = self.top(1, criterion)
+        if not top:
+            raise ParameterError(
+                f"no {criterion.upper()} in the table: expected at least one fit, got every "
+                "cell NaN (singular covariances); use fewer components or reg_covar > 0"
+            )
+        model, k, _ = top[0]
         return model, k
 
     def estimator(self, model: str | None = None, k: int | None = None) -> GaussianMixtureEM:
