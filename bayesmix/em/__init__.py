@@ -13,6 +13,7 @@ jax are imported only when such an array is given.
 
 from bayesmix.em._base import (
     BaseMixtureEM,
+    CollapsedComponentWarning,
     DegenerateComponentWarning,
     check_sample_weight,
     notify_start,
@@ -40,6 +41,7 @@ __all__ = [
     "BernoulliMixtureEM",
     "BootstrapLRT",
     "BootstrapParameters",
+    "CollapsedComponentWarning",
     "CategoricalMixtureEM",
     "DegenerateComponentWarning",
     "GaussianMixtureEM",

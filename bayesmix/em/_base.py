@@ -95,6 +95,7 @@ from bayesmix.em._arrays import (
 
 __all__ = [
     "BaseMixtureEM",
+    "CollapsedComponentWarning",
     "DegenerateComponentWarning",
     "check_prior_dict",
     "check_sample_weight",
@@ -176,6 +177,14 @@ class DegenerateComponentWarning(UserWarning):
 
     The fit is kept (every parameter is finite), but such a component describes no data or
     only the regularisation; the message says which component and what to do.
+    """
+
+
+class CollapsedComponentWarning(DegenerateComponentWarning):
+    """A component collapsed onto repeated points or a lower-dimensional set of points.
+
+    Its variance in some direction is ``reg_covar`` alone: the likelihood is unbounded there,
+    so the fit's log-likelihood (and BIC) measures the regularisation, not the data.
     """
 
 

@@ -72,8 +72,15 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from bayesmix._validation import BayesmixError, ParameterError, check_generator, check_positive
+from bayesmix._validation import (
+    BayesmixError,
+    ParameterError,
+    check_generator,
+    check_positive,
+    check_X,
+)
 from bayesmix.em.gaussian import GaussianMixtureEM
+from bayesmix.families import result_variables
 
 __all__ = [
     "BootstrapLRT",
@@ -107,19 +114,6 @@ def _check_level(level: Any, name: str = "level") -> float:
     if not ok:
         raise ParameterError(f"{name} must lie in (0, 1): got {level!r}; pass e.g. 0.05")
     return float(level)
-
-
-def _as_data(X: Any) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[0] < 2:
-        raise ParameterError(
-            f"X must be a 2-D array of at least 2 rows: got shape {X.shape}; pass (N, D) data"
-        )
-    if not np.all(np.isfinite(X)):
-        raise ParameterError("X must be finite: got NaN or inf; remove or impute those rows")
-    return X
 
 
 def _seed_sequence(random_state: Any) -> np.random.SeedSequence:
@@ -186,8 +180,8 @@ def _full_covariances(est: GaussianMixtureEM) -> np.ndarray:
 
 
 def _has_cov(est: GaussianMixtureEM) -> bool:
-    """Whether the project's result contract has ``cov`` (full/tied kinds, D > 1)."""
-    return est._kernel in ("full", "tied") and est.means_.shape[1] > 1
+    """Whether the result contract (``families.result_variables``) has ``cov`` for ``est``."""
+    return "cov" in result_variables("gaussian", est._kernel, est.means_.shape[1])
 
 
 # -------------------------------------------------------------------------------- LRT
@@ -400,7 +394,7 @@ def bootstrap_lrt(
     -------
     BootstrapLRT
     """
-    X = _as_data(X)
+    X = check_X(X, dtype=np.float64, min_samples=2, ensure_2d=False)
     n_boot = int(check_positive(n_boot, "n_boot", integer=True))
     n_jobs = int(check_positive(n_jobs, "n_jobs", integer=True))
     level = _check_level(level)
@@ -732,7 +726,7 @@ def bootstrap_parameters(
         raise ParameterError(
             "estimator is not fitted: call estimator.fit(X) before bootstrap_parameters"
         ) from err
-    X = _as_data(X)
+    X = check_X(X, dtype=np.float64, min_samples=2, ensure_2d=False)
     if X.shape[1] != estimator.means_.shape[1]:
         raise ParameterError(
             f"X must have the estimator's {estimator.means_.shape[1]} features: got "

@@ -49,8 +49,10 @@ one of two routes, chosen from the current parameters:
 does ``predict``, except that diag/spherical labels come from the fast route where the fit
 used it and the rows lie within its limit from c (the digits of the fit's own E-steps). A
 covariance that overflows (data whose squared spread exceeds the floating-point range) raises
-a DataError; after a fit, empty components and components collapsed onto repeated points
-(covariance = ``reg_covar``) give a :class:`bayesmix.em.DegenerateComponentWarning`.
+a DataError; after a fit, empty components give a
+:class:`bayesmix.em.DegenerateComponentWarning`, and components collapsed onto repeated points
+or a line (a variance of ``reg_covar`` in some direction) its subclass
+:class:`bayesmix.em.CollapsedComponentWarning`.
 
 Other array types. ``fit`` also accepts a Dask array (statistics per row-chunk with
 ``map_blocks``, one ``compute`` per iteration; out of core or on a ``dask.distributed``
@@ -121,7 +123,7 @@ from bayesmix.em._base import (
     _BLOCK_ELEMENTS,
     _EMPTY_COUNT,
     BaseMixtureEM,
-    DegenerateComponentWarning,
+    CollapsedComponentWarning,
     check_prior_dict,
     covariance_from_vector,
     covariance_to_vector,
@@ -903,7 +905,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 f"covariance estimated from the data, got reg_covar={self.reg_covar:g} alone "
                 "(the likelihood is unbounded there); remove duplicated rows, use fewer "
                 "components, or set reg_covar to a variance you consider negligible",
-                DegenerateComponentWarning,
+                CollapsedComponentWarning,
                 stacklevel=5,
             )
 

@@ -49,18 +49,16 @@ def _em_estimator(X, family, cov, k, n_init, seed, missing="error", init_params=
 def _em_row(
     X, family, cov, k, n_init, seed, weights=None, missing="error", init_params=None
 ) -> dict[str, Any]:
-    from bayesmix.em import DegenerateComponentWarning
+    from bayesmix.em import CollapsedComponentWarning
 
     est = _em_estimator(X, family, cov, k, n_init, seed, missing, init_params)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore", category=UserWarning)
-            warnings.simplefilter("always", category=DegenerateComponentWarning)  # (first)
+            warnings.simplefilter("always", category=CollapsedComponentWarning)  # (first)
             est.fit(X, sample_weight=weights)
         collapsed = [
-            w.message
-            for w in caught
-            if issubclass(w.category, DegenerateComponentWarning) and "collapsed" in str(w.message)
+            w.message for w in caught if issubclass(w.category, CollapsedComponentWarning)
         ]
         if collapsed:  # an unbounded likelihood, not an estimate: no criteria (mclust's NA)
             raise DataError(str(collapsed[0]))
